@@ -1,0 +1,1 @@
+"""The checks: one module per check, each defining ``CHECK`` (see checks.registry)."""

@@ -1,0 +1,88 @@
+"""MK304 passwordless-login: ``ssh -o BatchMode=yes`` logs in with no prompt.
+
+The front end cannot answer a password or passphrase prompt, so the login must work in
+batch mode. This check opens the run's ControlMaster connection, which every later
+remote check reuses: one authentication per run.
+"""
+
+from __future__ import annotations
+
+import re
+
+from checks.model import Check, Result, failed, needs_target, passed
+
+PUBLICKEY_CAUSES = [
+    "our public key is not in the remote ~/.ssh/authorized_keys (see MK305)",
+    "the server refuses it because of modes: home, ~/.ssh or authorized_keys writable "
+    "by others (StrictModes)",
+    "the server's AllowUsers/DenyUsers/AllowGroups excludes this user",
+    "the account is locked or expired",
+    "the key is not offered: wrong IdentityFile, or an encrypted key not loaded in the agent (MK202)",
+]
+
+
+def classify(stderr: str, timed_out: bool, destination: str) -> tuple[str, str, list[str], str]:
+    """ssh's own words -> (summary, fix, details, reason)."""
+    text = stderr.strip()
+    last = [ln for ln in text.splitlines() if ln.strip()]
+    shown = last[-3:] if last else ["(ssh printed nothing)"]
+    if timed_out:
+        return ("login timed out", "check MK302; a slow server may need a longer --timeout",
+                shown, "timeout")
+    if re.search(r"REMOTE HOST IDENTIFICATION HAS CHANGED", text):
+        return ("the host key CHANGED: possible man-in-the-middle attack",
+                "verify the new key with the server's administrator before removing the old one "
+                f"(ssh-keygen -R {destination}); see MK303", shown, "host-key-changed")
+    if re.search(r"Host key verification failed|No \S+ host key is known", text):
+        return ("host key verification failed (the host key is not known)",
+                "record the host key after verifying its fingerprint (see MK303)", shown,
+                "host-key")
+    m = re.search(r"Permission denied \(([^)]*)\)", text)
+    if m:
+        methods = m.group(1)
+        details = [f"ssh: Permission denied ({methods})", "likely causes:"] + [
+            f"  - {c}" for c in PUBLICKEY_CAUSES]
+        if "publickey" not in methods:
+            return (f"the server does not accept public keys (offers: {methods})",
+                    "enable PubkeyAuthentication yes in the server's sshd_config", details,
+                    "no-publickey")
+        return ("key login refused: Permission denied (" + methods + ")",
+                f"install your public key: ssh-copy-id -i ~/.ssh/id_ed25519.pub {destination} "
+                "(or run mkdoctor setup)", details, "permission-denied")
+    if re.search(r"Connection refused", text):
+        return ("connection refused", "see MK302: nothing listens on the SSH port", shown, "refused")
+    if re.search(r"Connection timed out|Operation timed out|timed out during banner", text):
+        return ("connection timed out", "see MK302: a firewall drops the packets", shown, "timeout")
+    if re.search(r"Could not resolve hostname|Name or service not known", text):
+        return ("the host name does not resolve", "see MK301: check the host name", shown,
+                "resolve")
+    if re.search(r"Too many authentication failures", text):
+        return ("too many authentication failures (the agent offers too many keys)",
+                "add IdentitiesOnly yes and the right IdentityFile to the Host block",
+                shown, "too-many-keys")
+    if re.search(r"Connection closed|Connection reset|kex_exchange_identification", text):
+        return ("the server closed the connection during login",
+                "check the server's sshd log; MaxStartups, fail2ban or TCP wrappers may block you",
+                shown, "closed")
+    return ("login failed: " + (last[-1] if last else "no message from ssh"),
+            "run ssh -v " + destination + " and read where it stops", shown, "other")
+
+
+def run(ctx) -> Result:
+    login = ctx.ssh.login(ctx.step_timeout(ctx.options.timeout * 2 + 2))
+    if login.ok:
+        return passed(f"logged in as {ctx.target.display} with no prompt (BatchMode=yes)")
+    summary, fix, details, reason = classify(login.stderr, login.timed_out, ctx.target.display)
+    return failed(summary, fix, details, reason=reason)
+
+
+CHECK = Check(
+    id="MK304",
+    name="passwordless-login",
+    group="server",
+    title="ssh -o BatchMode=yes logs in with no prompt; the failure is classified",
+    run=run,
+    needs=("MK302", "MK303"),
+    after=("MK202",),
+    preconditions=(needs_target,),
+)

@@ -1,0 +1,310 @@
+"""The ``mkdoctor`` command.
+
+Start-up is kept light: ``--help`` and ``--version`` import nothing heavy (no requests,
+questionary, psutil or netifaces; the checks import those when they run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from checks import __version__
+from checks.options import (
+    MODES,
+    Options,
+    Target,
+    UsageError,
+    existing_file,
+    parse_host,
+    parse_link_host,
+    parse_link_ports,
+    parse_timeout,
+)
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+COMMANDS = ("check", "setup", "config", "list", "explain")
+
+DESCRIPTION = """\
+Checks every link between a Mathematica front end on this computer and a kernel on a
+remote host over SSH, and says how to fix what is broken.
+
+commands:
+  mkdoctor [check] [OPTIONS]   run the checks (the default); with no remote host, the
+                               checks of this computer only
+  mkdoctor setup [OPTIONS]     the first-time setup wizard (--yes / --answers FILE unattended)
+  mkdoctor config show         the saved profile, the files written, the front-end strings
+  mkdoctor list                every check: ID, name, one line
+  mkdoctor explain ID          a check's documentation
+"""
+
+EPILOG = """\
+exit status: 0 no check failed, 1 a check failed or broke (--strict: or warned),
+2 usage or input error.
+examples:
+  mkdoctor --host alice@workstation.example.org
+  mkdoctor --profile work --format junit --output mkdoctor.xml
+  mkdoctor setup
+"""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit status 2."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def add_target_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("target")
+    g.add_argument("--profile", metavar="NAME|PATH", help="a saved profile (flags override it)")
+    g.add_argument("--host", action="append", default=[], metavar="[USER@]HOST[:PORT]",
+                   help="the remote host, or a Host alias of the ssh config; repeatable")
+    g.add_argument("--hosts-file", metavar="FILE", help="check every host listed in FILE (one per line)")
+    g.add_argument("--jobs", type=int, default=1, metavar="N", help="hosts checked at once (default 1)")
+    g.add_argument("--ssh-config", metavar="FILE", help="use this ssh client config (ssh -F)")
+    g.add_argument("--identity", metavar="FILE", help="the private key to use and check")
+    g.add_argument("--kernel", metavar="PATH", help="the kernel executable on the remote host")
+    g.add_argument("--mode", choices=MODES, help="connection mode (default: what MK103 recommends)")
+    g.add_argument("--link-ports", metavar="P1,P2", help="the two link ports (default 31415,31416)")
+    g.add_argument("--link-host", metavar="ADDRESS", help="direct mode: the address the kernel connects back to")
+    g.add_argument("--sshd-config", metavar="PATH", help="the remote sshd config to judge (default /etc/ssh/sshd_config)")
+    g.add_argument("--ip-service", action="append", default=[], metavar="URL",
+                   help="a what-is-my-IP service (repeatable)")
+    g.add_argument("--offline", action="store_true", help="do not look up the public address")
+    g.add_argument("--timeout", default="5", metavar="SECONDS", help="each network step (default 5)")
+    g.add_argument("--kernel-timeout", default="30", metavar="SECONDS",
+                   help="starting the kernel (default 30)")
+    g.add_argument("--deadline", default="60", metavar="SECONDS", help="the whole run (default 60)")
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--only", metavar="ID,...", help="run only these checks")
+    g.add_argument("--skip", metavar="ID,...", help="do not run these checks")
+    g.add_argument("--strict", action="store_true", help="warnings fail too")
+    g.add_argument("--format", default="text", choices=("text", "json", "junit", "markdown"))
+    g.add_argument("--output", metavar="FILE", help="write the report to FILE (the text summary still prints)")
+    g.add_argument("-v", "--verbose", action="store_true", help="details and the commands each check ran")
+    g.add_argument("--no-color", action="store_true", help="no colour (NO_COLOR is honoured too)")
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="mkdoctor", description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"mkdoctor {__version__}")
+    add_target_args(p)
+    add_run_args(p)
+    return p
+
+
+def env_flag(name: str) -> bool:
+    """NO_COLOR / FORCE_COLOR / CI count only when set and non-empty."""
+    return bool(os.environ.get(name))
+
+
+def use_color(no_color_flag: bool, stream=None) -> bool:
+    stream = stream or sys.stdout
+    if no_color_flag or env_flag("NO_COLOR"):
+        return False
+    if env_flag("FORCE_COLOR"):
+        return True
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def interactive() -> bool:
+    """Prompts are allowed only with a terminal on both ends and outside CI."""
+    return sys.stdin.isatty() and sys.stdout.isatty() and not env_flag("CI")
+
+
+def read_hosts_file(path: str) -> list[str]:
+    try:
+        lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--hosts-file {path}: cannot read: {exc}") from None
+    hosts = [ln.split("#", 1)[0].strip() for ln in lines]
+    hosts = [h for h in hosts if h]
+    if not hosts:
+        raise UsageError(f"--hosts-file {path}: no hosts in it")
+    return hosts
+
+
+def options_from_args(args: argparse.Namespace) -> tuple[Options, list[Optional[Target]]]:
+    """Flags over the saved profile; validates everything the user typed."""
+    from checks import profile as profiles
+
+    opts = Options()
+    prof = None
+    if args.profile:
+        prof = profiles.load_profile(args.profile)
+    elif not args.host and not args.hosts_file:
+        saved = profiles.list_profiles()
+        if len(saved) == 1:  # one saved profile: it is the default target
+            prof = profiles.load_profile(str(saved[0]))
+    targets: list[Optional[Target]] = []
+    if prof is not None:
+        opts.profile = prof
+        targets = [parse_host(prof.host)]
+        opts.ssh_config = Path(prof.ssh_config).expanduser() if prof.ssh_config else None
+        opts.identity = Path(prof.identity).expanduser() if prof.identity else None
+        opts.kernel = prof.kernel or None
+        opts.mode = prof.mode or None
+        opts.link_ports = (prof.link_ports[0], prof.link_ports[1])
+        opts.link_ports_given = True
+        opts.link_host = prof.link_host or None
+        if prof.sshd_config:
+            opts.sshd_config = prof.sshd_config
+    hosts = list(args.host)
+    if args.hosts_file:
+        hosts += read_hosts_file(args.hosts_file)
+    if hosts:
+        targets = [parse_host(h) for h in hosts]
+    if not targets:
+        targets = [None]
+    if args.ssh_config:
+        opts.ssh_config = existing_file(args.ssh_config, "--ssh-config")
+    elif opts.ssh_config is not None and not opts.ssh_config.is_file():
+        raise UsageError(f"profile {prof.name}: ssh config {opts.ssh_config} does not exist")
+    if args.identity:
+        opts.identity = Path(args.identity).expanduser()
+    if args.kernel is not None:
+        if not args.kernel or any(c in args.kernel for c in "\x00\n\r"):
+            raise UsageError("--kernel: empty path, or a path with control characters")
+        opts.kernel = args.kernel
+    if args.mode:
+        opts.mode = args.mode
+    if args.link_ports:
+        opts.link_ports = parse_link_ports(args.link_ports)
+        opts.link_ports_given = True
+    if args.link_host:
+        opts.link_host = parse_link_host(args.link_host)
+    if args.sshd_config:
+        opts.sshd_config = args.sshd_config
+    for url in args.ip_service:
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--ip-service {url!r}: must be an http:// or https:// URL")
+    opts.ip_services = list(args.ip_service)
+    opts.offline = args.offline
+    opts.timeout = parse_timeout(args.timeout, "--timeout")
+    opts.deadline = parse_timeout(args.deadline, "--deadline")
+    opts.kernel_timeout = parse_timeout(args.kernel_timeout, "--kernel-timeout")
+    if args.jobs < 1 or args.jobs > 64:
+        raise UsageError("--jobs: must be from 1 to 64")
+    return opts, targets
+
+
+def cmd_check(argv: Sequence[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    opts, targets = options_from_args(args)
+    opts.verbose = args.verbose
+    opts.strict = args.strict
+
+    from checks.registry import all_checks, check_ids
+    from checks.options import parse_ids
+
+    known = check_ids()
+    if args.only:
+        opts.only = parse_ids(args.only, "--only", known)
+    if args.skip:
+        opts.skip = parse_ids(args.skip, "--skip", known)
+    selection = [c for c in all_checks()
+                 if (not opts.only or c.id in opts.only) and c.id not in opts.skip]
+    if args.output:
+        out_path = Path(args.output).expanduser()
+        if out_path.is_dir() or not (out_path.parent if str(out_path.parent) else Path(".")).is_dir():
+            raise UsageError(f"--output {args.output}: not a writable file path")
+
+    from checks.runner import run_targets
+
+    reports = run_targets(opts, targets, selection, jobs=args.jobs)
+
+    from checks.engine import exit_status
+    from checks.reports import render
+
+    if args.output:
+        from checks.fileio import atomic_write
+
+        atomic_write(args.output, render(args.format, reports, verbose=opts.verbose))
+        sys.stdout.write(render("text", reports, color=use_color(args.no_color), verbose=opts.verbose))
+    elif args.format == "text":
+        sys.stdout.write(render("text", reports, color=use_color(args.no_color), verbose=opts.verbose))
+    else:
+        sys.stdout.write(render(args.format, reports, verbose=opts.verbose))
+    sys.stdout.flush()
+    return max(exit_status(r.results, opts.strict) for r in reports)
+
+
+def cmd_list(argv: Sequence[str]) -> int:
+    p = ArgumentParser(prog="mkdoctor list", description="Every check: ID, name, one line.")
+    p.parse_args(argv)
+    from checks.registry import all_checks
+
+    checks = all_checks()
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        print(f"{c.id}  {c.name:<{width}}  {c.title}")
+    return EXIT_OK
+
+
+def cmd_explain(argv: Sequence[str]) -> int:
+    p = ArgumentParser(prog="mkdoctor explain", description="Show a check's documentation.")
+    p.add_argument("id", metavar="ID")
+    args = p.parse_args(argv)
+    from checks.docs import doc_page
+    from checks.registry import check_ids
+
+    cid = args.id.strip().upper()
+    if cid not in check_ids():
+        raise UsageError(f"unknown check ID {args.id!r}; valid IDs: {', '.join(check_ids())}")
+    sys.stdout.write(doc_page(cid))
+    return EXIT_OK
+
+
+def cmd_setup(argv: Sequence[str]) -> int:
+    from wizard.main import main as setup_main
+
+    return setup_main(argv)
+
+
+def cmd_config(argv: Sequence[str]) -> int:
+    from wizard.config_show import main as config_main
+
+    return config_main(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    try:
+        if argv and argv[0] in COMMANDS:
+            command, rest = argv[0], argv[1:]
+        else:
+            command, rest = "check", argv
+        handler = {"check": cmd_check, "setup": cmd_setup, "config": cmd_config,
+                   "list": cmd_list, "explain": cmd_explain}[command]
+        return handler(rest)
+    except UsageError as exc:
+        print(f"mkdoctor: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("mkdoctor: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_FAIL
+    except Exception as exc:  # noqa: BLE001 - never a traceback unless asked
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"mkdoctor: internal error: {type(exc).__name__}: {exc} (run with -v for details)",
+              file=sys.stderr)
+        return EXIT_FAIL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

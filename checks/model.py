@@ -1,0 +1,126 @@
+"""The check model: what a check is and what it returns.
+
+A check is one small module in :mod:`checks.catalogue` that defines ``CHECK``, a
+:class:`Check`. The engine only ever sees this interface: it knows nothing about any
+particular check. Results are plain data so that every report can render them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from checks.context import Context
+
+# Each check's page, relative to the project; `mkdoctor explain ID` prints it.
+DOCS_BASE = "docs/checks/"
+
+
+class Status(str, enum.Enum):
+    """Outcome of one check (see shared/CHECKS.md, "Statuses")."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+    ERROR = "error"
+
+    @property
+    def ok(self) -> bool:
+        """True when a check that depends on this one may run (pass or warn)."""
+        return self in (Status.PASS, Status.WARN)
+
+
+@dataclass
+class Result:
+    """What a check found.
+
+    ``summary`` is one line. Every non-pass result carries a ``fix`` (a command to run or
+    a line to change). ``facts`` are values later checks and the wizard may use (for
+    example MK103 publishes ``recommended_mode``); they are not printed.
+    """
+
+    status: Status
+    summary: str
+    details: list[str] = field(default_factory=list)
+    fix: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+    # Filled in by the engine:
+    commands: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+    traceback: str = ""
+    # Set by the engine when it skipped the check without running it: the prerequisite's
+    # ID, "precondition" (not applicable) or "deadline". Reports list such skips once,
+    # under their cause, not again under "What to fix".
+    blocked_by: str = ""
+
+
+def passed(summary: str, details: Optional[list[str]] = None, **facts: Any) -> Result:
+    return Result(Status.PASS, summary, list(details or []), "", dict(facts))
+
+
+def warned(summary: str, fix: str, details: Optional[list[str]] = None, **facts: Any) -> Result:
+    return Result(Status.WARN, summary, list(details or []), fix, dict(facts))
+
+
+def failed(summary: str, fix: str, details: Optional[list[str]] = None, **facts: Any) -> Result:
+    return Result(Status.FAIL, summary, list(details or []), fix, dict(facts))
+
+
+def skipped(reason: str, fix: str = "", details: Optional[list[str]] = None, **facts: Any) -> Result:
+    """"Could not check" or "not applicable": never a pass and never a fail."""
+    return Result(Status.SKIP, reason, list(details or []), fix, dict(facts))
+
+
+# A precondition returns None when the check applies, else the reason to skip it.
+Precondition = Callable[["Context"], Optional[str]]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One entry of the catalogue.
+
+    - ``needs``: check IDs that must pass (or warn) first; if one fails, errors or is
+      skipped, this check is skipped naming it.
+    - ``after``: check IDs whose facts this check reads when they are available; it
+      waits for them but runs whatever their status.
+    - ``preconditions``: generic applicability tests (a remote host is given, a mode is
+      selected...), each returning a skip reason or None.
+    """
+
+    id: str
+    name: str
+    group: str
+    title: str
+    run: Callable[["Context"], Result]
+    needs: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    preconditions: tuple[Precondition, ...] = ()
+
+    @property
+    def docs(self) -> str:
+        return f"{DOCS_BASE}{self.id}.md"
+
+
+# --- generic preconditions shared by checks -------------------------------------------
+
+
+def needs_target(ctx: "Context") -> Optional[str]:
+    """Skip when no remote host was given."""
+    if ctx.target is None:
+        return "no remote host given (add --host USER@HOST or --profile NAME)"
+    return None
+
+
+def only_mode(mode: str) -> Precondition:
+    """Skip unless the run's connection mode is ``mode`` ("direct" or "tunnel")."""
+
+    def pre(ctx: "Context") -> Optional[str]:
+        if ctx.mode != mode:
+            return f"not applicable in {ctx.mode} mode (only in {mode} mode)"
+        return None
+
+    pre.__name__ = f"only_{mode}_mode"
+    return pre

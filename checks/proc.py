@@ -1,0 +1,128 @@
+"""Running local programs: every call has a timeout, is recorded, and can be killed.
+
+All subprocesses of a run go through :class:`ProcessRunner`: it records the command line
+for ``-v`` (into the current check's result), enforces the step timeout, starts each
+program in its own process group so that a timeout kills the whole group, and kills
+whatever still runs when the run's deadline passes.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+_current = threading.local()
+
+
+def set_current_log(log: Optional[list[str]]) -> None:
+    """Commands run on this thread from now on are appended to ``log`` (a check's result)."""
+    _current.log = log
+
+
+def record(text: str) -> None:
+    log = getattr(_current, "log", None)
+    if log is not None:
+        log.append(text)
+
+
+@dataclass
+class Completed:
+    argv: list[str]
+    returncode: Optional[int]  # None when it timed out or was killed
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class ProcessRunner:
+    def __init__(self) -> None:
+        self._live: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def run(
+        self,
+        argv: Sequence[str],
+        timeout: float,
+        input: Optional[str] = None,
+        env: Optional[dict[str, str]] = None,
+        stdout_path: Optional[str] = None,
+    ) -> Completed:
+        """Run ``argv`` (never through a shell) for at most ``timeout`` seconds.
+
+        A program that is not installed gives returncode 127 and the error in stderr
+        rather than an exception, like a shell would.
+        """
+        argv = [str(a) for a in argv]
+        record(shlex.join(argv))
+        if self._closed:
+            return Completed(argv, None, "", "run deadline passed", timed_out=True)
+        out_file = open(stdout_path, "wb") if stdout_path else None
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=out_file or subprocess.PIPE,
+                stderr=subprocess.STDOUT if out_file else subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            if out_file:
+                out_file.close()
+            return Completed(argv, 127, "", f"{argv[0]}: not found ({exc.strerror})")
+        except OSError as exc:
+            if out_file:
+                out_file.close()
+            return Completed(argv, 126, "", f"{argv[0]}: {exc.strerror}")
+        with self._lock:
+            self._live.add(proc)
+        try:
+            out, err = proc.communicate(
+                input.encode() if input is not None else None, timeout=max(timeout, 0.01)
+            )
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            out, err = proc.communicate()
+            timed_out = True
+        finally:
+            with self._lock:
+                self._live.discard(proc)
+            if out_file:
+                out_file.close()
+        killed = proc.returncode is not None and proc.returncode < 0 and self._closed
+        return Completed(
+            argv,
+            None if (timed_out or killed) else proc.returncode,
+            (out or b"").decode("utf-8", "replace"),
+            (err or b"").decode("utf-8", "replace"),
+            timed_out=timed_out or killed,
+        )
+
+    def kill_all(self) -> None:
+        """The deadline passed: end every program still running, and refuse new ones."""
+        self._closed = True
+        with self._lock:
+            live = list(self._live)
+        for proc in live:
+            _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass

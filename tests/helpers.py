@@ -1,0 +1,76 @@
+"""Running the real ``mkdoctor`` command in tests.
+
+Tests run the command as a user would: a subprocess (``python -m checks``), optionally
+inside a network namespace, with its own config directory so that no test reads or
+writes the real user's profiles, and never with a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def mkdoctor_env(config_dir: Optional[Path] = None, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("FORCE_COLOR", None)
+    env["NO_COLOR"] = "1"
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    if config_dir is not None:
+        env["MKDOCTOR_CONFIG_DIR"] = str(config_dir)
+    env.update(extra)
+    return env
+
+
+def run_mkdoctor(
+    *args: str,
+    config_dir: Optional[Path] = None,
+    netns: Optional[str] = None,
+    env: Optional[dict[str, str]] = None,
+    timeout: float = 120,
+    input: Optional[str] = None,
+) -> subprocess.CompletedProcess:
+    """Run ``mkdoctor ARGS`` and return the completed process (text stdout/stderr).
+
+    ``config_dir`` defaults to a fresh empty directory per call when not given, so a
+    saved profile of the developer's never leaks into a test.
+    """
+    if config_dir is None:
+        import tempfile
+
+        config_dir = Path(tempfile.mkdtemp(prefix="mkd-cfg-"))
+    argv: list[str] = [sys.executable, "-m", "checks", *args]
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    full_env = mkdoctor_env(config_dir)
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, env=full_env,
+        stdin=subprocess.DEVNULL if input is None else None, input=input, cwd=str(ROOT),
+    )
+
+
+def json_report(*args: str, **kw: Any) -> tuple[dict, subprocess.CompletedProcess]:
+    """Run with ``--format json`` and parse stdout (which must hold the report alone)."""
+    done = run_mkdoctor(*args, "--format", "json", **kw)
+    try:
+        data = json.loads(done.stdout)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(f"stdout is not JSON ({exc}):\n{done.stdout}\nstderr:\n{done.stderr}") from None
+    return data, done
+
+
+def by_id(report: dict) -> dict[str, dict]:
+    """The report's checks keyed by ID."""
+    return {c["id"]: c for c in report["checks"]}
+
+
+def status_of(report: dict, check_id: str) -> str:
+    return by_id(report)[check_id]["status"]
