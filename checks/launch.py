@@ -1,0 +1,145 @@
+"""The two strings the front end needs, built once and used everywhere.
+
+*Kernel Configuration Options > Advanced Options* of the Mathematica front end has two
+fields: "Arguments to MLOpen" (how the front end opens its side of the link) and
+"Launch command" (how it starts the kernel). The wizard writes them, MK404 runs the
+launch command exactly as the front end would, and MK501 reads them back: all three use
+this module, so what is tested is what is written.
+
+Facts this relies on:
+- The front end's default remote launch command is
+  ``… math -mathlink -LinkMode Connect -LinkProtocol TCPIP -LinkName "`linkname`"
+  -LinkHost `ipaddress` `` (the Advanced Options template, as shown in the front end's
+  Kernel Configuration Options dialog); before running it, the front end replaces the
+  placeholders `` `linkname` `` with the name of the link it created
+  (``port1@host,port2@host``) and `` `ipaddress` `` with its own address.
+- A TCPIP link name is two ports, ``port1@host,port2@host`` (LinkCreate/LinkProtocol,
+  reference.wolfram.com/language/ref/LinkProtocol.html, and the "TCPIP" link names in
+  the WSTP documentation). Both ports must reach the front end, which is why tunnel mode
+  forwards both with ``ssh -R``.
+- Kernels before version 10 take ``-mathlink``; 10 and later ``-wstp`` (MathLink was
+  renamed WSTP in version 10; reference.wolfram.com/language/ref/program/WolframKernel.html
+  documents ``-wstp``). Both accept ``-LinkMode/-LinkProtocol/-LinkName/-LinkHost``,
+  case-insensitively.
+- The front end runs the launch command with a POSIX shell on macOS and Linux, and ssh
+  hands the remote command to the remote user's shell: the command is quoted for two
+  shells, the local one (the whole remote command is one argument) and the remote one
+  (each kernel argument, such as a path with spaces, is one word).
+- Tunnel mode uses numeric ``127.0.0.1``, never ``localhost``: ``localhost`` may resolve
+  to ``::1`` first, where no forward listens.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Optional
+
+LINKNAME = "`linkname`"
+IPADDRESS = "`ipaddress`"
+# Placeholders are swapped for inert tokens while quoting, then put back.
+_TOKENS = {LINKNAME: "MKDPLACEHOLDERLINKNAME", IPADDRESS: "MKDPLACEHOLDERIPADDRESS"}
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything the two front-end strings depend on."""
+
+    destination: str  # what ssh connects to: the managed Host alias mk-NAME
+    kernel: str  # the kernel executable on the remote host
+    mode: str  # "tunnel" or "direct"
+    link_ports: tuple[int, int]
+    kernel_version: str = ""  # "14.1"; empty: assume 10 or later
+    link_host: Optional[str] = None  # direct mode: the laptop address the kernel connects to
+    ssh_config: Optional[str] = None  # an ssh config other than ~/.ssh/config (ssh -F)
+    ssh_binary: str = "ssh"
+
+
+def link_flag(kernel_version: str) -> str:
+    """``-mathlink`` for kernels before 10, ``-wstp`` otherwise (unknown: ``-wstp``)."""
+    m = re.match(r"\s*(\d+)", kernel_version or "")
+    if m and int(m.group(1)) < 10:
+        return "-mathlink"
+    return "-wstp"
+
+
+def tunnel_linkname(ports: tuple[int, int]) -> str:
+    return f"{ports[0]}@127.0.0.1,{ports[1]}@127.0.0.1"
+
+
+def direct_linkname(ports: tuple[int, int], host: str) -> str:
+    h = f"[{host}]" if ":" in host else host
+    return f"{ports[0]}@{h},{ports[1]}@{h}"
+
+
+def mlopen_arguments(spec: LaunchSpec) -> str:
+    """The "Arguments to MLOpen" field: the front end listens on both link ports."""
+    if spec.mode == "tunnel":
+        name = tunnel_linkname(spec.link_ports)
+    else:
+        if not spec.link_host:
+            raise ValueError("direct mode needs the laptop's link address")
+        name = direct_linkname(spec.link_ports, spec.link_host)
+    return f"-LinkMode Listen -LinkProtocol TCPIP -LinkName {name} -LinkOptions MLDontInteract"
+
+
+def kernel_argv(spec: LaunchSpec) -> list[str]:
+    """The kernel's command line on the remote host (placeholders in direct mode)."""
+    if spec.mode == "tunnel":
+        name, host = tunnel_linkname(spec.link_ports), "127.0.0.1"
+    else:
+        name, host = LINKNAME, IPADDRESS
+    return [spec.kernel, link_flag(spec.kernel_version), "-LinkMode", "Connect",
+            "-LinkProtocol", "TCPIP", "-LinkName", name, "-LinkHost", host]
+
+
+def ssh_argv(spec: LaunchSpec) -> list[str]:
+    """The local command line: ssh, the forwards (tunnel mode), the alias, the remote command."""
+    argv = [spec.ssh_binary]
+    if spec.ssh_config:
+        argv += ["-F", spec.ssh_config]
+    if spec.mode == "tunnel":
+        for p in spec.link_ports:
+            argv += ["-R", f"{p}:127.0.0.1:{p}"]
+    argv += [spec.destination, _join(kernel_argv(spec), shlex.quote)]
+    return argv
+
+
+def launch_command(spec: LaunchSpec) -> str:
+    """The "Launch command" field, as one line for a POSIX shell."""
+    return _join(ssh_argv(spec), quote_readable)
+
+
+def quote_readable(word: str) -> str:
+    """Quote for a POSIX shell, preferring double quotes where they are safe (no ``$``,
+    backquote, backslash or ``"`` inside) because they read better in the dialog."""
+    if word and re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", word):
+        return word
+    if not re.search(r'[$`\\"!]', word):
+        return f'"{word}"'
+    return shlex.quote(word)
+
+
+def _join(words: list[str], quote) -> str:
+    parts = []
+    for w in words:
+        for placeholder, token in _TOKENS.items():
+            w = w.replace(placeholder, token)
+        q = quote(w)
+        for placeholder, token in _TOKENS.items():
+            q = q.replace(token, placeholder)
+        parts.append(q)
+    return " ".join(parts)
+
+
+def substitute(command: str, linkname: str = "", ipaddress: str = "") -> str:
+    """Fill in the placeholders as the front end does before it runs the command."""
+    return command.replace(LINKNAME, linkname).replace(IPADDRESS, ipaddress)
+
+
+def split_launch(command: str) -> tuple[list[str], list[str]]:
+    """Split a (substituted) launch command as the two shells will: the local ssh argv,
+    and the kernel argv the remote shell sees (the last argument of ssh)."""
+    local = shlex.split(command, posix=True)
+    return local, shlex.split(local[-1], posix=True)

@@ -1,0 +1,178 @@
+"""The engine's rules, with small in-process checks (no ssh involved).
+
+These are the engine's own unit tests: the checks here are tiny functions, so each rule
+(dependency skips, errors, the deadline, catalogue order) is exercised exactly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from checks.context import Context
+from checks.engine import exit_status, run_checks
+from checks.model import Check, Result, Status, failed, needs_target, only_mode, passed, skipped
+from checks.options import Options, Target
+
+
+def make(cid: str, fn, needs=(), after=(), pre=()) -> Check:
+    return Check(id=cid, name=f"n{cid}", group="g", title="t", run=fn, needs=needs,
+                 after=after, preconditions=pre)
+
+
+def ctx(**kw) -> Context:
+    return Context(Options(**kw))
+
+
+def statuses(results):
+    return {c.id: r.status for c, r in results}
+
+
+def test_prerequisite_failure_skips_dependants_naming_it():
+    checks = [
+        make("A", lambda c: failed("a broke", "fix a")),
+        make("B", lambda c: passed("b ok"), needs=("A",)),
+        make("C", lambda c: passed("c ok"), needs=("B",)),
+    ]
+    results = run_checks(ctx(), checks)
+    s = statuses(results)
+    assert s == {"A": Status.FAIL, "B": Status.SKIP, "C": Status.SKIP}
+    by = {c.id: r for c, r in results}
+    assert by["B"].summary == "skipped: A nA failed"
+    assert by["C"].summary == "skipped: B nB was skipped"
+    assert by["B"].blocked_by == "A"
+
+
+def test_warning_prerequisite_lets_dependants_run():
+    checks = [make("A", lambda c: Result(Status.WARN, "meh", fix="x")),
+              make("B", lambda c: passed("ok"), needs=("A",))]
+    assert statuses(run_checks(ctx(), checks))["B"] is Status.PASS
+
+
+def test_after_waits_for_facts_but_runs_whatever_the_status():
+    seen = {}
+
+    def b(c):
+        seen["fact"] = c.fact("A", "x")
+        return passed("ok")
+
+    checks = [make("A", lambda c: Result(Status.FAIL, "no", fix="f", facts={"x": 42})),
+              make("B", b, after=("A",))]
+    assert statuses(run_checks(ctx(), checks))["B"] is Status.PASS
+    assert seen["fact"] == 42
+
+
+def test_exception_is_an_error_with_text_and_traceback():
+    def boom(c):
+        raise ValueError("bad thing")
+
+    results = run_checks(ctx(), [make("A", boom), make("B", lambda c: passed("ok"), needs=("A",))])
+    by = {c.id: r for c, r in results}
+    assert by["A"].status is Status.ERROR
+    assert "ValueError: bad thing" in by["A"].summary
+    assert "Traceback" in by["A"].traceback
+    assert by["B"].status is Status.SKIP and "broke" in by["B"].summary
+    assert exit_status(results) == 1
+
+
+def test_results_in_catalogue_order_whatever_the_finish_order():
+    checks = [make("A", lambda c: (time.sleep(0.3), passed("slow"))[1]),
+              make("B", lambda c: passed("fast"))]
+    done = []
+    results = run_checks(ctx(), checks, on_result=lambda ch, r: done.append(ch.id))
+    assert [c.id for c, _ in results] == ["A", "B"]
+    assert done == ["B", "A"]
+
+
+def test_independent_checks_run_concurrently():
+    barrier = threading.Barrier(3, timeout=5)
+
+    def meet(c):
+        barrier.wait()  # only returns when all three run at the same time
+        return passed("met")
+
+    checks = [make(x, meet) for x in "ABC"]
+    assert set(statuses(run_checks(ctx(), checks)).values()) == {Status.PASS}
+
+
+def test_deadline_reports_running_check_as_fail_and_ends_the_run():
+    stop = threading.Event()
+
+    def hang(c):
+        stop.wait(30)
+        return passed("never")
+
+    checks = [make("A", hang), make("B", lambda c: passed("x"), needs=("A",)),
+              make("C", lambda c: passed("quick"))]
+    t0 = time.monotonic()
+    results = run_checks(ctx(deadline=1.0), checks)
+    elapsed = time.monotonic() - t0
+    stop.set()
+    by = {c.id: r for c, r in results}
+    assert elapsed < 3
+    assert by["A"].status is Status.FAIL and "timed out after" in by["A"].summary
+    assert by["B"].status is Status.SKIP and "deadline" in by["B"].summary
+    assert by["C"].status is Status.PASS
+
+
+def test_deadline_kills_running_programs():
+    def sleeper(c):
+        done = c.run_local(["sleep", "30"], timeout=30)
+        return passed("slept") if done.ok else failed("killed", "f")
+
+    t0 = time.monotonic()
+    results = run_checks(ctx(deadline=1.0), [make("A", sleeper)])
+    assert time.monotonic() - t0 < 3
+    assert results[0][1].status is Status.FAIL
+
+
+def test_preconditions_skip_with_reason():
+    checks = [make("A", lambda c: passed("x"), pre=(needs_target,)),
+              make("B", lambda c: passed("x"), pre=(only_mode("direct"),))]
+    by = {c.id: r for c, r in run_checks(ctx(mode="tunnel"), checks)}
+    assert by["A"].status is Status.SKIP and "no remote host" in by["A"].summary
+    assert by["B"].status is Status.SKIP and "tunnel mode" in by["B"].summary
+    assert by["A"].blocked_by == "precondition"
+
+
+def test_unselected_prerequisite_does_not_block():
+    only_b = [make("B", lambda c: passed("ok"), needs=("A",))]
+    assert statuses(run_checks(ctx(), only_b))["B"] is Status.PASS
+
+
+def test_commands_are_recorded_per_check():
+    def runs(c):
+        c.run_local(["true"])
+        return passed("ok")
+
+    results = run_checks(ctx(), [make("A", runs)])
+    assert results[0][1].commands == ["true"]
+
+
+@pytest.mark.parametrize(
+    "status, strict, code",
+    [(Status.PASS, False, 0), (Status.WARN, False, 0), (Status.WARN, True, 1),
+     (Status.SKIP, True, 0), (Status.FAIL, False, 1), (Status.ERROR, False, 1)],
+)
+def test_exit_status(status, strict, code):
+    results = [(make("A", None), Result(status, "s", fix="f"))]
+    assert exit_status(results, strict) == code
+
+
+def test_mode_prefers_flag_then_mk103_then_tunnel():
+    c = ctx()
+    assert c.mode == "tunnel"
+    c.results["MK103"] = passed("nat", recommended_mode="direct")
+    assert c.mode == "direct"
+    assert ctx(mode="tunnel").mode == "tunnel"
+
+
+def test_skip_is_never_counted_as_failure():
+    results = run_checks(ctx(), [make("A", lambda c: skipped("offline"))])
+    assert exit_status(results, strict=True) == 0
+
+
+def test_target_display():
+    assert Target("h", "u", 2222).display == "u@h:2222"

@@ -1,0 +1,33 @@
+"""The built wheel carries everything an installed mkdoctor needs (docs pages included)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+from checks.registry import check_ids
+from tests.helpers import ROOT
+
+
+def test_wheel_contains_packages_docs_and_entry_point(tmp_path):
+    try:  # build offline with the installed setuptools when there is one
+        import setuptools  # noqa: F401
+
+        isolation = ["--no-build-isolation"]
+    except ImportError:
+        isolation = []
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("mkdoctor-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for cid in check_ids():
+        assert f"checks/docpages/{cid}.md" in names, cid
+    assert "checks/cli.py" in names and "wizard/__init__.py" in names
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry).decode()
+    assert "mkdoctor = checks.cli:main" in text
