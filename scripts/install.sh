@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install mkdoctor from this checkout into its own virtualenv, link it into ~/.local/bin,
+# and run it once (the checks of this computer; add --host USER@HOST for a remote kernel).
+# On Debian/Ubuntu it installs what is missing with apt (sudo when not root):
+# python3-venv, and gcc + python3-dev for netifaces, which builds from source.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv="${MKDOCTOR_VENV:-$HOME/.local/share/mkdoctor/venv}"
+python=${PYTHON:-python3}
+
+need=()
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+"$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+"$python" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || need+=(python3-dev)
+if ((${#need[@]})); then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "mkdoctor: installing ${need[*]} with apt" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "mkdoctor: please install: ${need[*]}" >&2
+    exit 1
+  fi
+fi
+"$python" -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check "$here"
+mkdir -p "$HOME/.local/bin"
+ln -sf "$venv/bin/mkdoctor" "$HOME/.local/bin/mkdoctor"
+echo "mkdoctor: installed as $HOME/.local/bin/mkdoctor" >&2
+exec "$venv/bin/mkdoctor" "$@"

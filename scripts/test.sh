@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Run the whole test suite. Installs what the tests need when it is missing:
+# openssh-server (a real sshd is started on loopback), iptables and iproute2 (network
+# namespaces for NAT and firewall tests), gcc/python3-dev/python3-venv (netifaces), then
+# a virtualenv in .venv with the package and its test extras, then pytest.
+# The integration tests need root (network namespaces, a dedicated sshd user); in CI
+# (CI set), a skipped integration test fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+
+need=()
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+"$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+"$python" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || need+=(python3-dev)
+if ((${#need[@]})); then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "test.sh: installing ${need[*]} with apt" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# sshd refuses to start without its privilege-separation directory.
+if [ "$(id -u)" -eq 0 ]; then mkdir -p /run/sshd && chmod 0755 /run/sshd; fi
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
