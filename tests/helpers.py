@@ -15,6 +15,21 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
+_EMPTY_CONFIG: Optional[Path] = None
+
+
+def empty_config_dir() -> Path:
+    """One empty config directory for the whole test process, removed at exit: runs that
+    do not pass their own never see the developer's saved profiles."""
+    global _EMPTY_CONFIG
+    if _EMPTY_CONFIG is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        _EMPTY_CONFIG = Path(tempfile.mkdtemp(prefix="mkd-cfg-"))
+        atexit.register(shutil.rmtree, _EMPTY_CONFIG, True)
+    return _EMPTY_CONFIG
 
 
 def mkdoctor_env(config_dir: Optional[Path] = None, **extra: str) -> dict[str, str]:
@@ -38,13 +53,11 @@ def run_mkdoctor(
 ) -> subprocess.CompletedProcess:
     """Run ``mkdoctor ARGS`` and return the completed process (text stdout/stderr).
 
-    ``config_dir`` defaults to a fresh empty directory per call when not given, so a
-    saved profile of the developer's never leaks into a test.
+    ``config_dir`` defaults to an empty directory when not given, so a saved profile of
+    the developer's never leaks into a test.
     """
     if config_dir is None:
-        import tempfile
-
-        config_dir = Path(tempfile.mkdtemp(prefix="mkd-cfg-"))
+        config_dir = empty_config_dir()
     argv: list[str] = [sys.executable, "-m", "checks", *args]
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
