@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -178,7 +179,7 @@ def test_output_to_a_missing_directory_is_a_usage_error(tmp_path):
 
 def test_verbose_shows_commands():
     done = run_mkdoctor("--only", LOCAL, "-v")
-    assert "$ ssh -V" in done.stdout
+    assert re.search(r"^\s+\$ \S*ssh -V$", done.stdout, re.M), done.stdout
 
 
 def test_no_target_says_how_to_add_one():
