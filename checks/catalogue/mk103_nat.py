@@ -1,12 +1,67 @@
-"""MK103 nat: STUB - to be implemented (see the issue)."""
+"""MK103 nat: is the laptop behind NAT (or carrier-grade NAT)? Which mode fits?
+
+In direct mode the remote kernel opens TCP connections back to two ports on the laptop.
+Behind NAT nothing outside can open a connection to the laptop unless the router forwards
+those ports; behind carrier-grade NAT (RFC 6598, 100.64.0.0/10) the provider's NAT sits
+in front of the home router, and no port forwarding can help. Tunnel mode (``ssh -R``)
+needs nothing inbound and works in every case, so it is recommended behind NAT.
+
+The verdict compares the public address the what-is-my-IP service saw (MK102) with the
+laptop's interface addresses (MK101): the same address on an interface means no NAT. A
+100.64.0.0/10 address on a VPN interface (tailscale0...) is the VPN's, not CGNAT. When
+MK102 was skipped (offline), the verdict comes from the interfaces alone and says so.
+
+Facts: ``recommended_mode`` (read by ``Context.mode``), ``behind_nat``, ``cgnat``,
+``reachable_from_internet``, ``partial``, ``vpn_addresses``.
+"""
 
 from __future__ import annotations
 
-from checks.model import Check, Result, skipped
+from checks import netinfo
+from checks.model import Check, Result, failed, passed, skipped, warned
 
 
 def run(ctx) -> Result:
-    return skipped("skipped: not implemented yet")
+    net = netinfo.local(ctx)
+    public = ctx.fact("MK102", "public_address")
+    verdict = netinfo.nat_verdict(net, public)
+    facts = verdict.facts()
+    details = list(verdict.details)
+    if verdict.partial:
+        mk102 = ctx.result("MK102")
+        why = f"MK102: {mk102.summary}" if mk102 is not None else "MK102 was not run"
+        details.insert(0, f"partial verdict: the public address is unknown ({why}); "
+                          "judged from the interfaces alone")
+    if not net.usable:
+        return skipped("skipped: no network interface but loopback (see MK101)",
+                       details=details, **facts)
+
+    summary = f"{verdict.summary}; recommended mode: {verdict.recommended_mode}"
+    requested = ctx.options.mode
+    link = ctx.options.link_host
+    on_link = net.on_interface(link) if link else None
+    via_vpn = on_link is not None and on_link.vpn
+    if requested == "direct" and not via_vpn:
+        if verdict.cgnat:
+            return failed(
+                "direct mode cannot work behind carrier-grade NAT: nothing outside can connect "
+                "back to this laptop",
+                "use tunnel mode: --mode tunnel" + (
+                    f" (or, if the remote host is on your VPN, --link-host {verdict.vpn_addresses[0]})"
+                    if verdict.vpn_addresses else ""),
+                details, **facts,
+            )
+        if verdict.behind_nat:
+            details.append("direct mode still works when the remote host is on the same local "
+                           "network as this laptop (give --link-host with the LAN address)")
+            return warned(
+                f"direct mode requested, but {verdict.summary}",
+                "use tunnel mode (--mode tunnel), or forward the two link ports "
+                f"{ctx.link_ports[0]} and {ctx.link_ports[1]} (TCP) on your router to "
+                f"{ctx.fact('MK101', 'link_address') or net.link_address() or 'this laptop'}",
+                details, **facts,
+            )
+    return passed(summary, details, **facts)
 
 
 CHECK = Check(
@@ -16,5 +71,5 @@ CHECK = Check(
     title="whether the laptop is behind NAT (or carrier-grade NAT); recommends the mode",
     run=run,
     needs=(),
-    after=('MK101', 'MK102'),
+    after=("MK101", "MK102"),
 )
