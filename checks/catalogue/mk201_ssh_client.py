@@ -1,8 +1,15 @@
 """MK201 ssh-client: OpenSSH ``ssh`` and ``ssh-keygen`` are installed, and recent enough.
 
 The front end launches the remote kernel with the system ``ssh``; mkdoctor uses the same
-client for every remote step. OpenSSH 7.6 added ``StrictHostKeyChecking accept-new``
-(release notes of OpenSSH 7.6, 2017-10-03), which the setup relies on being available.
+client for every remote step, and ``ssh-keygen`` to make and inspect keys (MK202).
+Features the setup relies on, by the OpenSSH release that added them:
+
+- 7.3: ``ProxyJump`` / ``-J`` (release notes of OpenSSH 7.3, 2016-08-01);
+- 7.6: ``StrictHostKeyChecking accept-new`` (release notes of OpenSSH 7.6, 2017-10-03;
+  bugzilla.mindrot.org bug 2400).
+
+Older clients get ``warn`` naming what they lack; a missing client fails with how to
+install it on this operating system.
 """
 
 from __future__ import annotations
@@ -15,6 +22,12 @@ from typing import Optional
 from checks.model import Check, Result, failed, passed, warned
 
 MIN_VERSION = (7, 6)
+
+# (version, what a client older than that lacks)
+FEATURES = (
+    ((7, 3), "ProxyJump / ssh -J"),
+    ((7, 6), "StrictHostKeyChecking accept-new"),
+)
 
 INSTALL = {
     "Linux": "install the OpenSSH client: sudo apt install openssh-client "
@@ -37,29 +50,46 @@ def parse_version(text: str) -> Optional[tuple[int, int, str]]:
     return major, minor, m.group(0).rstrip(",")
 
 
+def lacks(version: tuple[int, int]) -> list[str]:
+    """The features the setup uses that a client of ``version`` does not have."""
+    return [what for since, what in FEATURES if version < since]
+
+
 def run(ctx) -> Result:
     install = INSTALL.get(platform.system(), INSTALL["Linux"])
-    missing = [tool for tool in ("ssh", "ssh-keygen") if shutil.which(tool) is None]
+    paths = {tool: shutil.which(tool) for tool in ("ssh", "ssh-keygen")}
+    missing = [tool for tool, path in paths.items() if path is None]
     if missing:
-        return failed(f"not found on PATH: {', '.join(missing)}", install)
-    done = ctx.run_local(["ssh", "-V"])
+        return failed(f"not found on PATH: {', '.join(missing)}", install,
+                      [f"PATH has no {tool}" for tool in missing])
+    ssh, keygen = paths["ssh"], paths["ssh-keygen"]
+    details = [f"ssh: {ssh}", f"ssh-keygen: {keygen}"]
+    if shutil.which("ssh-add") is None:
+        details.append("ssh-add: not found (needed only for passphrase-protected keys)")
+    done = ctx.run_local([ssh, "-V"])
     text = (done.stderr + done.stdout).strip()
+    details.append(f"ssh -V: {text or '(no output)'}")
+    if done.returncode != 0:
+        why = "timed out" if done.timed_out else f"exited with {done.returncode}"
+        return failed(f"{ssh} does not run: ssh -V {why}", "reinstall the OpenSSH client; " + install,
+                      details, ssh_path=ssh, keygen_path=keygen)
     version = parse_version(text)
-    details = [f"ssh: {shutil.which('ssh')}", f"ssh-keygen: {shutil.which('ssh-keygen')}", text]
     if version is None:
-        return warned(
-            f"ssh is not OpenSSH ({text.splitlines()[0] if text else 'no version output'})",
-            "the front end and mkdoctor expect OpenSSH's ssh; " + install,
-            details,
-        )
+        first = text.splitlines()[0] if text else "no version output"
+        return warned(f"ssh is not OpenSSH ({first})",
+                      "the front end and mkdoctor expect OpenSSH's ssh; " + install,
+                      details, ssh_path=ssh, keygen_path=keygen, version=None)
     major, minor, name = version
-    if (major, minor) < MIN_VERSION:
+    facts = {"version": f"{major}.{minor}", "ssh_path": ssh, "keygen_path": keygen}
+    missing_features = lacks((major, minor))
+    if missing_features:
         return warned(
-            f"{name} is older than OpenSSH 7.6 (no StrictHostKeyChecking accept-new)",
+            f"{name} is older than OpenSSH {MIN_VERSION[0]}.{MIN_VERSION[1]} "
+            f"(no {', no '.join(missing_features)})",
             "upgrade the OpenSSH client; " + install,
-            details, version=f"{major}.{minor}",
+            details, **facts,
         )
-    return passed(f"{name} ({shutil.which('ssh')})", details, version=f"{major}.{minor}")
+    return passed(f"{name} ({ssh})", details, **facts)
 
 
 CHECK = Check(

@@ -1,0 +1,483 @@
+"""MK201 ssh-client, MK203 local-ports, MK204 local-firewall — run as a user would.
+
+The faults are real: a PATH without ssh, a fake old ``ssh`` first on PATH, a port held
+by a real listening process, iptables/nftables rules inside a network namespace, and an
+unprivileged user who cannot read the rules.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+from checks import firewall
+from checks.catalogue.mk201_ssh_client import lacks, parse_version
+from tests.helpers import ROOT, by_id, json_report, mkdoctor_env
+
+# --- MK201 ssh-client ------------------------------------------------------------------
+
+
+def mk201(env: dict[str, str]) -> dict:
+    report, _ = json_report("--only", "MK201", env=env)
+    return by_id(report)["MK201"]
+
+
+def test_mk201_passes_with_the_system_ssh():
+    check = mk201({})
+    assert check["status"] == "pass"
+    assert check["summary"].startswith("OpenSSH_")
+
+
+def test_mk201_fails_when_ssh_is_not_on_path(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    check = mk201({"PATH": str(empty)})
+    assert check["status"] == "fail"
+    assert "not found on PATH: ssh, ssh-keygen" in check["summary"]
+    assert "apt install openssh-client" in check["fix"]
+
+
+def test_mk201_fails_when_only_ssh_keygen_is_missing(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "ssh").symlink_to(shutil.which("ssh"))
+    check = mk201({"PATH": str(bindir)})
+    assert check["status"] == "fail"
+    assert check["summary"] == "not found on PATH: ssh-keygen"
+
+
+def test_mk201_warns_for_an_old_openssh(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "ssh"
+    fake.write_text("#!/bin/sh\necho 'OpenSSH_7.4p1, OpenSSL 1.0.2k-fips  26 Jan 2017' >&2\n")
+    fake.chmod(0o755)
+    check = mk201({"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
+    assert check["status"] == "warn"
+    assert "OpenSSH_7.4p1" in check["summary"] and "accept-new" in check["summary"]
+    assert "ProxyJump" not in check["summary"]  # 7.4 has it
+    assert check["fix"].startswith("upgrade the OpenSSH client")
+
+
+def test_mk201_warns_for_a_non_openssh_client(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "ssh"
+    fake.write_text("#!/bin/sh\necho 'Dropbear v2022.83' >&2\n")
+    fake.chmod(0o755)
+    check = mk201({"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
+    assert check["status"] == "warn"
+    assert "not OpenSSH" in check["summary"]
+
+
+def test_parse_version():
+    assert parse_version("OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15") == (9, 2, "OpenSSH_9.2p1")
+    assert parse_version("OpenSSH_for_Windows_8.1p1, LibreSSL 3.0.2") == (8, 1, "OpenSSH_for_Windows_8.1p1")
+    assert parse_version("OpenSSH_10.0p2, OpenSSL 3.5") == (10, 0, "OpenSSH_10.0p2")
+    assert parse_version("Dropbear v2022.83") is None
+    assert lacks((7, 2)) == ["ProxyJump / ssh -J", "StrictHostKeyChecking accept-new"]
+    assert lacks((7, 6)) == [] and lacks((10, 0)) == []
+
+
+# --- MK203 local-ports -----------------------------------------------------------------
+
+
+def free_port_pair() -> tuple[int, int]:
+    """Two ports free on 127.0.0.1 and 0.0.0.0 right now."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+        if p < 65000:
+            try:
+                for port in (p, p + 1):
+                    with socket.socket() as t:
+                        t.bind(("0.0.0.0", port))
+                return p, p + 1
+            except OSError:
+                continue
+
+
+@pytest.fixture
+def holder():
+    """``start(port, host)``: a real child process listening on host:port; killed after."""
+    procs: list[subprocess.Popen] = []
+
+    def start(port: int, host: str = "127.0.0.1") -> subprocess.Popen:
+        code = ("import socket, sys, time\n"
+                "s = socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen()\n"
+                "print('ready', flush=True); time.sleep(120)\n")
+        proc = subprocess.Popen([sys.executable, "-c", code, host, str(port)],
+                                stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "ready"
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def mk203(*args: str) -> dict:
+    report, _ = json_report("--only", "MK203", "--offline", *args)
+    return by_id(report)["MK203"]
+
+
+def test_mk203_free_ports_pass():
+    p1, p2 = free_port_pair()
+    check = mk203("--mode", "tunnel", "--link-ports", f"{p1},{p2}")
+    assert check["status"] == "pass"
+    assert check["summary"] == f"ports {p1} and {p2} are free on 127.0.0.1"
+
+
+def test_mk203_port_held_by_a_process_fails_naming_it(holder):
+    p1, p2 = free_port_pair()
+    proc = holder(p2)
+    check = mk203("--mode", "tunnel", "--link-ports", f"{p1},{p2}")
+    assert check["status"] == "fail"
+    assert f"port {p2} already in use: PID {proc.pid}" in check["summary"]
+    assert check["fix"].startswith(f"kill {proc.pid}")
+    assert any(f"PID {proc.pid}" in d and "socket.socket()" in d for d in check["details"])
+
+
+def test_mk203_direct_mode_sees_a_loopback_listener_when_binding_all(holder):
+    """Direct mode binds 0.0.0.0: a listener on 127.0.0.1 blocks it too."""
+    p1, p2 = free_port_pair()
+    proc = holder(p1)
+    check = mk203("--mode", "direct", "--link-ports", f"{p1},{p2}")
+    assert check["status"] == "fail"
+    assert str(proc.pid) in check["summary"]
+
+
+def test_mk203_link_host_not_local_falls_back(holder):
+    p1, p2 = free_port_pair()
+    check = mk203("--mode", "direct", "--link-host", "192.0.2.77", "--link-ports", f"{p1},{p2}")
+    assert check["status"] == "pass"
+    assert any("not an address of this computer" in d for d in check["details"])
+
+
+@pytest.mark.integration
+def test_mk203_owner_invisible_to_an_unprivileged_user(holder):
+    """A port held by root, checked by nobody: the owner cannot be named; say so."""
+    python = unprivileged_python()
+    p1, p2 = free_port_pair()
+    holder(p1)
+    done = run_as_nobody(python, "--only", "MK203", "--mode", "tunnel", "--link-ports", f"{p1},{p2}")
+    check = by_id(done)["MK203"]
+    assert check["status"] == "fail"
+    assert "administrator rights" in check["summary"]
+    assert "lsof" in check["fix"]
+
+
+# --- MK204 local-firewall ----------------------------------------------------------------
+
+
+def mk204_in(ns, *args: str) -> dict:
+    report, _ = json_report("--only", "MK204", "--offline", "--link-ports", "31415,31416",
+                            *args, netns=ns.name)
+    return by_id(report)["MK204"]
+
+
+@pytest.mark.integration
+def test_mk204_iptables_policy_drop_warns_then_accept_rules_pass(netns_factory):
+    ns = netns_factory()
+    assert mk204_in(ns, "--mode", "direct")["status"] == "pass"  # empty ruleset
+    ns.iptables("-P", "INPUT", "DROP")
+    check = mk204_in(ns, "--mode", "direct")
+    assert check["status"] == "warn"
+    assert "iptables looks closed" in check["summary"] and "policy DROP" in check["summary"]
+    assert check["fix"] == ("sudo iptables -I INPUT -p tcp --dport 31415 -j ACCEPT && "
+                            "sudo iptables -I INPUT -p tcp --dport 31416 -j ACCEPT")
+    ns.iptables("-A", "INPUT", "-p", "tcp", "--dport", "31415", "-j", "ACCEPT")
+    assert mk204_in(ns, "--mode", "direct")["status"] == "warn"  # one port is still closed
+    ns.iptables("-A", "INPUT", "-p", "tcp", "-m", "multiport", "--dports", "31416,8080", "-j", "ACCEPT")
+    check = mk204_in(ns, "--mode", "direct")
+    assert check["status"] == "pass", check
+
+
+@pytest.mark.integration
+def test_mk204_the_fix_command_opens_the_ports(netns_factory):
+    ns = netns_factory()
+    ns.iptables("-P", "INPUT", "DROP")
+    check = mk204_in(ns, "--mode", "direct")
+    assert check["status"] == "warn"
+    for part in check["fix"].split(" && "):
+        argv = part.split()
+        assert argv[:2] == ["sudo", "iptables"]
+        ns.iptables(*argv[2:])
+    assert mk204_in(ns, "--mode", "direct")["status"] == "pass"
+
+
+@pytest.mark.integration
+def test_mk204_reject_rule_at_the_end_warns(netns_factory):
+    ns = netns_factory()
+    ns.iptables("-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+    ns.iptables("-A", "INPUT", "-i", "lo", "-j", "ACCEPT")
+    ns.iptables("-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
+    ns.iptables("-A", "INPUT", "-j", "REJECT")
+    check = mk204_in(ns, "--mode", "direct")
+    assert check["status"] == "warn"
+    assert "rejected by" in check["summary"]
+
+
+@pytest.mark.integration
+def test_mk204_native_nftables_drop_warns(netns_factory):
+    ns = netns_factory()
+    ruleset = ("table inet filter {\n chain input {\n  type filter hook input priority 0; policy drop;\n"
+               "  ct state established,related accept\n  iifname \"lo\" accept\n"
+               "  tcp dport 22 accept\n }\n}\n")
+    ns.exec(["nft", "-f", "-"], input=ruleset)
+    check = mk204_in(ns, "--mode", "direct")
+    assert check["status"] == "warn"
+    assert "nftables looks closed" in check["summary"]
+    assert check["fix"] == "sudo nft insert rule inet filter input tcp dport { 31415, 31416 } accept"
+    ns.exec(["nft", "insert", "rule", "inet", "filter", "input", "tcp", "dport", "{ 31415, 31416 }", "accept"])
+    assert mk204_in(ns, "--mode", "direct")["status"] == "pass"
+
+
+@pytest.mark.integration
+def test_mk204_skips_in_tunnel_mode(netns_factory):
+    ns = netns_factory()
+    ns.iptables("-P", "INPUT", "DROP")
+    check = mk204_in(ns, "--mode", "tunnel")
+    assert check["status"] == "skip"
+    assert "tunnel mode" in check["summary"]
+
+
+@pytest.mark.integration
+def test_mk204_skips_when_the_rules_cannot_be_read():
+    """Not root: iptables and nft refuse; MK204 skips with the reason, never fails."""
+    python = unprivileged_python()
+    report = run_as_nobody(python, "--only", "MK204", "--mode", "direct")
+    check = by_id(report)["MK204"]
+    assert check["status"] == "skip"
+    assert "cannot read the firewall rules" in check["summary"]
+    assert "Permission denied" in check["summary"] or "not permitted" in check["summary"]
+
+
+# --- running as an unprivileged user ---------------------------------------------------------
+
+
+def unprivileged_python() -> str:
+    """A Python the user nobody can execute (the venv's may live under /root)."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run as another user")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (os.path.realpath(sys.executable), f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
+        if not os.path.exists(candidate):
+            continue
+        ok = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             candidate, "-c", "pass"], capture_output=True)
+        if ok.returncode == 0:
+            return candidate
+    pytest.fail(f"no {version} interpreter is executable by the user nobody")
+
+
+def run_as_nobody(python: str, *args: str) -> dict:
+    """Run mkdoctor as the user nobody. The checkout and the venv may live where nobody
+    cannot read (under /root): the package and psutil are copied into a world-readable
+    temporary directory first, so the test does not depend on where CI clones the repo."""
+    import json
+    import tempfile
+
+    import psutil
+
+    base = Path(tempfile.mkdtemp(prefix="mkd-nobody-"))
+    try:
+        os.chmod(base, 0o755)
+        src, site, cfg = base / "src", base / "site", base / "cfg"
+        shutil.copytree(ROOT / "checks", src / "checks")
+        shutil.copytree(ROOT / "docs", src / "docs")
+        shutil.copytree(Path(psutil.__file__).parent, site / "psutil")
+        cfg.mkdir()
+        for d in (base, *base.rglob("*")):
+            os.chmod(d, 0o777 if d == cfg else (0o755 if d.is_dir() else 0o644))
+        env = mkdoctor_env(cfg, HOME="/tmp")
+        env["PYTHONPATH"] = os.pathsep.join([str(src), str(site)])
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-m", "checks",
+             "--offline", "--format", "json", *args],
+            capture_output=True, text=True, env=env, cwd="/tmp", timeout=60, stdin=subprocess.DEVNULL)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    try:
+        return json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"not JSON:\n{done.stdout}\n{done.stderr}") from None
+
+
+# --- firewall readers (pure) -------------------------------------------------------------------
+
+IPTABLES_RHEL = """-P INPUT ACCEPT
+-P FORWARD ACCEPT
+-P OUTPUT ACCEPT
+-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p icmp -j ACCEPT
+-A INPUT -i lo -j ACCEPT
+-A INPUT -p tcp -m state --state NEW -m tcp --dport 22 -j ACCEPT
+-A INPUT -j REJECT --reject-with icmp-host-prohibited
+"""
+
+IPTABLES_CHAINS = """-P INPUT DROP
+-N ufw-user-input
+-N mk-ports
+-A INPUT -j ufw-user-input
+-A ufw-user-input -p tcp -m tcp --dport 22 -j ACCEPT
+-A ufw-user-input -p tcp -m tcp --dport 31415:31416 -j mk-ports
+-A mk-ports -m comment --comment "link ports" -j ACCEPT
+"""
+
+
+def test_iptables_reader():
+    assert firewall.iptables_port_state(IPTABLES_RHEL, 31415)[0] == firewall.CLOSED
+    assert firewall.iptables_port_state(IPTABLES_RHEL, 22)[0] == firewall.OPEN
+    assert firewall.iptables_port_state(IPTABLES_CHAINS, 31416)[0] == firewall.OPEN
+    assert firewall.iptables_port_state(IPTABLES_CHAINS, 31417)[0] == firewall.CLOSED
+    assert firewall.iptables_port_state("-P INPUT ACCEPT\n", 31415)[0] == firewall.OPEN
+    restricted = "-P INPUT DROP\n-A INPUT -s 10.0.0.0/8 -p tcp --dport 31415 -j ACCEPT\n"
+    assert firewall.iptables_port_state(restricted, 31415)[0] == firewall.UNKNOWN
+    ret = "-P INPUT DROP\n-N c\n-A INPUT -j c\n-A c -j RETURN\n-A c -j ACCEPT\n"
+    assert firewall.iptables_port_state(ret, 31415)[0] == firewall.CLOSED
+
+
+NFT_IPTABLES = """table ip filter {
+	chain INPUT {
+		type filter hook input priority filter; policy drop;
+		tcp dport 31415 counter packets 0 bytes 0 accept
+		meta l4proto tcp tcp dport { 31416, 5000 } counter packets 0 bytes 0 accept
+	}
+}
+"""
+
+NFT_NATIVE = """table inet filter {
+	set allowed {
+		type inet_service
+		elements = { 22, 80 }
+	}
+
+	chain input {
+		type filter hook input priority filter; policy drop;
+		ct state established,related accept
+		iif "lo" accept
+		udp dport 31415 accept
+		tcp dport @allowed accept
+		jump ports
+	}
+
+	chain ports {
+		tcp dport 31415-31416 accept comment "link ports"
+	}
+
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+	}
+}
+table ip6 filter {
+	chain INPUT {
+		type filter hook input priority filter; policy drop;
+	}
+}
+"""
+
+
+def test_nft_reader():
+    assert firewall.nft_port_state(NFT_IPTABLES, 31415)[0] == firewall.OPEN
+    assert firewall.nft_port_state(NFT_IPTABLES, 31416)[0] == firewall.OPEN
+    assert firewall.nft_port_state(NFT_IPTABLES, 31417)[0] == firewall.CLOSED
+    assert firewall.nft_port_state(NFT_IPTABLES, 31417, [("ip", "filter")])[0] == firewall.OPEN
+    state, reason = firewall.nft_port_state(NFT_NATIVE, 31416)
+    assert state == firewall.OPEN and "inet filter ports" in reason
+    assert firewall.nft_port_state(NFT_NATIVE, 9999)[0] == firewall.UNKNOWN  # @allowed set
+    chains = firewall.parse_nft(NFT_NATIVE)
+    assert [(c.family, c.name, c.hook, c.policy) for c in chains] == [
+        ("inet", "input", "input", "drop"), ("inet", "ports", "", "accept"),
+        ("inet", "forward", "forward", "drop"), ("ip6", "INPUT", "input", "drop")]
+
+
+UFW_STATUS = """Status: active
+Logging: on (low)
+Default: deny (incoming), allow (outgoing), disabled (routed)
+New profiles: skip
+
+To                         Action      From
+--                         ------      ----
+22/tcp                     ALLOW IN    Anywhere
+31415,31416/tcp            ALLOW IN    192.168.1.0/24
+8000:8010/tcp              DENY IN     Anywhere
+22/tcp (v6)                ALLOW IN    Anywhere (v6)
+"""
+
+
+def test_ufw_reader():
+    assert firewall.ufw_port_state(UFW_STATUS, 22)[0] == firewall.OPEN
+    state, reason = firewall.ufw_port_state(UFW_STATUS, 31416)
+    assert state == firewall.OPEN and "192.168.1.0/24" in reason
+    assert firewall.ufw_port_state(UFW_STATUS, 8005)[0] == firewall.CLOSED
+    assert firewall.ufw_port_state(UFW_STATUS, 31417)[0] == firewall.CLOSED
+    assert firewall.ufw_open_command([31415, 31416]) == "sudo ufw allow proto tcp to any port 31415,31416"
+
+
+FIREWALLD = """public (active)
+  target: default
+  icmp-block-inversion: no
+  interfaces: eth0
+  services: dhcpv6-client ssh
+  ports: 31415-31416/tcp 9000/udp
+  protocols:
+"""
+
+
+def test_firewalld_reader():
+    assert firewall.firewalld_port_state(FIREWALLD, 31416)[0] == firewall.OPEN
+    assert firewall.firewalld_port_state(FIREWALLD, 9000)[0] == firewall.CLOSED
+    assert firewall.firewalld_port_state(FIREWALLD.replace("default", "ACCEPT"), 1)[0] == firewall.OPEN
+
+
+NETSH_PROFILE = """
+Private Profile Settings:
+----------------------------------------------------------------------
+State                                 ON
+Firewall Policy                       BlockInbound,AllowOutbound
+"""
+
+NETSH_RULES = """
+Rule Name:                            Wolfram kernel link
+----------------------------------------------------------------------
+Enabled:                              Yes
+Direction:                            In
+Protocol:                             TCP
+LocalPort:                            31415,31416
+Action:                               Allow
+
+Rule Name:                            Block 31416
+----------------------------------------------------------------------
+Enabled:                              Yes
+Direction:                            In
+Protocol:                             TCP
+LocalPort:                            31416
+Action:                               Block
+"""
+
+
+def test_netsh_reader():
+    assert firewall.netsh_port_state(NETSH_PROFILE, NETSH_RULES, 31415)[0] == firewall.OPEN
+    assert firewall.netsh_port_state(NETSH_PROFILE, NETSH_RULES, 31416)[0] == firewall.CLOSED  # block wins
+    assert firewall.netsh_port_state(NETSH_PROFILE, "", 31415)[0] == firewall.CLOSED
+    assert firewall.netsh_port_state(NETSH_PROFILE.replace("ON", "OFF"), "", 31415)[0] == firewall.OPEN
+
+
+@given(st.integers(1, 65535), st.integers(1, 65535), st.integers(1, 65535))
+def test_port_spec_ranges(lo, hi, port):
+    lo, hi = min(lo, hi), max(lo, hi)
+    expected = lo <= port <= hi
+    assert firewall._in_spec(port, f"{lo}:{hi}") == expected
+    assert firewall._in_spec(port, f"{lo}-{hi}") == expected
+    assert firewall._in_spec(port, f"{{ 1, {lo}-{hi} }}") == (expected or port == 1)
