@@ -7,9 +7,12 @@ remote check reuses: one authentication per run.
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 
-from checks.model import Check, Result, failed, needs_target, passed
+from checks.model import Check, Result, failed, needs_target, passed, prerequisite_failed
+from checks.ssh import RemoteUnavailable
 
 PUBLICKEY_CAUSES = [
     "our public key is not in the remote ~/.ssh/authorized_keys (see MK305)",
@@ -21,8 +24,10 @@ PUBLICKEY_CAUSES = [
 ]
 
 
-def classify(stderr: str, timed_out: bool, destination: str) -> tuple[str, str, list[str], str]:
-    """ssh's own words -> (summary, fix, details, reason)."""
+def classify(stderr: str, timed_out: bool, destination: str, install_key: str = ""
+             ) -> tuple[str, str, list[str], str]:
+    """ssh's own words -> (summary, fix, details, reason). ``install_key`` is the
+    command that installs our public key on the server."""
     text = stderr.strip()
     last = [ln for ln in text.splitlines() if ln.strip()]
     shown = last[-3:] if last else ["(ssh printed nothing)"]
@@ -41,14 +46,17 @@ def classify(stderr: str, timed_out: bool, destination: str) -> tuple[str, str, 
     if m:
         methods = m.group(1)
         details = [f"ssh: Permission denied ({methods})", "likely causes:"] + [
-            f"  - {c}" for c in PUBLICKEY_CAUSES]
+            f"  - {c}" for c in PUBLICKEY_CAUSES] + [
+            "the server's log says which: sudo journalctl -u ssh -n 50 (or /var/log/auth.log, "
+            "/var/log/secure)"]
         if "publickey" not in methods:
             return (f"the server does not accept public keys (offers: {methods})",
                     "enable PubkeyAuthentication yes in the server's sshd_config", details,
                     "no-publickey")
         return ("key login refused: Permission denied (" + methods + ")",
-                f"install your public key: ssh-copy-id -i ~/.ssh/id_ed25519.pub {destination} "
-                "(or run mkdoctor setup)", details, "permission-denied")
+                "install your public key (this asks for your password once): " + (
+                    install_key or f"ssh-copy-id -i ~/.ssh/id_ed25519.pub {destination}")
+                + "; or run mkdoctor setup", details, "permission-denied")
     if re.search(r"Connection refused", text):
         return ("connection refused", "see MK302: nothing listens on the SSH port", shown, "refused")
     if re.search(r"Connection timed out|Operation timed out|timed out during banner", text):
@@ -68,11 +76,44 @@ def classify(stderr: str, timed_out: bool, destination: str) -> tuple[str, str, 
             "run ssh -v " + destination + " and read where it stops", shown, "other")
 
 
+def public_key_path(ctx) -> str:
+    """The public half of the identity ssh offers first: ``--identity``, else the first
+    IdentityFile of ``ssh -G`` whose ``.pub`` exists."""
+    if ctx.options.identity:
+        return f"{ctx.options.identity}.pub"
+    try:
+        files = ctx.ssh.config(ctx.step_timeout()).get("identityfile") or []
+    except RemoteUnavailable:
+        files = []
+    for path in files:
+        pub = os.path.expanduser(path) + ".pub"
+        if os.path.isfile(pub):
+            return pub
+    return "~/.ssh/id_ed25519.pub"
+
+
+def install_command(ctx) -> str:
+    """How to put our key into the remote authorized_keys with a password login."""
+    pub = public_key_path(ctx)
+    quoted = pub if pub.startswith("~/") else shlex.quote(pub)
+    dest = shlex.quote(ctx.target.display)
+    if ctx.options.ssh_config is None and ctx.options.identity is None:
+        return f"ssh-copy-id -i {quoted} {dest}"
+    # ssh-copy-id cannot take -F: append the key through the same ssh command line.
+    ssh = ["ssh"] + (["-F", str(ctx.options.ssh_config)] if ctx.options.ssh_config else [])
+    remote = ("umask 077 && mkdir -p ~/.ssh && cat >> ~/.ssh/authorized_keys")
+    return f"{shlex.join(ssh)} {dest} {shlex.quote(remote)} < {quoted}"
+
+
 def run(ctx) -> Result:
+    blocked = prerequisite_failed(ctx, "MK301", "MK302", "MK303")
+    if blocked:
+        return blocked
     login = ctx.ssh.login(ctx.step_timeout(ctx.options.timeout * 2 + 2))
     if login.ok:
         return passed(f"logged in as {ctx.target.display} with no prompt (BatchMode=yes)")
-    summary, fix, details, reason = classify(login.stderr, login.timed_out, ctx.target.display)
+    summary, fix, details, reason = classify(login.stderr, login.timed_out, ctx.target.display,
+                                             install_command(ctx))
     return failed(summary, fix, details, reason=reason)
 
 
@@ -82,7 +123,8 @@ CHECK = Check(
     group="server",
     title="ssh -o BatchMode=yes logs in with no prompt; the failure is classified",
     run=run,
-    needs=("MK302", "MK303"),
-    after=("MK202",),
+    # after=, not needs=: MK302/MK303 skip behind ProxyCommand/ProxyJump, and logging in
+    # is then the only test of the path; their failures still block (prerequisite_failed).
+    after=("MK202", "MK301", "MK302", "MK303"),
     preconditions=(needs_target,),
 )

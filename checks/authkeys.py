@@ -1,0 +1,406 @@
+"""The ``authorized_keys`` line format, parsed the way OpenSSH's sshd parses it. Pure.
+
+Used by MK305 to find our key (by SHA256 fingerprint) in the remote AuthorizedKeysFile
+and to judge the options on its line. Every rule here follows OpenSSH's own code, so a
+line this module rejects is a line sshd ignores:
+
+- A line is ``[options] keytype base64-key [comment]``; empty lines and lines starting
+  with ``#`` (after leading blanks) are ignored. sshd first tries to read a key at the
+  start of the line; only if that fails is the first field taken as options
+  (``check_authkey_line`` in auth2-pubkeyfile.c).
+- The options field ends at the first blank that is not inside double quotes; ``\\"``
+  does not toggle quoting (``sshkey_advance_past_options`` in sshkey.c).
+- Options are separated by commas; flag names match case-insensitively, and most flags
+  take a ``no-`` prefix; valued options (``command="..."``) must be double-quoted and
+  ``\\"`` is the only escape inside the quotes (``opt_flag``/``opt_match``/
+  ``opt_dequote`` in misc.c, ``sshauthopt_parse`` in auth-options.c). Anything else is
+  "unknown key option" and sshd refuses the whole line.
+- ``restrict`` turns off port, agent and X11 forwarding, the pty and ~/.ssh/rc; flags
+  that follow it turn single features back on. Flags apply in order.
+
+Sources: sshd(8) "AUTHORIZED_KEYS FILE FORMAT" (https://man.openbsd.org/sshd#AUTHORIZED_KEYS_FILE_FORMAT);
+OpenSSH portable auth-options.c, misc.c, sshkey.c, auth2-pubkeyfile.c, channels.c.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import hashlib
+import ipaddress
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Union
+
+# Flags, in the order sshauthopt_parse tries them; True: accepts a "no-" prefix.
+FLAG_OPTIONS: tuple[tuple[str, bool], ...] = (
+    ("restrict", False),
+    ("cert-authority", False),
+    ("port-forwarding", True),
+    ("agent-forwarding", True),
+    ("x11-forwarding", True),
+    ("touch-required", True),
+    ("verify-required", True),
+    ("pty", True),
+    ("user-rc", True),
+)
+VALUE_OPTIONS = ("command", "principals", "from", "expiry-time", "environment",
+                 "permitopen", "permitlisten", "tunnel")
+# Options that may appear only once on a line ("multiple \"command\" clauses").
+SINGLE_VALUE = ("command", "principals", "from")
+
+# Key types sshkey_read() recognises (plain keys and certificates).
+_KEYTYPE = re.compile(
+    r"^(ssh-(rsa|dss|ed25519|xmss)|ecdsa-sha2-nistp(256|384|521)|"
+    r"sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com|"
+    r"(ssh-(rsa|dss|ed25519|xmss)|ecdsa-sha2-nistp(256|384|521)|"
+    r"sk-(ssh-ed25519|ecdsa-sha2-nistp256))-cert-v01@openssh\.com|"
+    r"ssh-xmss@openssh\.com|ssh-xmss-cert-v01@openssh\.com)$"
+)
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_EXPIRY = re.compile(r"^\d{8}(\d{4}(\d{2})?)?Z?$")
+
+
+class OptionError(ValueError):
+    """The options field is not valid; sshd refuses the whole line."""
+
+
+@dataclass(frozen=True)
+class KeyOption:
+    name: str  # lower case, without "no-"
+    value: Optional[str] = None  # dequoted value of name="..."; None for flags
+    negated: bool = False  # "no-pty" -> name "pty", negated True
+
+    def __str__(self) -> str:
+        if self.value is not None:
+            return f'{self.name}="{self.value}"'
+        return ("no-" if self.negated else "") + self.name
+
+
+@dataclass
+class KeyLine:
+    """One valid key line."""
+
+    number: int
+    keytype: str
+    blob: str  # base64, as written
+    comment: str = ""
+    options: list[KeyOption] = field(default_factory=list)
+    options_text: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.blob)
+
+    def values(self, name: str) -> list[str]:
+        return [o.value for o in self.options if o.name == name and o.value is not None]
+
+    def has(self, name: str) -> bool:
+        return any(o.name == name for o in self.options)
+
+    @property
+    def port_forwarding(self) -> bool:
+        """Whether sshd allows port forwarding for this key (flags apply in order)."""
+        allowed = True
+        for opt in self.options:
+            if opt.name == "restrict":
+                allowed = False
+            elif opt.name == "port-forwarding":
+                allowed = not opt.negated
+        return allowed
+
+
+@dataclass
+class BadLine:
+    """A line sshd ignores: why, and the start of the text (public data only)."""
+
+    number: int
+    reason: str
+    text: str
+
+
+ParsedLine = Union[KeyLine, BadLine]
+
+
+# --- keys ---------------------------------------------------------------------------
+
+
+def fingerprint(blob_b64: str) -> str:
+    """``SHA256:...`` of a base64 key blob, as ``ssh-keygen -l`` prints it."""
+    raw = base64.b64decode(blob_b64 + "=" * (-len(blob_b64) % 4))
+    return "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
+
+
+def blob_error(keytype: str, blob_b64: str) -> Optional[str]:
+    """Why ``blob_b64`` is not a valid ``keytype`` key, or None. Structural check (the
+    blob's first field names the key type), then sshpubkeys' stricter one when it is
+    installed and knows the type."""
+    try:
+        raw = base64.b64decode(blob_b64, validate=True)
+    except (binascii.Error, ValueError):
+        return "the key is not valid base64 (broken or cut when pasted?)"
+    if len(raw) < 4:
+        return "the key data is too short"
+    (n,) = struct.unpack(">I", raw[:4])
+    inner = raw[4:4 + n].decode("ascii", "replace")
+    if n > len(raw) - 4 or inner != keytype:
+        return f"the key data does not match its type {keytype}"
+    try:
+        from sshpubkeys import SSHKey  # heavy import, only when needed
+        from sshpubkeys.exceptions import InvalidKeyException
+    except ImportError:  # pragma: no cover - sshpubkeys is a dependency
+        return None
+    try:
+        SSHKey(f"{keytype} {blob_b64}", strict=False, skip_option_parsing=True).parse()
+    except NotImplementedError:
+        return None  # a type sshpubkeys does not know (certificates, xmss): structure is fine
+    except (InvalidKeyException, ValueError, TypeError) as exc:
+        return f"invalid {keytype} key, cut short or damaged when pasted? ({exc})"
+    return None
+
+
+def is_keytype(token: str) -> bool:
+    return bool(_KEYTYPE.match(token))
+
+
+def parse_public_key(text: str) -> Optional[tuple[str, str]]:
+    """(keytype, blob) of a public key line such as the contents of ``id_ed25519.pub``
+    (options before the key are allowed), or None."""
+    parsed = parse_line(text.strip().splitlines()[0] if text.strip() else "", 1)
+    if isinstance(parsed, KeyLine):
+        return parsed.keytype, parsed.blob
+    return None
+
+
+# --- options ------------------------------------------------------------------------
+
+
+def split_options(line: str) -> tuple[str, str]:
+    """(options, rest): the options end at the first unquoted blank."""
+    quoted = False
+    i = 0
+    while i < len(line) and (quoted or line[i] not in " \t"):
+        if line[i] == "\\" and i + 1 < len(line) and line[i + 1] == '"':
+            i += 1  # skip both
+        elif line[i] == '"':
+            quoted = not quoted
+        i += 1
+    if quoted:
+        raise OptionError("unterminated double quote in the options")
+    return line[:i], line[i:].lstrip(" \t")
+
+
+def _dequote(text: str, i: int) -> tuple[str, int]:
+    """The quoted value starting at ``text[i]`` and the index after its closing quote."""
+    if i >= len(text) or text[i] != '"':
+        raise OptionError("missing start quote (values must be written name=\"value\")")
+    i += 1
+    out = []
+    while i < len(text) and text[i] != '"':
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] == '"':
+            i += 1
+        out.append(text[i])
+        i += 1
+    if i >= len(text):
+        raise OptionError("missing end quote")
+    return "".join(out), i + 1
+
+
+def _valid_permit(value: str, allow_bare_port: bool) -> bool:
+    """host:port (or a bare port for permitlisten); port is 1-65535 or *."""
+    if allow_bare_port and ":" not in value:
+        value = "*:" + value
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            return False
+        port = rest[1:]
+    else:
+        host, sep, port = value.rpartition(":")
+        if not sep:
+            return False
+    if not host:
+        return False
+    return port == "*" or (port.isdigit() and 0 < int(port) <= 65535)
+
+
+def parse_options(text: str) -> list[KeyOption]:
+    """Parse an options field (no unquoted blanks). Raises :class:`OptionError` where
+    sshd would refuse the line."""
+    opts: list[KeyOption] = []
+    seen: set[str] = set()
+    i = 0
+    lower = text.lower()
+    while i < len(text):
+        for name, negatable in FLAG_OPTIONS:
+            j, negated = i, False
+            if negatable and lower.startswith("no-", j):
+                j, negated = j + 3, True
+            if lower.startswith(name, j):
+                opts.append(KeyOption(name, None, negated))
+                i = j + len(name)
+                break
+        else:
+            for name in VALUE_OPTIONS:
+                if lower.startswith(name + "=", i):
+                    if name in SINGLE_VALUE and name in seen:
+                        raise OptionError(f'multiple "{name}" clauses')
+                    seen.add(name)
+                    value, i = _dequote(text, i + len(name) + 1)
+                    _check_value(name, value)
+                    opts.append(KeyOption(name, value))
+                    break
+            else:
+                word = re.split(r"[,=]", text[i:], maxsplit=1)[0]
+                raise OptionError(f"unknown key option {word!r}")
+        if i >= len(text):
+            break
+        if text[i] != ",":
+            word = re.split(r"[,=]", text[i:], maxsplit=1)[0]
+            raise OptionError(f"unknown key option near {word!r}")
+        i += 1
+        if i >= len(text):
+            raise OptionError("unexpected end of options (a trailing comma)")
+    return opts
+
+
+def _check_value(name: str, value: str) -> None:
+    if name == "environment":
+        var, eq, _ = value.partition("=")
+        if not eq or not _ENV_NAME.match(var):
+            raise OptionError(f'invalid environment string "{value}"')
+    elif name in ("permitopen", "permitlisten"):
+        if not _valid_permit(value, allow_bare_port=name == "permitlisten"):
+            raise OptionError(f'invalid {name}="{value}" (write host:port)')
+    elif name == "expiry-time":
+        if not _EXPIRY.match(value):
+            raise OptionError(f'invalid expiry-time="{value}" (write YYYYMMDD[HHMM[SS]][Z])')
+    elif name == "tunnel":
+        if not (value.isdigit() or value.lower() == "any"):
+            raise OptionError(f'invalid tunnel="{value}"')
+
+
+# --- lines ----------------------------------------------------------------------------
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def parse_line(line: str, number: int) -> Optional[ParsedLine]:
+    """One line of an authorized_keys file: None for blanks and comments, else a
+    :class:`KeyLine` or a :class:`BadLine` (never raises)."""
+    text = line.rstrip("\r\n").lstrip(" \t")
+    if not text or text.startswith("#"):
+        return None
+    fields = re.split(r"[ \t]+", text, maxsplit=2)
+    options_text = ""
+    if not is_keytype(fields[0]):
+        # sshd: no key at the start of the line, so the first field is options.
+        try:
+            options_text, rest = split_options(text)
+        except OptionError as exc:
+            return BadLine(number, str(exc), _shown(text))
+        fields = re.split(r"[ \t]+", rest.strip(" \t\r"), maxsplit=2) if rest.strip() else []
+        if not fields:
+            return BadLine(number, "not a key line (no key type such as ssh-ed25519)", _shown(text))
+        if not is_keytype(fields[0]):
+            try:
+                parse_options(options_text)
+            except OptionError:
+                return BadLine(number, "not a key line (it does not start with a key type "
+                               "such as ssh-ed25519)", _shown(text))
+            return BadLine(number, f"unknown key type {_shown(fields[0], 30)!r}", _shown(text))
+    if len(fields) < 2:
+        return BadLine(number, f"{fields[0]} without the key data", _shown(text))
+    err = blob_error(fields[0], fields[1])
+    if err:
+        return BadLine(number, err, _shown(text))
+    try:
+        options = parse_options(options_text) if options_text else []
+    except OptionError as exc:
+        return BadLine(number, f"sshd refuses the line's options: {exc}", _shown(text))
+    comment = fields[2].strip() if len(fields) > 2 else ""
+    return KeyLine(number, fields[0], fields[1], comment, options, options_text)
+
+
+def parse_file(text: str) -> tuple[list[KeyLine], list[BadLine]]:
+    """Every line of an authorized_keys file: the valid key lines and the bad ones. A bad
+    line never hides the lines after it."""
+    keys: list[KeyLine] = []
+    bad: list[BadLine] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        parsed = parse_line(line, number)
+        if isinstance(parsed, KeyLine):
+            keys.append(parsed)
+        elif isinstance(parsed, BadLine):
+            bad.append(parsed)
+    return keys, bad
+
+
+# --- what the options allow ---------------------------------------------------------
+
+
+def _pattern_match(pattern: str, text: str) -> bool:
+    """OpenSSH match_pattern: ``*`` and ``?`` wildcards, case-insensitive here (sshd
+    lower-cases host names before matching)."""
+    return fnmatch.fnmatchcase(text.lower(), pattern.lower().replace("[", "[[]"))
+
+
+def listen_permitted(permitlisten: Sequence[str], port: int, listen_host: str = "localhost") -> bool:
+    """Whether a remote forward ``-R port:...`` is allowed by these ``permitlisten``
+    values (no values: no restriction). ssh sends the listen host "localhost" when the
+    -R spec names none (channels.c: channel_request_remote_forwarding), and sshd
+    matches it against the pattern (channels.c: remote_open_match)."""
+    if not permitlisten:
+        return True
+    for value in permitlisten:
+        spec = value if ":" in value else "*:" + value
+        if spec.startswith("["):
+            host, _, rest = spec[1:].partition("]")
+            pport = rest[1:]
+        else:
+            host, _, pport = spec.rpartition(":")
+        if pport != "*" and (not pport.isdigit() or int(pport) != port):
+            continue
+        if _pattern_match(host, listen_host):
+            return True
+    return False
+
+
+def from_matches(patterns: str, address: str) -> Optional[bool]:
+    """Whether a client at ``address`` satisfies ``from="patterns"`` (sshd with UseDNS
+    no, the default: host-name patterns are matched against the address). A negated
+    match (``!pattern``) refuses. None when the list has only host-name patterns that
+    an address cannot be compared with."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    matched = False
+    names_only = True
+    for raw in patterns.split(","):
+        raw = raw.strip()
+        if not raw:
+            continue
+        negate = raw.startswith("!")
+        pat = raw[1:] if negate else raw
+        if "/" in pat:
+            names_only = False
+            try:
+                hit = ip in ipaddress.ip_network(pat, strict=False)
+            except ValueError:
+                return False  # sshd: an invalid CIDR list refuses the key
+        else:
+            if re.fullmatch(r"[0-9.:*?a-fA-F]+", pat):
+                names_only = False
+            hit = _pattern_match(pat, str(ip))
+        if hit and negate:
+            return False
+        matched = matched or hit
+    if not matched and names_only:
+        return None
+    return matched
