@@ -7,7 +7,8 @@ concurrently but are returned in catalogue order, so the same setup always gives
 same report.
 
 Rules:
-- A check whose prerequisite (``needs``) did not pass or warn is skipped, naming it.
+- A check whose prerequisite (``needs``) did not pass or warn is skipped, naming it;
+  for ``needs_if_run`` only a failure, an error or a blocked prerequisite counts.
 - A check that raises is reported as ``error`` with the error text; the traceback is
   kept for ``-v`` and never shown otherwise.
 - When the run's deadline passes, checks still running are reported ``fail`` ("timed
@@ -88,12 +89,24 @@ def run_checks(
         finish(check, result)
 
     def ready(check: Check) -> bool:
-        deps = [d for d in (*check.needs, *check.after) if d in selected]
+        deps = [d for d in (*check.needs, *check.needs_if_run, *check.after) if d in selected]
         return all(d in results for d in deps)
 
+    def blocks(dep: str, strict: bool) -> bool:
+        result = results[dep]
+        if strict:
+            return not result.status.ok
+        return result.status in (Status.FAIL, Status.ERROR) or result.blocked_by not in ("", "precondition")
+
     def blocked(check: Check) -> Optional[Result]:
-        for dep in check.needs:
-            if dep in selected and not results[dep].status.ok:
+        # Not applicable comes first: "no remote host given" says more than "MK301 skipped".
+        for pre in check.preconditions:
+            reason = pre(ctx)
+            if reason:
+                return Result(Status.SKIP, f"skipped: {reason}", blocked_by="precondition")
+        prerequisites = [(d, True) for d in check.needs] + [(d, False) for d in check.needs_if_run]
+        for dep, strict in prerequisites:
+            if dep in selected and blocks(dep, strict):
                 dep_name = selected[dep].name
                 return Result(
                     Status.SKIP,
@@ -101,10 +114,6 @@ def run_checks(
                     fix=f"fix {dep} {dep_name} first",
                     blocked_by=dep,
                 )
-        for pre in check.preconditions:
-            reason = pre(ctx)
-            if reason:
-                return Result(Status.SKIP, f"skipped: {reason}", blocked_by="precondition")
         return None
 
     pending = list(order)

@@ -84,6 +84,10 @@ class Check:
 
     - ``needs``: check IDs that must pass (or warn) first; if one fails, errors or is
       skipped, this check is skipped naming it.
+    - ``needs_if_run``: check IDs that block this check only when they ran and failed or
+      broke, or were themselves blocked; a skip they chose (not applicable here, could
+      not check) does not block. For a check that is the real test of a path its
+      prerequisites cannot see (MK304 logs in through a ProxyJump that MK303 skips).
     - ``after``: check IDs whose facts this check reads when they are available; it
       waits for them but runs whatever their status.
     - ``preconditions``: generic applicability tests (a remote host is given, a mode is
@@ -96,6 +100,7 @@ class Check:
     title: str
     run: Callable[["Context"], Result]
     needs: tuple[str, ...] = ()
+    needs_if_run: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     preconditions: tuple[Precondition, ...] = ()
 
@@ -125,24 +130,3 @@ def only_mode(mode: str) -> Precondition:
     pre.__name__ = f"only_{mode}_mode"
     return pre
 
-
-def prerequisite_failed(ctx: "Context", *check_ids: str) -> Optional[Result]:
-    """For a check that waits for earlier ones with ``after=`` instead of ``needs=``
-    because their *skip* must not block it (MK303 skips behind ProxyJump, yet MK304
-    must still log in): the skip result naming the first of ``check_ids`` that failed
-    or broke (or was skipped because one of its own prerequisites failed), worded as
-    the engine words a blocked check; None when none did."""
-    from checks.registry import get  # the registry imports every check module
-
-    for dep in check_ids:
-        result = ctx.result(dep)
-        if result is None:
-            continue
-        blocked = result.status is Status.SKIP and result.blocked_by.startswith("MK")
-        if result.status in (Status.FAIL, Status.ERROR) or blocked:
-            name = get(dep).name
-            verb = {Status.FAIL: "failed", Status.ERROR: "broke"}.get(result.status, "was skipped")
-            skip = skipped(f"skipped: {dep} {name} {verb}", fix=f"fix {dep} {name} first")
-            skip.blocked_by = dep
-            return skip
-    return None

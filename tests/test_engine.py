@@ -176,3 +176,28 @@ def test_skip_is_never_counted_as_failure():
 
 def test_target_display():
     assert Target("h", "u", 2222).display == "u@h:2222"
+
+
+def test_needs_if_run_ignores_a_chosen_skip_but_not_a_failure_or_a_block():
+    def mk(cid, fn, **kw):
+        return Check(id=cid, name=f"n{cid}", group="g", title="t", run=fn, **kw)
+
+    chosen = [mk("A", lambda c: skipped("not applicable here")),
+              mk("B", lambda c: passed("ran"), needs_if_run=("A",))]
+    assert statuses(run_checks(ctx(), chosen))["B"] is Status.PASS
+    broken = [mk("A", lambda c: failed("no", "f")),
+              mk("B", lambda c: passed("ran"), needs_if_run=("A",))]
+    by = {c.id: r for c, r in run_checks(ctx(), broken)}
+    assert by["B"].status is Status.SKIP and by["B"].summary == "skipped: A nA failed"
+    chain = [mk("Z", lambda c: failed("no", "f")),
+             mk("A", lambda c: passed("x"), needs=("Z",)),
+             mk("B", lambda c: passed("ran"), needs_if_run=("A",))]
+    by = {c.id: r for c, r in run_checks(ctx(), chain)}
+    assert by["B"].status is Status.SKIP and by["B"].blocked_by == "A"
+
+
+def test_not_applicable_is_said_before_a_skipped_prerequisite():
+    checks = [make("A", lambda c: passed("x"), pre=(needs_target,)),
+              make("B", lambda c: passed("x"), needs=("A",), pre=(needs_target,))]
+    by = {c.id: r for c, r in run_checks(ctx(), checks)}
+    assert "no remote host" in by["B"].summary

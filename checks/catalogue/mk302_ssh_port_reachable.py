@@ -18,7 +18,7 @@ import socket
 import time
 
 from checks.catalogue.mk301_host_resolves import first_hop, resolve
-from checks.model import (Check, Result, failed, needs_target, passed, prerequisite_failed,
+from checks.model import (Check, Result, failed, needs_target, passed,
                           skipped)
 from checks.proc import record
 
@@ -160,9 +160,6 @@ def software(banner: str) -> str:
 
 
 def run(ctx) -> Result:
-    blocked = prerequisite_failed(ctx, "MK301")
-    if blocked:
-        return blocked
     ep = first_hop(ctx)
     if ep.proxycommand:
         return skipped(
@@ -189,8 +186,8 @@ CHECK = Check(
     group="server",
     title="a TCP connection to the SSH port succeeds and an SSH-2.0 banner arrives",
     run=run,
-    # after=, not needs=: MK301 skips with ProxyCommand, and then this check names the
-    # real reason itself; a failed MK301 still blocks it (prerequisite_failed).
-    after=("MK301",),
+    # needs_if_run: MK301 skips with ProxyCommand, and then this check names the real
+    # reason itself; a failed MK301 still blocks it.
+    needs_if_run=("MK301",),
     preconditions=(needs_target,),
 )

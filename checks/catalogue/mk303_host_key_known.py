@@ -20,7 +20,7 @@ import shlex
 
 from checks.hostkeys import (KnownEntry, judge, lookup_name, parse_keygen_find, parse_keyscan,
                              preferred, split_files)
-from checks.model import (Check, Result, failed, needs_target, passed, prerequisite_failed,
+from checks.model import (Check, Result, failed, needs_target, passed,
                           skipped, warned)
 from checks.catalogue.mk301_host_resolves import first_hop
 
@@ -75,9 +75,6 @@ def verify_and_record(host: str, port: int, alias: str, target_file: str, keytyp
 
 
 def run(ctx) -> Result:
-    blocked = prerequisite_failed(ctx, "MK301", "MK302")
-    if blocked:
-        return blocked
     ep = first_hop(ctx)
     if ep.proxycommand:
         return skipped(f"skipped: connected through ProxyCommand ({ep.proxycommand}); "
@@ -181,8 +178,8 @@ CHECK = Check(
     group="server",
     title="the server's host key is in known_hosts and matches; a changed key fails loudly",
     run=run,
-    # after=, not needs=: a skipped MK302 (ProxyCommand) must not hide this check's own
-    # reason; a failed one still blocks it (prerequisite_failed).
-    after=("MK301", "MK302"),
+    # needs_if_run: a skipped MK302 (ProxyCommand) must not hide this check's own
+    # reason; a failed one still blocks it.
+    needs_if_run=("MK301", "MK302"),
     preconditions=(needs_target,),
 )

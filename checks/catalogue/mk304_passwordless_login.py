@@ -11,7 +11,7 @@ import os
 import re
 import shlex
 
-from checks.model import Check, Result, failed, needs_target, passed, prerequisite_failed
+from checks.model import Check, Result, failed, needs_target, passed
 from checks.ssh import RemoteUnavailable
 
 PUBLICKEY_CAUSES = [
@@ -106,9 +106,6 @@ def install_command(ctx) -> str:
 
 
 def run(ctx) -> Result:
-    blocked = prerequisite_failed(ctx, "MK301", "MK302", "MK303")
-    if blocked:
-        return blocked
     login = ctx.ssh.login(ctx.step_timeout(ctx.options.timeout * 2 + 2))
     if login.ok:
         return passed(f"logged in as {ctx.target.display} with no prompt (BatchMode=yes)")
@@ -123,8 +120,9 @@ CHECK = Check(
     group="server",
     title="ssh -o BatchMode=yes logs in with no prompt; the failure is classified",
     run=run,
-    # after=, not needs=: MK302/MK303 skip behind ProxyCommand/ProxyJump, and logging in
-    # is then the only test of the path; their failures still block (prerequisite_failed).
-    after=("MK202", "MK301", "MK302", "MK303"),
+    # needs_if_run: MK302/MK303 skip behind ProxyCommand/ProxyJump, and logging in is
+    # then the only test of the path; their failures still block it.
+    needs_if_run=("MK301", "MK302", "MK303"),
+    after=("MK202",),
     preconditions=(needs_target,),
 )
