@@ -46,20 +46,22 @@ def run_checks(
     selected = {c.id: c for c in checks}
     order = [c.id for c in checks]
     results = ctx.results
-    cond = threading.Condition()
+    cond = threading.Condition(threading.RLock())
     running: dict[str, float] = {}
     done_order: list[str] = []
 
     def finish(check: Check, result: Result) -> None:
+        # Under the (re-entrant) lock, callback included: when run_checks returns, every
+        # on_result call has returned too, and none comes after.
         with cond:
             if check.id in results:  # already reported as timed out
                 return
             results[check.id] = result
             running.pop(check.id, None)
             done_order.append(check.id)
+            if on_result:
+                on_result(check, result)
             cond.notify_all()
-        if on_result:
-            on_result(check, result)
 
     def worker(check: Check) -> None:
         started = time.monotonic()
@@ -130,11 +132,7 @@ def run_checks(
                     early = Result(Status.ERROR, f"the check itself broke: {exc}",
                                    traceback=traceback.format_exc())
                 if early is not None:
-                    cond.release()
-                    try:
-                        finish(check, early)
-                    finally:
-                        cond.acquire()
+                    finish(check, early)
                     continue
                 running[cid] = time.monotonic()
                 threading.Thread(target=worker, args=(check,), name=cid, daemon=True).start()
