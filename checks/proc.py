@@ -56,11 +56,15 @@ class ProcessRunner:
         input: Optional[str] = None,
         env: Optional[dict[str, str]] = None,
         stdout_path: Optional[str] = None,
+        stdin: Optional[int] = None,
     ) -> Completed:
         """Run ``argv`` (never through a shell) for at most ``timeout`` seconds.
 
         A program that is not installed gives returncode 127 and the error in stderr
-        rather than an exception, like a shell would.
+        rather than an exception, like a shell would. ``stdin`` (a file descriptor,
+        used when ``input`` is None) lets the caller hold the program's standard input
+        open, e.g. the read end of a pipe whose closing tells a remote watchdog that we
+        are gone.
         """
         argv = [str(a) for a in argv]
         record(shlex.join(argv))
@@ -70,7 +74,8 @@ class ProcessRunner:
         try:
             proc = subprocess.Popen(
                 argv,
-                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdin=subprocess.PIPE if input is not None else (
+                    stdin if stdin is not None else subprocess.DEVNULL),
                 stdout=out_file or subprocess.PIPE,
                 stderr=subprocess.STDOUT if out_file else subprocess.PIPE,
                 env=env,
@@ -108,6 +113,44 @@ class ProcessRunner:
             (err or b"").decode("utf-8", "replace"),
             timed_out=timed_out or killed,
         )
+
+    def spawn(self, argv: Sequence[str], stdout_path: str, env: Optional[dict[str, str]] = None
+              ) -> Optional[subprocess.Popen]:
+        """Start ``argv`` in the background (own process group, stdin /dev/null, stdout
+        and stderr to ``stdout_path``), recorded and killed at the deadline like
+        :meth:`run`. End it with :meth:`stop`. None when it cannot start (the reason is
+        written to ``stdout_path``) or the deadline has passed."""
+        argv = [str(a) for a in argv]
+        record(shlex.join(argv))
+        if self._closed:
+            return None
+        with open(stdout_path, "wb") as out:
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            except OSError as exc:
+                out.write(f"{argv[0]}: {exc.strerror}\n".encode())
+                return None
+        with self._lock:
+            self._live.add(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen, grace: float = 0.0) -> Optional[int]:
+        """Wait up to ``grace`` seconds for a :meth:`spawn`-ed program to exit, then kill
+        its whole process group. Returns its exit status (negative: killed by a signal)."""
+        if grace > 0:
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        _kill_group(proc)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL already sent
+            pass
+        with self._lock:
+            self._live.discard(proc)
+        return proc.returncode
 
     def kill_all(self) -> None:
         """The deadline passed: end every program still running, and refuse new ones."""

@@ -229,16 +229,18 @@ class SSHClient:
         timeout: float,
         input: Optional[str] = None,
         extra_ssh_args: Sequence[str] = (),
+        stdin: Optional[int] = None,
     ) -> RemoteResult:
         """Run ``command`` on the remote host through the run's connection.
 
         ``command`` is an argument list (quoted here) or a ``sh`` script written by the
         caller with every interpolated value passed through :func:`shlex.quote`.
+        ``stdin``: a file descriptor for ssh's standard input (see ProcessRunner.run).
         """
         if not self.connected:
             raise RemoteUnavailable("no SSH connection to the remote host (MK304 passwordless-login)")
         args = self.mux_args() + list(extra_ssh_args) + ["-T", "--", self.destination, self.wrap(command)]
-        done = self.runner.run(args, timeout, input=input)
+        done = self.runner.run(args, timeout, input=input, stdin=stdin)
         return self.parse(done)
 
     def parse(self, done: Completed) -> RemoteResult:

@@ -129,6 +129,7 @@ class SSHSandbox:
         password: str | None = None,
         extra_config: str = "",
         authorize_client_key: bool = True,
+        bind_mounts: dict[str, Path] | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).absolute()
         self.netns = netns
@@ -136,6 +137,13 @@ class SSHSandbox:
         self.password = password
         self.extra_config = extra_config
         self.authorize_client_key = authorize_client_key
+        self.bind_mounts = {str(k): Path(v).absolute() for k, v in (bind_mounts or {}).items()}
+        """Absolute path -> directory shown there, for this sshd and its sessions only
+        (root only). A path that does not exist on this machine (``/usr/local/Wolfram``)
+        is created in a read-only overlay of its parent, so the real filesystem is never
+        touched; the parent must exist and must not be ``/``."""
+        if self.bind_mounts and os.geteuid() != 0:
+            raise SSHSandboxError("bind_mounts need root (a private mount namespace)")
         self.is_root = os.geteuid() == 0
         self.per_test_home = self.is_root
         """True if :attr:`home` is a per-sandbox directory that tests may break."""
@@ -535,6 +543,37 @@ class SSHSandbox:
         )
         self.client_config.chmod(0o644)
 
+    def _mount_script(self) -> str:
+        """Shell commands (run in sshd's private mount namespace before it starts) that
+        show each :attr:`bind_mounts` source at its target path."""
+        cmds: list[str] = []
+        for n, (target, source) in enumerate(sorted(self.bind_mounts.items())):
+            tpath = Path(target)
+            if not tpath.is_absolute() or ".." in tpath.parts:
+                raise SSHSandboxError(f"bind_mounts: {target!r} must be an absolute path")
+            if not source.is_dir():
+                raise SSHSandboxError(f"bind_mounts: {source} is not a directory")
+            if not tpath.exists():
+                parent = tpath.parent
+                while not parent.exists():
+                    parent = parent.parent
+                if parent == Path("/"):
+                    raise SSHSandboxError(f"bind_mounts: no existing parent for {target} but /")
+                # A layer holding the missing directories, overlaid (read-only) on the parent.
+                layer = self.base_dir / "mounts" / f"layer{n}"
+                d = layer / tpath.relative_to(parent)
+                d.mkdir(parents=True, exist_ok=True)
+                while True:  # the overlay shows these modes to the sandbox user
+                    d.chmod(0o755)
+                    if d == layer:
+                        break
+                    d = d.parent
+                q = shlex.quote
+                cmds.append(f"mount -t overlay mkdoverlay -o lowerdir={q(str(layer))}:{q(str(parent))} "
+                            f"{q(str(parent))}")
+            cmds.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}")
+        return "".join(c + " && " for c in cmds)
+
     def _command(self) -> list[str]:
         """How sshd is started: [ip netns exec NS] [unshare --mount ... sh -c MOUNT] sshd."""
         sshd = [SSHD, "-D", "-e", "-f", str(self.sshd_config_path)]
@@ -545,7 +584,7 @@ class SSHSandbox:
             # when it dies the kernel kills every process left in the sandbox.
             sshd = [UNSHARE, "--mount", "--propagation", "private", "--pid", "--fork",
                     "--kill-child", "--mount-proc", "/bin/sh", "-c",
-                    _MOUNT_AND_EXEC, "sh", str(etc / "passwd"), str(etc / "group"),
+                    self._mount_script() + _MOUNT_AND_EXEC, "sh", str(etc / "passwd"), str(etc / "group"),
                     str(etc / "shadow"), SSHD, str(self.sshd_config_path)]
         return self.netns_prefix() + sshd
 

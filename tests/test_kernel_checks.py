@@ -1,0 +1,375 @@
+"""MK401 kernel-found and MK402 kernel-starts, for real: a real sshd (the sandbox), the
+stand-in kernel (tests/standin_kernel.py) installed in the standard Linux paths — shown
+at /usr/local/Wolfram and /opt/Wolfram for the sandbox's sshd only, through its private
+mount namespace (SSHSandbox(bind_mounts=...)) — and mkdoctor run as a user would.
+
+Also the pure parts of checks/kernel.py (discovery output, version choice, the kernel
+output classifier) with unit and property tests.
+
+Shared helpers for tests/test_link_scenarios.py live here too: installing the stand-in and
+asserting that no kernel, ssh or mkdoctor process is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import pytest
+from hypothesis import given, strategies as st
+
+from checks.kernel import (Install, choose, classify_run, discovery_script, parse_discovery,
+                           run_expression, start_script, version_from_path, version_key)
+from tests.harness.sshd import SSHSandbox
+from tests.helpers import by_id, json_report, mkdoctor_env
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDIN = ROOT / "tests" / "standin_kernel.py"
+KERNEL_NAMES = ("WolframKernel", "MathKernel")
+LOGIN = "MK301,MK302,MK303,MK304"
+
+
+# ------------------------------------------------------------------ shared helpers
+
+
+def install_standin(root: Path, relative: str) -> Path:
+    """Copy the stand-in kernel to ``root/relative`` (mode 755, directories 755)."""
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(STANDIN, path)
+    path.chmod(0o755)
+    d = path.parent
+    while True:
+        d.chmod(0o755)
+        if d == root or d == d.parent:
+            break
+        d = d.parent
+    return path
+
+
+def _suspects(markers: list[str]) -> list[str]:
+    import psutil
+
+    out = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmd = proc.info.get("cmdline") or []
+        if not cmd or proc.info.get("status") == psutil.STATUS_ZOMBIE:
+            continue
+        line = " ".join(cmd)
+        kernel = any(Path(c).name in KERNEL_NAMES or "standin_kernel" in c for c in cmd[:2])
+        ssh = Path(cmd[0]).name == "ssh" and any(m in line for m in markers)
+        ours = "-m checks" in line and any(m in line for m in markers)
+        if kernel or ssh or ours:
+            out.append(f"{proc.info['pid']}: {line[:200]}")
+    return out
+
+
+def assert_nothing_left(markers: Iterable[str], wait: float = 5.0) -> None:
+    """No stand-in kernel anywhere, no ssh client or mkdoctor naming ``markers``."""
+    markers = list(markers)
+    end = time.monotonic() + wait
+    left = _suspects(markers)
+    while left and time.monotonic() < end:
+        time.sleep(0.1)
+        left = _suspects(markers)
+    assert not left, "processes left running:\n" + "\n".join(left)
+
+
+@pytest.fixture
+def nothing_left(sandbox_factory: Callable[..., SSHSandbox], sandbox_dir: Path) -> Iterator[None]:
+    """After the test (and before its sandboxes stop — stopping would kill the evidence),
+    no kernel, ssh or mkdoctor process of the test is running."""
+    yield
+    assert_nothing_left([str(sandbox_dir)])
+
+
+def sandbox_args(box: SSHSandbox) -> list[str]:
+    return ["--ssh-config", str(box.client_config), "--host", box.alias]
+
+
+def report(box: SSHSandbox, only: str, *extra: str, netns: str | None = None) -> dict:
+    data, done = json_report(*sandbox_args(box), "--only", only, "--offline", "--timeout", "3",
+                             *extra, netns=netns)
+    assert "Traceback" not in done.stderr, done.stderr
+    return by_id(data)
+
+
+# ------------------------------------------------------------------ pure: discovery
+
+
+def test_version_from_path() -> None:
+    assert version_from_path("/usr/local/Wolfram/Mathematica/14.1/Executables/WolframKernel") == "14.1"
+    assert version_from_path("/opt/Wolfram/WolframEngine/13.3.1/Executables/MathKernel") == "13.3.1"
+    assert version_from_path("/Applications/Mathematica 7.app/Contents/MacOS/MathKernel") == "7"
+    assert version_from_path("/Applications/Mathematica.app/Contents/MacOS/WolframKernel") == ""
+    assert version_from_path(
+        "C:\\Program Files\\Wolfram Research\\Wolfram Engine\\14.0\\WolframKernel.exe") == "14.0"
+    assert version_from_path("/usr/bin/math") == ""
+
+
+def test_parse_discovery_dedups_and_prefers_the_standard_name() -> None:
+    text = (
+        "U\tLinux\n"
+        "K\tpath\t/usr/local/bin/wolfram\t/usr/local/Wolfram/Mathematica/14.1/Executables/WolframKernel\t\n"
+        "K\tstandard\t/usr/local/Wolfram/Mathematica/14.1/Executables/WolframKernel\t"
+        "/usr/local/Wolfram/Mathematica/14.1/Executables/WolframKernel\t\n"
+        "K\tstandard\t/usr/local/Wolfram/Mathematica/9.0/Executables/MathKernel\t"
+        "/usr/local/Wolfram/Mathematica/9.0/Executables/MathKernel\t\n"
+        "K\tstandard\t/Applications/Wolfram.app/Contents/MacOS/WolframKernel\t"
+        "/Applications/Wolfram.app/Contents/MacOS/WolframKernel\t14.2.0\n"
+        "garbage line\n"
+    )
+    found = parse_discovery(text)
+    assert found.uname == "Linux"
+    paths = {i.path: i.version for i in found.installs}
+    assert paths == {
+        "/usr/local/Wolfram/Mathematica/14.1/Executables/WolframKernel": "14.1",
+        "/usr/local/Wolfram/Mathematica/9.0/Executables/MathKernel": "9.0",
+        "/Applications/Wolfram.app/Contents/MacOS/WolframKernel": "14.2.0",
+    }
+    assert choose(found.installs).path == "/Applications/Wolfram.app/Contents/MacOS/WolframKernel"
+
+
+def test_given_path_states() -> None:
+    found = parse_discovery("U\tLinux\nG\tnoexec\t/x/Mathematica/13.0/Executables/MathKernel\t"
+                            "/x/Mathematica/13.0/Executables/MathKernel\n")
+    assert found.given_state == "noexec" and found.given.version == "13.0"
+
+
+def test_discovery_script_quotes_a_hostile_given_path(tmp_path: Path) -> None:
+    evil = tmp_path / "a b$(touch pwned)'\"`x`"
+    evil.write_text("#!/bin/sh\n")
+    evil.chmod(0o755)
+    done = subprocess.run(["sh", "-c", discovery_script(str(evil))], capture_output=True,
+                          text=True, timeout=30, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = parse_discovery(done.stdout)
+    assert found.given_state == "ok" and found.given.path == str(evil)
+    assert not (tmp_path / "pwned").exists()
+    missing = parse_discovery(subprocess.run(
+        ["sh", "-c", discovery_script(str(tmp_path / "nope"))], capture_output=True, text=True,
+        timeout=30).stdout)
+    assert missing.given_state == "missing"
+
+
+versions = st.lists(st.integers(0, 30), min_size=1, max_size=3).map(lambda v: ".".join(map(str, v)))
+
+
+@given(st.lists(versions, min_size=1, max_size=6))
+def test_choose_picks_the_newest(vs: list[str]) -> None:
+    installs = [Install(f"/opt/Wolfram/Mathematica/{v}/Executables/WolframKernel",
+                        f"/r{i}", v, "standard") for i, v in enumerate(vs)]
+    best = choose(installs)
+    assert version_key(best.version) == max(version_key(v) for v in vs)
+
+
+# ------------------------------------------------------------------ pure: kernel output
+
+
+def test_classify_ok_needs_the_joined_sentinel() -> None:
+    token = "abcd"
+    # The command line (which contains the parts of the sentinel) echoed back is no answer.
+    echoed = classify_run(run_expression(token), "", 0, token)
+    assert echoed.outcome == "no-answer"
+    ok = classify_run(f"MKDOK{token}|14.1.0 for Linux x86 (64-bit) (July 16, 2024)|14.1|8\n", "", 0, token)
+    assert (ok.outcome, ok.version_number, ok.processor_count) == ("ok", "14.1", 8)
+    assert ok.version.startswith("14.1.0 for Linux")
+
+
+@pytest.mark.parametrize("out, err, rc, outcome", [
+    ("\nMathematica cannot find a valid password.\n", "", 1, "licence"),
+    ("", "Your Wolfram Engine installation is not activated or is experiencing a "
+         "license-related problem.", 255, "activation"),
+    ("The product exited during an activation attempt because an error occurred.", "", 1,
+     "activation"),
+    ("", "", 139, "crash"),
+    ("MKD-KERNEL-TIMEOUT\n", "Killed", 137, "hang"),
+    ("", "sh: 1: /x/WolframKernel: not found", 127, "not-found"),
+    ("", "", 126, "not-executable"),
+    ("In[1]:=", "", 0, "no-answer"),
+])
+def test_classify_failures(out: str, err: str, rc: int, outcome: str) -> None:
+    assert classify_run(out, err, rc, "tok").outcome == outcome
+
+
+def test_standin_outputs_are_classified_locally(tmp_path: Path) -> None:
+    """The real wrapper script and the real stand-in, without ssh: each fault is told apart,
+    and the hang is killed by the wrapper's own timeout."""
+    kernel = install_standin(tmp_path, "Wolfram/Mathematica/13.3/Executables/WolframKernel")
+    expected = {"": "ok", "licence": "licence", "activation": "activation", "crash": "crash",
+                "hang": "hang"}
+    for fault, outcome in expected.items():
+        script = start_script(str(kernel), ["-noprompt", "-run", run_expression("t1")], 1)
+        r, w = os.pipe()
+        try:
+            done = subprocess.run(["sh", "-c", script], stdin=r, capture_output=True, text=True,
+                                  timeout=30, env={**os.environ, "STANDIN_FAULT": fault})
+        finally:
+            os.close(r)
+            os.close(w)
+        got = classify_run(done.stdout, done.stderr, done.returncode, "t1")
+        assert got.outcome == outcome, (fault, done.stdout, done.stderr)
+        if outcome == "ok":
+            assert got.version_number == "13.3"
+    assert_nothing_left([str(tmp_path)])
+
+
+def test_wrapper_kills_the_kernel_when_our_client_goes_away(tmp_path: Path) -> None:
+    kernel = install_standin(tmp_path, "WolframKernel")
+    r, w = os.pipe()
+    proc = subprocess.Popen(["sh", "-c", start_script(str(kernel), ["-noprompt"], 60)], stdin=r,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "STANDIN_FAULT": "hang"})
+    os.close(r)
+    time.sleep(0.5)
+    started = time.monotonic()
+    os.close(w)  # what the remote side sees when the local ssh dies
+    out, err = proc.communicate(timeout=10)
+    assert time.monotonic() - started < 3
+    assert "MKD-CLIENT-GONE" in err
+    assert_nothing_left([str(tmp_path)])
+
+
+# ------------------------------------------------------------------ integration
+
+integration = pytest.mark.integration
+
+
+def _standard_layout(root: Path) -> tuple[Path, Path]:
+    usr = root / "usr-local-Wolfram"
+    opt = root / "opt-Wolfram"
+    install_standin(usr, "Mathematica/13.3/Executables/WolframKernel")
+    install_standin(usr, "WolframEngine/14.1/Executables/WolframKernel")
+    install_standin(opt, "Mathematica/9.0/Executables/MathKernel")
+    return usr, opt
+
+
+@integration
+def test_discovery_in_the_standard_linux_paths(sandbox_factory, sandbox_dir: Path,
+                                               nothing_left: None) -> None:
+    usr, opt = _standard_layout(sandbox_dir / "layout")
+    box = sandbox_factory(bind_mounts={"/usr/local/Wolfram": usr, "/opt/Wolfram": opt})
+    assert not Path("/usr/local/Wolfram").exists()  # the real machine is untouched
+    checks = report(box, f"{LOGIN},MK401,MK402", "--kernel-timeout", "10")
+    mk401, mk402 = checks["MK401"], checks["MK402"]
+    assert mk401["status"] == "pass", (mk401, checks)
+    newest = "/usr/local/Wolfram/WolframEngine/14.1/Executables/WolframKernel"
+    assert mk401["summary"].startswith(newest)
+    details = "\n".join(mk401["details"])
+    assert "/usr/local/Wolfram/Mathematica/13.3/Executables/WolframKernel: version 13.3" in details
+    assert "/opt/Wolfram/Mathematica/9.0/Executables/MathKernel: version 9.0" in details
+    assert "--kernel" in details  # how to choose another
+    assert mk402["status"] == "pass", mk402
+    assert "version 14.1" in mk402["summary"]
+    assert "-wstp" in "\n".join(mk402["details"])
+
+
+@integration
+def test_no_kernel_anywhere_fails_with_where_it_looked(sandbox_factory, nothing_left: None) -> None:
+    box = sandbox_factory()
+    checks = report(box, f"{LOGIN},MK401,MK402")
+    mk401 = checks["MK401"]
+    assert mk401["status"] == "fail"
+    assert mk401["summary"] == "no Wolfram kernel found on the remote host"
+    assert "--kernel PATH" in mk401["fix"]
+    assert any("/usr/local/Wolfram/" in d for d in mk401["details"])
+    assert checks["MK402"]["status"] == "skip"
+
+
+@integration
+def test_kernel_path_with_spaces(sandbox_factory, nothing_left: None) -> None:
+    box = sandbox_factory()
+    kernel = install_standin(box.home, "Applications/Mathematica 7.app/Contents/MacOS/MathKernel")
+    checks = report(box, f"{LOGIN},MK401,MK402", "--kernel", str(kernel), "--kernel-timeout", "10")
+    assert checks["MK401"]["status"] == "pass", checks["MK401"]
+    assert "version 7" in checks["MK401"]["summary"]
+    assert checks["MK402"]["status"] == "pass", checks["MK402"]
+    assert "version 7" in checks["MK402"]["summary"]
+    assert "-mathlink" in "\n".join(checks["MK402"]["details"])  # before version 10
+
+
+@integration
+def test_given_kernel_missing_or_not_executable(sandbox_factory, nothing_left: None) -> None:
+    box = sandbox_factory()
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    checks = report(box, f"{LOGIN},MK401", "--kernel", str(kernel) + "-typo")
+    assert checks["MK401"]["status"] == "fail"
+    assert "does not exist" in checks["MK401"]["summary"]
+    kernel.chmod(0o644)
+    checks = report(box, f"{LOGIN},MK401", "--kernel", str(kernel))
+    assert checks["MK401"]["status"] == "fail"
+    assert "not executable" in checks["MK401"]["summary"]
+    assert checks["MK401"]["fix"].startswith("make it executable")
+
+
+FAULTS = {
+    "licence": ("no valid licence", "activate"),
+    "activation": ("not activated", "wolframscript -activate"),
+    "crash": ("crashed (SIGSEGV)", "by hand"),
+    "hang": ("did not answer within 2 s", "--kernel-timeout"),
+}
+
+
+@integration
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_kernel_faults(fault: str, sandbox_factory, nothing_left: None) -> None:
+    box = sandbox_factory()
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    fault_file = box.home / ".standin-fault"
+    fault_file.write_text(fault + "\n")
+    fault_file.chmod(0o644)
+    started = time.monotonic()
+    checks = report(box, f"{LOGIN},MK402", "--kernel", str(kernel), "--kernel-timeout", "2")
+    mk402 = checks["MK402"]
+    summary, fix = FAULTS[fault]
+    assert mk402["status"] == "fail", mk402
+    assert summary in mk402["summary"]
+    assert fix in mk402["fix"]
+    if fault == "hang":
+        assert time.monotonic() - started < 15
+    # nothing_left: no stand-in process remains on the server (same machine, psutil)
+
+
+@integration
+def test_slow_start_within_the_timeout_passes(sandbox_factory, nothing_left: None) -> None:
+    box = sandbox_factory()
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    (box.home / ".standin-fault").write_text("slow:1\n")
+    checks = report(box, f"{LOGIN},MK402", "--kernel", str(kernel), "--kernel-timeout", "8")
+    assert checks["MK402"]["status"] == "pass", checks["MK402"]
+
+
+@integration
+def test_interrupted_run_leaves_no_kernel_on_the_server(sandbox_factory, sandbox_dir: Path,
+                                                        nothing_left: None) -> None:
+    """mkdoctor is stopped (SIGTERM) while a hung kernel runs with a 60 s kernel timeout:
+    the remote kernel is gone within seconds, not after 60."""
+    box = sandbox_factory()
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    (box.home / ".standin-fault").write_text("hang\n")
+    argv = [sys.executable, "-m", "checks", *sandbox_args(box), "--only", f"{LOGIN},MK402",
+            "--offline", "--kernel", str(kernel), "--kernel-timeout", "60", "--format", "json"]
+    cfg = sandbox_dir / "cfg"
+    cfg.mkdir()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=mkdoctor_env(cfg), cwd=str(ROOT))
+    try:
+        end = time.monotonic() + 20
+        while not _suspects([]) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert _suspects([]), "the stand-in never started"
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+        stopped = time.monotonic()
+        assert_nothing_left([str(sandbox_dir)], wait=8)
+        assert time.monotonic() - stopped < 8
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

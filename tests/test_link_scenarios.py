@@ -1,0 +1,266 @@
+"""MK403 link-path and MK404 kernel-link in real network namespaces, with a real sshd
+(the workstation) and the stand-in kernel, mkdoctor running inside the laptop's namespace.
+
+- The NAT recipe (harness nat_topology: laptop behind a MASQUERADE router, the
+  workstation on the "internet"): direct mode fails (the kernel cannot reach the laptop's
+  private address) and recommends tunnel mode; tunnel mode passes MK403 and MK404.
+- The firewall recipe: laptop and workstation on one network, the laptop's INPUT drops the
+  link ports: direct mode fails naming the firewall; an ACCEPT for exactly those ports,
+  inserted before the DROP, makes MK403 (and the kernel's real link, MK404) pass.
+- Tunnel-mode refusals: sshd's AllowTcpForwarding, and a port already taken on the server.
+
+Also the pure parts of checks/listen.py and checks/catalogue/mk404_kernel_link.py.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from checks.catalogue.mk403_link_path import _listening
+from checks.catalogue.mk404_kernel_link import forwards_of, with_run_options
+from checks.listen import LinkListener, ListenError, parse_probe, probe_script
+from tests.harness.netns import Netns, NatTopology, link
+from tests.harness.sshd import SSHSandbox
+from tests.helpers import by_id, json_report
+from tests.test_kernel_checks import LOGIN, assert_nothing_left, install_standin
+
+PORTS = (31415, 31416)
+FAST = ("--offline", "--timeout", "2", "--kernel-timeout", "10", "--deadline", "40")
+
+
+@pytest.fixture
+def nothing_left(sandbox_factory: Callable[..., SSHSandbox], sandbox_dir: Path):
+    yield
+    assert_nothing_left([str(sandbox_dir)])
+
+
+def run(box: SSHSandbox, only: str, *extra: str, netns: str | None = None) -> dict:
+    data, done = json_report("--ssh-config", str(box.client_config), "--host", box.alias,
+                             "--only", only, *FAST, *extra, netns=netns)
+    assert "Traceback" not in done.stderr, done.stderr
+    return by_id(data)
+
+
+def kernel_in(box: SSHSandbox) -> str:
+    return str(install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel"))
+
+
+# ------------------------------------------------------------------ pure parts
+
+
+def test_listener_records_tokens_and_closes() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        p1 = s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        p2 = s.getsockname()[1]
+    lis = LinkListener("127.0.0.1", (p1, p2)).open()
+    try:
+        with pytest.raises(ListenError) as err:  # a port already listened on is refused
+            LinkListener("127.0.0.1", (p1,)).open()
+        assert err.value.busy
+        for p, tok in ((p1, b"a1"), (p2, b"b2")):
+            with socket.create_connection(("127.0.0.1", p), timeout=2) as c:
+                c.sendall(tok)
+        assert lis.received_all({p1: b"a1", p2: b"b2"}, 3)
+        assert not lis.received_all({p1: b"zz"}, 0.2)
+    finally:
+        lis.close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", p1), timeout=1).close()
+
+
+def test_probe_script_runs_and_classifies_locally() -> None:
+    """The remote probe, run here by sh: a refused port and a token that arrives."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    open_port = srv.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    try:
+        done = subprocess.run(["sh", "-c", probe_script("127.0.0.1", {open_port: "tok1",
+                                                                       closed_port: "tok2"}, 2)],
+                              capture_output=True, text=True, timeout=30,
+                              env={"PATH": "/usr/bin:/bin", "SSH_CONNECTION": "10.0.0.9 5 10.0.0.1 22"})
+        conn, _ = srv.accept()
+        assert conn.recv(10) == b"tok1"
+        conn.close()
+    finally:
+        srv.close()
+    seen, results = parse_probe(done.stdout)
+    assert seen == "10.0.0.9"
+    assert results[open_port].result == "ok"
+    assert results[closed_port].result == "refused"
+
+
+def test_parse_probe_classifies_bash_and_nc_errors() -> None:
+    seen, r = parse_probe("S\t\nR\t1\tbash\terror\tbash: connect: Network is unreachable\n"
+                          "R\t2\tnc\terror\tnc: connect to x port 2 (tcp) failed: Connection refused\n"
+                          "R\t3\tbash\ttimeout\tno answer\n")
+    assert (r[1].result, r[2].result, r[3].result) == ("net-unreachable", "refused", "timeout")
+
+
+def test_run_options_inserted_after_ssh() -> None:
+    local = ["ssh", "-R", "1:127.0.0.1:1", "-R2:127.0.0.1:2", "mk-x", "k -wstp"]
+    out = with_run_options(local, "/tmp/cm", "/cfg", 2222)
+    assert out[:9] == ["ssh", "-F", "/cfg", "-o", "ControlPath=/tmp/cm", "-o", "ControlMaster=no",
+                       "-o", "BatchMode=yes"]
+    assert out[-2:] == ["mk-x", "k -wstp"] and "-p" in out
+    assert with_run_options(["ssh", "-F", "/a", "h", "c"], "/cm", "/cfg", None).count("-F") == 1
+    assert forwards_of(local) == ["1:127.0.0.1:1", "2:127.0.0.1:2"]
+
+
+# ------------------------------------------------------------------ integration
+
+integration = pytest.mark.integration
+
+
+@integration
+def test_nat_direct_mode_fails_and_recommends_tunnel(nat_topology: NatTopology, sandbox_factory,
+                                                     nothing_left: None) -> None:
+    topo = nat_topology
+    box = sandbox_factory(netns=topo.internet.name, address=topo.internet_addr)
+    checks = run(box, f"{LOGIN},MK101,MK403", "--mode", "direct", "--link-ports",
+                 f"{PORTS[0]},{PORTS[1]}", netns=topo.laptop.name)
+    mk403 = checks["MK403"]
+    assert mk403["status"] == "fail", mk403
+    assert "tunnel" in mk403["fix"]
+    assert "--mode tunnel" in mk403["fix"]
+    details = "\n".join(mk403["details"])
+    assert f"sees this laptop as {topo.router_wan_addr}" in details
+
+
+@integration
+def test_nat_tunnel_mode_link_path_and_kernel_link_pass(nat_topology: NatTopology,
+                                                        sandbox_factory, nothing_left: None) -> None:
+    topo = nat_topology
+    box = sandbox_factory(netns=topo.internet.name, address=topo.internet_addr)
+    kernel = kernel_in(box)
+    checks = run(box, f"{LOGIN},MK401,MK402,MK403,MK404", "--mode", "tunnel", "--kernel", kernel,
+                 netns=topo.laptop.name)
+    assert checks["MK403"]["status"] == "pass", checks["MK403"]
+    mk404 = checks["MK404"]
+    assert mk404["status"] == "pass", mk404
+    details = "\n".join(mk404["details"])
+    assert f"-R {PORTS[0]}:127.0.0.1:{PORTS[0]}" in details
+    assert "ControlMaster=no" in details  # the run's connection, no second login
+    assert box.accepted_count() == 1
+    # The forwards were cancelled: nothing listens on the link ports on the server.
+    for p in PORTS:
+        assert topo.internet.exec(["ss", "-Hltn", f"sport = :{p}"]).stdout.strip() == ""
+
+
+def _same_network(netns_factory, sandbox_factory) -> tuple[Netns, Netns, SSHSandbox]:
+    laptop, work = netns_factory("mklap"), netns_factory("mkwks")
+    link(laptop, work, "10.88.0.1/24", "10.88.0.2/24")
+    box = sandbox_factory(netns=work.name, address="10.88.0.2")
+    return laptop, work, box
+
+
+@integration
+def test_firewall_drop_fails_direct_mode_and_accept_fixes_it(netns_factory, sandbox_factory,
+                                                              nothing_left: None) -> None:
+    laptop, _, box = _same_network(netns_factory, sandbox_factory)
+    ports = ",".join(map(str, PORTS))
+    laptop.iptables("-A", "INPUT", "-p", "tcp", "-m", "multiport", "--dports", ports, "-j", "DROP")
+    args = ("--mode", "direct", "--link-host", "10.88.0.1")
+    mk403 = run(box, f"{LOGIN},MK403", *args, netns=laptop.name)["MK403"]
+    assert mk403["status"] == "fail", mk403
+    assert "firewall" in mk403["summary"]
+    assert "iptables -I INPUT" in mk403["fix"] or "ufw allow" in mk403["fix"]
+
+    laptop.iptables("-I", "INPUT", "1", "-p", "tcp", "-m", "multiport", "--dports", ports,
+                    "-j", "ACCEPT")
+    kernel = kernel_in(box)
+    checks = run(box, f"{LOGIN},MK401,MK402,MK403,MK404", *args, "--kernel", kernel,
+                 netns=laptop.name)
+    assert checks["MK403"]["status"] == "pass", checks["MK403"]
+    mk404 = checks["MK404"]
+    assert mk404["status"] == "pass", mk404
+    details = "\n".join(mk404["details"])
+    assert "`linkname`" in details  # the placeholder, filled in as the front end does
+    assert "from 10.88.0.2" in details
+
+
+@integration
+def test_tunnel_forward_refused_by_sshd(netns_factory, sandbox_factory, nothing_left: None) -> None:
+    laptop, _, box = _same_network(netns_factory, sandbox_factory)
+    args = ("--mode", "tunnel", "--link-ports", "31517,31518")
+    assert run(box, f"{LOGIN},MK403", *args, netns=laptop.name)["MK403"]["status"] == "pass"
+    box.add_dropin("10-noremote", "AllowTcpForwarding local")  # drop-ins win over the main file
+    box.reload()
+    checks = run(box, f"{LOGIN},MK403", *args, netns=laptop.name)
+    mk403 = checks["MK403"]
+    assert mk403["status"] == "fail", mk403
+    assert "refused the reverse forward" in mk403["summary"]
+    assert "AllowTcpForwarding" in mk403["fix"]
+    assert any("remote port forwarding failed for listen port 31517" in d for d in mk403["details"])
+
+
+@integration
+def test_tunnel_port_taken_on_the_server(netns_factory, sandbox_factory, nothing_left: None) -> None:
+    laptop, work, box = _same_network(netns_factory, sandbox_factory)
+    stale = work.popen([sys.executable, "-c",
+                        "import socket,time; s=socket.socket(); s.bind(('127.0.0.1', 31415)); "
+                        "s.listen(1); print('up', flush=True); time.sleep(60)"],
+                       stdout=subprocess.PIPE, text=True)
+    try:
+        assert stale.stdout.readline().strip() == "up"
+        mk403 = run(box, f"{LOGIN},MK403", "--mode", "tunnel", netns=laptop.name)["MK403"]
+        assert mk403["status"] == "fail", mk403
+        assert mk403["summary"].startswith("port 31415 is already taken on the server")
+        assert "ss -ltnp" in mk403["fix"]
+    finally:
+        stale.kill()
+        stale.wait()
+
+
+def test_listening_parser() -> None:
+    ss = ("LISTEN 0 128 127.0.0.1:31415 0.0.0.0:*\nLISTEN 0 128 [::1]:31416 [::]:*\n"
+          "ESTAB 0 0 127.0.0.1:31417 127.0.0.1:5000\n")
+    assert _listening(ss, 31415) and not _listening(ss, 31416) and not _listening(ss, 31417)
+    assert _listening("tcp4 0 0 *.31416 *.* LISTEN\n", 31416)  # BSD netstat -an
+
+
+@integration
+def test_profile_launch_command_is_what_runs(netns_factory, sandbox_factory, sandbox_dir: Path,
+                                             nothing_left: None) -> None:
+    """MK404 runs the profile's launch command, not one of its own: a hand-edited kernel
+    path in the profile's command fails MK404 while MK402 (the profile's kernel) passes."""
+    from checks.launch import LaunchSpec, launch_command
+    from checks.profile import Profile, save_profile
+
+    laptop, _, box = _same_network(netns_factory, sandbox_factory)
+    kernel = kernel_in(box)
+    spec = LaunchSpec(destination=box.alias, kernel=kernel, mode="tunnel", link_ports=PORTS,
+                      kernel_version="14.1", ssh_config=str(box.client_config))
+    good = launch_command(spec)
+    path = sandbox_dir / "work.toml"
+
+    def check(command: str) -> dict:
+        save_profile(Profile(name="work", host=box.alias, ssh_config=str(box.client_config),
+                             kernel=kernel, kernel_version="14.1", mode="tunnel",
+                             link_ports=list(PORTS), launch_command=command, path=path))
+        data, done = json_report("--profile", str(path), "--only", f"{LOGIN},MK402,MK403,MK404",
+                                 *FAST, netns=laptop.name)
+        assert "Traceback" not in done.stderr, done.stderr
+        return by_id(data)
+
+    checks = check(good)
+    assert checks["MK404"]["status"] == "pass", checks["MK404"]
+    assert "the profile work's launch command" in "\n".join(checks["MK404"]["details"])
+    checks = check(good.replace("/Executables/WolframKernel", "/Executables/WolframKernal"))
+    assert checks["MK402"]["status"] == "pass"
+    mk404 = checks["MK404"]
+    assert mk404["status"] == "fail", mk404
+    assert "not found" in mk404["summary"]

@@ -1,0 +1,117 @@
+"""The stand-in kernel (tests/standin_kernel.py) behaves like the kernel's command line in
+what mkdoctor uses: ``-noprompt -run``, the small language subset, the link options
+(case-insensitive) connecting to both ports, and the faults on demand."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from checks.launch import LaunchSpec, kernel_argv
+from checks.listen import LinkListener
+from tests.test_kernel_checks import assert_nothing_left, install_standin
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Path:
+    path = install_standin(tmp_path, "Wolfram/Mathematica/13.2/Executables/WolframKernel")
+    yield path
+    assert_nothing_left([str(tmp_path)])
+
+
+def run(kernel: Path, *args: str, fault: str = "", stdin: str = "", timeout: float = 20):
+    return subprocess.run([str(kernel), *args], input=stdin, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "STANDIN_FAULT": fault,
+                                                "HOME": str(kernel.parent)})
+
+
+def test_run_evaluates_the_subset(kernel: Path) -> None:
+    done = run(kernel, "-noprompt", "-run",
+               'Print["a" <> "b", 1]; WriteString[$Output, ToString[$VersionNumber] <> "|"]; '
+               'WriteString[$Output, $Version]; Exit[3]')
+    assert done.returncode == 3
+    assert done.stdout.startswith("ab1\n13.2|13.2.0 for Linux")
+
+
+def test_options_are_case_insensitive_and_stdin_is_read_after_run(kernel: Path) -> None:
+    done = run(kernel, "-NoPrompt", "-RUN", 'Print["x"]', stdin='Print[$ProcessorCount]\nExit[]\n')
+    assert done.returncode == 0
+    assert done.stdout == f"x\n{os.cpu_count()}\n"
+    assert run(kernel, "-run", "Exit[]").stdout.startswith("Wolfram Language 13.2")  # banner
+    bad = run(kernel, "-noprompt", "-run", 'Print["unterminated]')
+    assert "Syntax::" in bad.stdout
+
+
+def test_version_from_an_app_bundle_name(tmp_path: Path) -> None:
+    k = install_standin(tmp_path, "Applications/Mathematica 7.app/Contents/MacOS/MathKernel")
+    assert run(k, "-noprompt", "-run", "Print[$VersionNumber]").stdout == "7.\n"
+
+
+@pytest.mark.parametrize("fault, rc, text", [
+    ("licence", 1, "Mathematica cannot find a valid password."),
+    ("activation", 1, "not activated"),
+    ("crash", -signal.SIGSEGV, ""),
+])
+def test_faults(kernel: Path, fault: str, rc: int, text: str) -> None:
+    done = run(kernel, "-noprompt", "-run", "Exit[]", fault=fault)
+    assert done.returncode == rc
+    assert text in done.stdout + done.stderr
+
+
+def test_fault_file_in_home_and_hang(kernel: Path) -> None:
+    (kernel.parent / ".standin-fault").write_text("hang\n")
+    env = {**os.environ, "HOME": str(kernel.parent)}
+    env.pop("STANDIN_FAULT", None)
+    proc = subprocess.Popen([str(kernel), "-noprompt", "-run", "Exit[]"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=1)
+    proc.kill()
+    proc.wait()
+
+
+def test_slow_start(kernel: Path) -> None:
+    started = time.monotonic()
+    assert run(kernel, "-noprompt", "-run", "Exit[]", fault="slow:1").returncode == 0
+    assert time.monotonic() - started >= 1
+
+
+def _ports() -> tuple[int, int]:
+    out = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            out.append(s.getsockname()[1])
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize("version", ["14.1", "9.0"])
+def test_link_connects_to_both_ports_and_exits_when_closed(kernel: Path, version: str) -> None:
+    ports = _ports()
+    argv = kernel_argv(LaunchSpec("h", str(kernel), "tunnel", ports, kernel_version=version))
+    assert argv[1] == ("-mathlink" if version == "9.0" else "-wstp")
+    with LinkListener("127.0.0.1", ports) as lis:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert lis.connected_all(10), proc.stderr
+            assert proc.poll() is None  # stays connected
+            lis.close_connections()
+            assert proc.wait(timeout=5) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+
+
+def test_link_fails_when_nobody_listens(kernel: Path) -> None:
+    ports = _ports()
+    done = run(kernel, "-wstp", "-linkmode", "connect", "-linkprotocol", "TCPIP", "-linkname",
+               f"{ports[0]},{ports[1]}", "-linkhost", "127.0.0.1")
+    assert done.returncode == 1
+    assert "LinkConnect" in done.stderr
