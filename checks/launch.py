@@ -38,8 +38,10 @@ from typing import Optional
 
 LINKNAME = "`linkname`"
 IPADDRESS = "`ipaddress`"
-# Placeholders are swapped for inert tokens while quoting, then put back.
-_TOKENS = {LINKNAME: "MKDPLACEHOLDERLINKNAME", IPADDRESS: "MKDPLACEHOLDERIPADDRESS"}
+# Placeholders are swapped for inert tokens while quoting, then put back. The tokens hold
+# NUL characters, which no host name, user name or path given to mkdoctor can contain, so
+# user input can never turn into a placeholder.
+_TOKENS = {LINKNAME: "\x00MKDLINKNAME\x00", IPADDRESS: "\x00MKDIPADDRESS\x00"}
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,9 @@ def quote_readable(word: str) -> str:
 def _join(words: list[str], quote) -> str:
     parts = []
     for w in words:
+        if w in _TOKENS:  # a placeholder as a whole word stays bare (never quoted)
+            parts.append(w)
+            continue
         for placeholder, token in _TOKENS.items():
             w = w.replace(placeholder, token)
         q = quote(w)

@@ -129,12 +129,17 @@ def list_profiles() -> list[Path]:
     return sorted(d.glob("*.toml")) if d.is_dir() else []
 
 
-def save_profile(profile: Profile) -> Path:
+def profile_text(profile: Profile) -> str:
+    """The TOML text :func:`save_profile` writes (deterministic: a second identical setup
+    writes the same bytes)."""
     import tomli_w
 
+    text = "# Written by `mkdoctor setup`. `mkdoctor --profile NAME` checks it.\n"
+    return text + tomli_w.dumps(profile.to_toml_dict())
+
+
+def save_profile(profile: Profile) -> Path:
     from checks.fileio import atomic_write
 
     path = profile.path or profiles_dir() / f"{profile.name}.toml"
-    text = "# Written by `mkdoctor setup`. `mkdoctor --profile NAME` checks it.\n"
-    text += tomli_w.dumps(profile.to_toml_dict())
-    return atomic_write(path, text, mode=0o600)
+    return atomic_write(path, profile_text(profile), mode=0o600)

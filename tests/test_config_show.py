@@ -1,0 +1,117 @@
+"""`mkdoctor config show` and MK501 config-consistent on written files (no network)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from checks.profile import load_profile
+from tests.helpers import by_id, json_report, run_mkdoctor
+from tests.test_writers import block_for, make_profile
+from wizard import writers
+
+
+@pytest.fixture
+def written(tmp_path, monkeypatch):
+    """A profile and its files, as `mkdoctor setup` writes them."""
+    conf = tmp_path / "conf"
+    monkeypatch.setenv("MKDOCTOR_CONFIG_DIR", str(conf))
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text("Host other\n  User x\n")
+    p = make_profile(tmp_path, ssh_config=str(cfg))
+    writers.apply(writers.plan(p, block_for(p), cfg, processors=2))
+    return conf, cfg, p
+
+
+def test_config_show_json(written):
+    conf, cfg, p = written
+    done = run_mkdoctor("config", "show", "--format", "json", config_dir=conf)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert set(data) == {"profile", "files", "frontend"}
+    assert data["frontend"] == {"launch_command": p.launch_command,
+                                "mlopen_arguments": p.mlopen_arguments}
+    assert data["profile"]["host"] == "mk-work" and data["profile"]["link_ports"] == [50001, 50002]
+    assert data["files"][0].endswith("profiles/work.toml") and str(cfg) in data["files"]
+    assert all(os.path.exists(f) for f in data["files"])
+
+
+def test_config_show_text_and_errors(written, tmp_path):
+    conf, _, p = written
+    done = run_mkdoctor("config", "show", "--profile", "work", config_dir=conf)
+    assert done.returncode == 0
+    assert f"Launch command:\n{p.launch_command}\n" in done.stdout
+    assert f"Arguments to MLOpen:\n{p.mlopen_arguments}\n" in done.stdout
+    empty = tmp_path / "empty"
+    done = run_mkdoctor("config", "show", config_dir=empty)
+    assert done.returncode == 2 and "mkdoctor setup" in done.stderr
+    done = run_mkdoctor("config", "show", "--profile", "nope", config_dir=conf)
+    assert done.returncode == 2 and "no such profile" in done.stderr
+    done = run_mkdoctor("config", "frobnicate", config_dir=conf)
+    assert done.returncode == 2
+
+
+def mk501(conf, *extra):
+    report, done = json_report("--profile", "work", "--only", "MK501", *extra, config_dir=conf)
+    return by_id(report)["MK501"], done
+
+
+def test_mk501_passes_on_what_setup_wrote(written):
+    conf, _, _ = written
+    result, done = mk501(conf)
+    assert result["status"] == "pass" and done.returncode == 0, result
+
+
+def test_mk501_skips_without_profile(tmp_path):
+    report, _ = json_report("--only", "MK501", config_dir=tmp_path)
+    r = by_id(report)["MK501"]
+    assert r["status"] == "skip" and "no profile" in r["summary"]
+
+
+@pytest.mark.parametrize("edit, words", [
+    # localhost in the LinkName of the front-end file
+    (lambda t: t.replace("50001@127.0.0.1,50002@127.0.0.1 -LinkOptions",
+                         "50001@localhost,50002@localhost -LinkOptions"), "'localhost'"),
+    # a launch command that bypasses the managed alias
+    (lambda t: t.replace(" mk-work ", " alice@ws.example.org "), "not the managed alias"),
+    # ports changed in the launch command only
+    (lambda t: t.replace("-R 50002:127.0.0.1:50002", "-R 50009:127.0.0.1:50009"), "forwards"),
+])
+def test_mk501_finds_traps_in_the_front_end_file(written, edit, words):
+    conf, _, _ = written
+    path = writers.frontend_paths("work")["text"]
+    path.write_text(edit(path.read_text()))
+    result, done = mk501(conf)
+    assert result["status"] == "fail" and done.returncode == 1
+    assert any(words in d for d in result["details"]), result["details"]
+
+
+def test_mk501_managed_block_missing_or_overridden(written):
+    conf, cfg, p = written
+    text = cfg.read_text()
+    # an earlier block for the same alias overrides the managed one (ssh: first value wins)
+    cfg.write_text("Host mk-work\n  Port 2999\n" + text)
+    result, _ = mk501(conf)
+    assert result["status"] == "fail"
+    assert any("ssh -G mk-work: port is '2999'" in d for d in result["details"]), result["details"]
+    cfg.write_text("Host other\n  User x\n")
+    result, _ = mk501(conf)
+    assert any("managed Host mk-work block is missing" in d for d in result["details"])
+
+
+def test_mk501_ports_flag_differs(written):
+    conf, _, _ = written
+    result, _ = mk501(conf, "--link-ports", "40001,40002")
+    assert result["status"] == "fail" and "--link-ports 40001,40002" in result["summary"]
+
+
+def test_mk501_wl_file_edited(written):
+    conf, _, p = written
+    path = writers.frontend_paths("work")["install"]
+    path.write_text(path.read_text().replace("50001", "50003"))
+    result, _ = mk501(conf)
+    assert any("LoginScript/MLOpenArguments differ" in d for d in result["details"])
+    assert load_profile("work").launch_command == p.launch_command

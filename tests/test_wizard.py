@@ -1,0 +1,273 @@
+"""`mkdoctor setup` unattended, against real sshd sandboxes and the stand-in kernel.
+
+Tunnel and direct mode run in two network namespaces joined by a veth pair: the
+"laptop" runs mkdoctor (and later the front end's launch command), the "server" runs the
+sandbox sshd and the stand-in kernel. Nothing real is touched: HOME is a temp dir,
+MKDOCTOR_CONFIG_DIR too, and the managed block goes into a COPY of the sandbox's client
+ssh_config (``--ssh-config``). ssh takes ``~`` from the passwd entry, not $HOME, so every
+config used here names its known_hosts file explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.harness.netns import link
+from tests.helpers import by_id, json_report, run_mkdoctor
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDIN = ROOT / "tests" / "standin_kernel.py"
+LAPTOP, SERVER = "10.93.0.1", "10.93.0.2"
+EXTRA = b"# the user's own lines\r\nHost build\r\n  HostName build.example.org\r\n# last line, no newline"
+
+pytestmark = pytest.mark.integration
+
+
+def install_standin(root: Path, relative: str) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(STANDIN, path)
+    path.chmod(0o755)
+    d = path.parent
+    while d != root and d != d.parent:
+        d.chmod(0o755)
+        d = d.parent
+    return path
+
+
+def snapshot(*dirs: Path) -> dict[str, tuple[bytes, int, int]]:
+    out = {}
+    for d in dirs:
+        for f in sorted(Path(d).rglob("*")):
+            if f.is_file() and not f.is_symlink():
+                st = f.stat()
+                out[str(f)] = (f.read_bytes(), st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+    return out
+
+
+@pytest.fixture
+def pair(netns_factory, sandbox_factory, tmp_path):
+    """(laptop netns, sandbox in the server netns, kernel path, ssh config copy, env)."""
+    laptop, server = netns_factory("mklap"), netns_factory("mksrv")
+    link(laptop, server, f"{LAPTOP}/24", f"{SERVER}/24")
+    box = sandbox_factory(netns=server.name, address=SERVER)
+    kernel = install_standin(box.home, "Wolfram Mathematica/14.1/Executables/WolframKernel")
+    cfg = tmp_path / "ssh_config"
+    cfg.write_bytes(box.client_config.read_bytes() + EXTRA)
+    cfg.chmod(0o600)
+    home = tmp_path / "home"
+    home.mkdir()
+    return laptop, box, kernel, cfg, {"HOME": str(home)}
+
+
+def setup(laptop, cfg, confdir, env, *args):
+    return run_mkdoctor("setup", "--yes", "--ssh-config", str(cfg), "--offline", *args,
+                        netns=laptop.name, config_dir=confdir, env=env, timeout=180)
+
+
+def frontend_connects(laptop, command: str, mode: str, ports, link_host: str) -> str:
+    """Run the written launch command as the front end does (placeholders substituted,
+    a POSIX shell) while listening on both link ports; return "ok" when the kernel
+    connected to both."""
+    from checks.launch import direct_linkname, substitute, tunnel_linkname
+
+    if mode == "tunnel":
+        filled = substitute(command, tunnel_linkname(ports), "127.0.0.1")
+        listen = "127.0.0.1"
+    else:
+        filled = substitute(command, direct_linkname(ports, link_host), link_host)
+        listen = link_host
+    code = f"""
+import socket, subprocess, sys, time
+socks = []
+for p in {list(ports)!r}:
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(({listen!r}, p)); s.listen(1); s.settimeout(30); socks.append(s)
+proc = subprocess.Popen(["sh", "-c", {filled!r}], stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+try:
+    conns = [s.accept()[0] for s in socks]
+    print("ok")
+    for c in conns: c.close()
+finally:
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+"""
+    done = subprocess.run(["ip", "netns", "exec", laptop.name, sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=90)
+    return done.stdout.strip() or f"exit {done.returncode}: {done.stderr[-800:]}"
+
+
+def test_tunnel_mode_end_to_end_and_idempotent(pair, tmp_path):
+    laptop, box, kernel, cfg, env = pair
+    confdir = tmp_path / "conf"
+    done = setup(laptop, cfg, confdir, env, "--host", "sandbox", "--name", "lab", "--mode", "tunnel",
+                 "--kernel", str(kernel))
+    assert done.returncode == 0, done.stdout + done.stderr
+    # the ssh config: our block first, the user's bytes after it unchanged
+    text = cfg.read_bytes()
+    assert text.startswith(b"# >>> mkdoctor mk-lab >>>")
+    assert text.endswith(box.client_config.read_bytes() + EXTRA)
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
+    assert len(list(tmp_path.glob("ssh_config.mkdoctor-backup-*"))) == 1
+
+    show = run_mkdoctor("config", "show", "--profile", "lab", "--format", "json", config_dir=confdir)
+    data = json.loads(show.stdout)
+    prof = data["profile"]
+    assert prof["mode"] == "tunnel" and prof["host"] == "mk-lab" and prof["kernel"] == str(kernel)
+    launch = data["frontend"]["launch_command"]
+    assert "-R" in launch and "mk-lab" in launch and str(cfg) in launch
+    assert str(cfg) in data["files"]
+
+    # MK404 runs the written launch command; MK501 compares every written file
+    report, rc = json_report("--profile", "lab", "--only", "MK304,MK404,MK501", "--offline",
+                             netns=laptop.name, config_dir=confdir, env=env)
+    checks = by_id(report)
+    assert [checks[i]["status"] for i in ("MK304", "MK404", "MK501")] == ["pass"] * 3, report
+    # and independently: the written command, run as the front end runs it
+    text_file = Path([f for f in data["files"] if f.endswith("-kernel-configuration.txt")][0])
+    lines = text_file.read_text().splitlines()
+    written = lines[lines.index("Launch command:") + 1]
+    assert written == launch
+    assert frontend_connects(laptop, written, "tunnel", prof["link_ports"], "") == "ok"
+
+    # a second identical run changes no byte and makes no backup
+    before = snapshot(tmp_path, confdir)
+    again = setup(laptop, cfg, confdir, env, "--host", "sandbox", "--name", "lab", "--mode", "tunnel",
+                  "--kernel", str(kernel))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "nothing written" in again.stdout
+    assert snapshot(tmp_path, confdir) == before
+
+
+def test_direct_mode_unknown_host_key_and_traps(pair, tmp_path):
+    laptop, box, kernel, _, env = pair
+    confdir = tmp_path / "conf"
+    kh = tmp_path / "kh"
+    cfg = tmp_path / "plain_config"
+    cfg.write_text(f"Host *\n    UserKnownHostsFile {kh}\n    GlobalKnownHostsFile /dev/null\n"
+                   "    HashKnownHosts yes\n")
+    dest = f"{box.user}@{SERVER}:{box.port}"
+    args = ["--host", dest, "--identity", str(box.client_key), "--name", "direct",
+            "--mode", "direct", "--link-host", LAPTOP, "--kernel", str(kernel)]
+
+    done = setup(laptop, cfg, confdir, env, *args)
+    fp = subprocess.run(["ssh-keygen", "-lf", str(box.host_key_pub)], capture_output=True,
+                        text=True, check=True).stdout.split()[1]
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"--accept-host-key {fp}" in done.stderr
+    assert not kh.exists() and not (confdir / "profiles").exists()
+
+    wrong = "SHA256:" + "A" * 43
+    done = setup(laptop, cfg, confdir, env, *args, "--accept-host-key", wrong)
+    assert done.returncode == 2 and "does not match" in done.stderr and not kh.exists()
+
+    done = setup(laptop, cfg, confdir, env, *args, "--accept-host-key", fp)
+    assert done.returncode == 0, done.stdout + done.stderr
+    entry = kh.read_text()
+    assert entry.startswith("|1|") and entry.count("\n") == 1  # hashed (HashKnownHosts yes)
+    found = subprocess.run(["ssh-keygen", "-F", f"[{SERVER}]:{box.port}", "-f", str(kh)],
+                           capture_output=True, text=True)
+    assert found.returncode == 0
+
+    report, _ = json_report("--profile", "direct", "--only", "MK304,MK404,MK501", "--offline",
+                            netns=laptop.name, config_dir=confdir, env=env)
+    assert {c["id"]: c["status"] for c in report["checks"]} == {
+        "MK304": "pass", "MK404": "pass", "MK501": "pass"}, report
+    show = json.loads(run_mkdoctor("config", "show", "--format", "json", config_dir=confdir).stdout)
+    assert "`linkname`" in show["frontend"]["launch_command"]
+    assert frontend_connects(laptop, show["frontend"]["launch_command"], "direct",
+                             show["profile"]["link_ports"], LAPTOP) == "ok"
+
+    # the known traps, injected by hand into the written files: MK501 fails and names them
+    text_file = Path([f for f in show["files"] if f.endswith("-kernel-configuration.txt")][0])
+    original = text_file.read_text()
+    text_file.write_text(original.replace("-LinkName `linkname`", "-LinkName \"`linkname`\""))
+    block = cfg.read_text()
+    cfg.write_text(block.replace(f"Port {box.port}", f"Port {box.port + 1}", 1))
+    report, done = json_report("--profile", "direct", "--only", "MK501", config_dir=confdir, env=env)
+    mk501 = by_id(report)["MK501"]
+    assert mk501["status"] == "fail" and done.returncode == 1
+    assert any("quotes around `linkname`" in d for d in mk501["details"])
+    assert any(f"has port '{box.port + 1}'" in d for d in mk501["details"])
+    assert "mkdoctor setup --name direct" in mk501["fix"]
+
+    # setup again repairs both (with backups), and MK501 passes
+    done = setup(laptop, cfg, confdir, env, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert text_file.read_text() == original
+    assert list(tmp_path.glob("plain_config.mkdoctor-backup-*"))
+    report, _ = json_report("--profile", "direct", "--only", "MK501", config_dir=confdir, env=env)
+    assert by_id(report)["MK501"]["status"] == "pass"
+
+
+def test_new_key_installed_with_a_working_login(sandbox, tmp_path):
+    """--new-key --install-key: the new key is appended to authorized_keys through the
+    login that already works (the alias's own key), once, keeping the existing line."""
+    kernel = install_standin(sandbox.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    cfg = tmp_path / "ssh_config"
+    shutil.copyfile(sandbox.client_config, cfg)
+    home = tmp_path / "home"
+    home.mkdir()
+    ak = sandbox.authorized_keys_path
+    ak.write_bytes(ak.read_bytes().rstrip(b"\n"))  # an existing file without a final newline
+    old = ak.read_text()
+    confdir = tmp_path / "conf"
+    args = ["setup", "--yes", "--ssh-config", str(cfg), "--offline", "--host", "sandbox",
+            "--name", "fresh", "--mode", "direct", "--link-host", "127.0.0.1",
+            "--kernel", str(kernel), "--new-key"]
+
+    done = run_mkdoctor(*args, config_dir=confdir, env={"HOME": str(home)}, timeout=180)
+    assert done.returncode == 2 and "--install-key" in done.stderr, done.stdout + done.stderr
+    assert not list((home / ".ssh").glob("id_ed25519*"))  # the new key was rolled back
+    assert ak.read_text() == old
+
+    done = run_mkdoctor(*args, "--install-key", config_dir=confdir, env={"HOME": str(home)},
+                        timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    key = home / ".ssh" / "id_ed25519_mk-fresh"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    lines = ak.read_text().splitlines()
+    new_line = (home / ".ssh" / "id_ed25519_mk-fresh.pub").read_text().strip()
+    assert lines == old.splitlines() + [new_line]
+    assert stat.S_IMODE(ak.stat().st_mode) == 0o600
+
+    again = run_mkdoctor(*args, "--install-key", config_dir=confdir, env={"HOME": str(home)},
+                         timeout=180)
+    assert again.returncode == 0 and "nothing written" in again.stdout, again.stdout + again.stderr
+    assert ak.read_text().splitlines().count(new_line) == 1
+
+
+def test_setup_yes_without_host_names_the_flag(tmp_path):
+    done = run_mkdoctor("setup", "--yes", config_dir=tmp_path, env={"HOME": str(tmp_path)})
+    assert done.returncode == 2
+    assert "--host" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_setup_without_terminal_or_yes_fails_at_once(tmp_path):
+    done = run_mkdoctor("setup", "--host", "example.org", config_dir=tmp_path,
+                        env={"HOME": str(tmp_path)}, timeout=20)
+    assert done.returncode == 2 and "--yes" in done.stderr
+    assert done.stdout == ""
+    done = run_mkdoctor("setup", "--yes", "--host", "example.org", "--accept-host-key", "nope",
+                        config_dir=tmp_path, env={"HOME": str(tmp_path)}, timeout=20)
+    assert done.returncode == 2 and "--accept-host-key" in done.stderr
+
+
+def test_answers_file(tmp_path):
+    answers = tmp_path / "a.toml"
+    answers.write_text('name = "bad name"\n')
+    done = run_mkdoctor("setup", "--answers", str(answers), config_dir=tmp_path)
+    assert done.returncode == 2 and "--name" in done.stderr
+    answers.write_text('bogus = 1\n')
+    done = run_mkdoctor("setup", "--answers", str(answers), config_dir=tmp_path)
+    assert done.returncode == 2 and "unknown key 'bogus'" in done.stderr

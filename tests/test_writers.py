@@ -1,0 +1,230 @@
+"""The wizard's writers: the managed ssh block, backups, atomicity, idempotence, WL files."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from checks.options import UsageError
+from checks.profile import Profile, load_profile
+from wizard import sshconfig, writers, wl
+
+BLOCK = sshconfig.HostBlock("mk-work", "ws.example.org", "alice", 2222, "/home/alice/.ssh/id ed25519")
+
+USER_CONFIG = (b"# my config\r\n"
+               b"Include ~/.ssh/config.d/*\r\n"
+               b"Host build\r\n    HostName build.example.org\r\n    User bob\r\n"
+               b"Host *\r\n    ServerAliveInterval 60\r\n"
+               b"# no newline at the end, and a stray byte \xff")
+
+
+def test_block_inserted_first_and_rest_kept_byte_for_byte():
+    text = sshconfig.read_text(USER_CONFIG)
+    out = sshconfig.to_bytes(sshconfig.upsert_block(text, BLOCK))
+    assert out.endswith(USER_CONFIG)  # everything that was there, untouched, after the block
+    head = out[: len(out) - len(USER_CONFIG)]
+    assert head.startswith(b"# >>> mkdoctor mk-work >>>\r\n")
+    assert head.endswith(b"# <<< mkdoctor mk-work <<<\r\n")
+    assert b"\n" not in head.replace(b"\r\n", b"")  # CRLF kept for the new lines too
+    assert b'IdentityFile "/home/alice/.ssh/id ed25519"' in head
+    assert b"\r\nHost *\r\n# <<<" in head  # the block ends by re-opening "every host"
+
+
+def test_replace_in_place_and_idempotent():
+    text = "Host a\n  User x\n" + sshconfig.render_block(BLOCK) + "Host b\n  User y"
+    changed = sshconfig.HostBlock("mk-work", "ws.example.org", "alice", 2223, BLOCK.identity)
+    out = sshconfig.upsert_block(text, changed)
+    assert out.startswith("Host a\n  User x\n# >>> mkdoctor mk-work >>>\n")
+    assert out.endswith("# <<< mkdoctor mk-work <<<\nHost b\n  User y")
+    assert "Port 2223" in out and "Port 2222" not in out
+    assert sshconfig.upsert_block(out, changed) == out
+    assert sshconfig.remove_block(out, "mk-work") == "Host a\n  User x\nHost b\n  User y"
+
+
+def test_parse_block_round_trip_with_percent_and_spaces():
+    block = sshconfig.HostBlock("mk-p", "h", "u", 22, "/keys/100% sure/id", extra={"ProxyJump": "j"})
+    opts = sshconfig.parse_block(sshconfig.render_block(block), "mk-p")
+    assert opts["identityfile"] == "/keys/100% sure/id"
+    assert opts["port"] == "22" and opts["proxyjump"] == "j" and opts["identitiesonly"] == "yes"
+    assert "IdentityFile \"/keys/100%% sure/id\"" in sshconfig.render_block(block)
+
+
+@pytest.mark.parametrize("text", [
+    "# >>> mkdoctor mk-work >>>\nHost mk-work\n",  # no end marker
+    "# <<< mkdoctor mk-work <<<\n# >>> mkdoctor mk-work >>>\n",  # reversed
+    sshconfig.render_block(BLOCK) * 2,  # two blocks
+])
+def test_damaged_block_is_refused(text):
+    with pytest.raises(UsageError, match="damaged"):
+        sshconfig.upsert_block(text, BLOCK)
+
+
+def test_host_aliases_skip_patterns():
+    text = "Host a b\nHost *.corp !x\nhost = c\nMatch all\nHost d # note\n"
+    assert sshconfig.host_aliases(text) == ["a", "b", "c", "d"]
+
+
+def test_bad_identity_path_refused():
+    with pytest.raises(UsageError):
+        sshconfig.config_path_value('/a"b')
+
+
+def test_the_block_takes_effect_before_a_user_host_star(tmp_path):
+    """ssh -G on the alias: the managed block's values win over the user's `Host *` and
+    global options, and the user's global options still apply to their other hosts."""
+    import subprocess
+
+    cfg = tmp_path / "config"
+    cfg.write_text("User globaluser\nPort 2200\nHost other\n  HostName other.example\n"
+                   "Host *\n  User staruser\n")
+    cfg.write_text(sshconfig.upsert_block(cfg.read_text(), BLOCK))
+
+    def g(host):
+        out = subprocess.run(["ssh", "-F", str(cfg), "-G", host], capture_output=True, text=True,
+                             check=True).stdout
+        return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+    mine, other = g("mk-work"), g("other")
+    assert (mine["user"], mine["port"], mine["hostname"]) == ("alice", "2222", "ws.example.org")
+    assert (other["user"], other["port"]) == ("globaluser", "2200")
+
+
+# --- writing files ------------------------------------------------------------------------
+
+
+def make_profile(tmp_path: Path, **over) -> Profile:
+    from checks.launch import LaunchSpec, launch_command, mlopen_arguments
+
+    p = Profile(name="work", host="mk-work", hostname="ws.example.org", user="alice", port=2222,
+                identity="/home/alice/.ssh/id_ed25519", kernel="/opt/Wolfram/WolframKernel",
+                kernel_version="14.1", mode="tunnel", link_ports=[50001, 50002])
+    for k, v in over.items():
+        setattr(p, k, v)
+    spec = LaunchSpec(p.host, p.kernel, p.mode, tuple(p.link_ports), p.kernel_version,
+                      p.link_host or None, p.ssh_config or None)
+    p.launch_command, p.mlopen_arguments = launch_command(spec), mlopen_arguments(spec)
+    return p
+
+
+@pytest.fixture
+def cfgdir(tmp_path, monkeypatch):
+    d = tmp_path / "cfg"
+    monkeypatch.setenv("MKDOCTOR_CONFIG_DIR", str(d))
+    return d
+
+
+def block_for(p: Profile) -> sshconfig.HostBlock:
+    return sshconfig.HostBlock(p.host, p.hostname, p.user, p.port, p.identity)
+
+
+def test_plan_apply_backup_mode_symlink_idempotent(tmp_path, cfgdir):
+    real = tmp_path / "dotfiles" / "ssh_config"
+    real.parent.mkdir()
+    real.write_bytes(USER_CONFIG)
+    real.chmod(0o640)
+    link = tmp_path / "config"
+    link.symlink_to(real)
+    p = make_profile(tmp_path)
+
+    changes = writers.plan(p, block_for(p), link, processors=8)
+    done = writers.apply(changes, stamp="20261121T120000")
+    assert link.is_symlink() and link.resolve() == real  # written through, link kept
+    assert real.read_bytes().endswith(USER_CONFIG)
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640  # mode kept
+    backup = real.with_name("ssh_config.mkdoctor-backup-20261121T120000")
+    assert backup.read_bytes() == USER_CONFIG and stat.S_IMODE(backup.stat().st_mode) == 0o640
+    assert [w.backup for w in done if w.change.old is None] == [None] * 4  # new files: no backup
+    assert stat.S_IMODE(writers.profile_file("work").stat().st_mode) == 0o600
+    assert load_profile("work").files == p.files
+
+    # a second identical run changes nothing: no write, no backup
+    before = {f: f.stat().st_mtime_ns for f in tmp_path.rglob("*") if f.is_file()}
+    again = writers.plan(make_profile(tmp_path), block_for(p), link, processors=8)
+    assert not any(c.changed for c in again)
+    assert writers.apply(again, stamp="20261121T130000") == []
+    after = {f: f.stat().st_mtime_ns for f in tmp_path.rglob("*") if f.is_file()}
+    assert before == after
+
+
+def test_new_ssh_config_is_0600_in_0700_dir(tmp_path, cfgdir):
+    p = make_profile(tmp_path)
+    target = tmp_path / "home" / ".ssh" / "config"
+    writers.apply(writers.plan(p, block_for(p), target, processors=1))
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o700
+
+
+def test_failed_write_rolls_everything_back(tmp_path, cfgdir):
+    cfg = tmp_path / "config"
+    cfg.write_bytes(USER_CONFIG)
+    p = make_profile(tmp_path)
+    changes = writers.plan(p, block_for(p), cfg, processors=1)
+    # make the last write fail: the profile directory is a file
+    writers.profile_file("work").parent.parent.mkdir(parents=True, exist_ok=True)
+    writers.profile_file("work").parent.write_text("not a directory")
+    with pytest.raises(OSError):
+        writers.apply(changes, stamp="20261121T120000")
+    assert cfg.read_bytes() == USER_CONFIG
+    assert not list(tmp_path.glob("config.mkdoctor-backup-*"))
+    assert not writers.frontend_paths("work")["text"].exists()
+
+
+def test_journal_rollback_restores_and_removes(tmp_path):
+    kh = tmp_path / "known_hosts"
+    kh.write_text("old\n")
+    kh.chmod(0o600)
+    new = tmp_path / "id_new"
+    j = writers.Journal()
+    j.before_change(kh)
+    j.before_change(new)
+    kh.write_text("old\nnew\n")
+    new.write_text("key")
+    j.rollback()
+    assert kh.read_text() == "old\n" and stat.S_IMODE(kh.stat().st_mode) == 0o600
+    assert not new.exists()
+
+
+# --- front-end files -----------------------------------------------------------------------
+
+
+def test_frontend_files_carry_the_profile_strings(tmp_path, cfgdir):
+    p = make_profile(tmp_path, mode="direct", link_host="192.0.2.7")
+    changes = writers.plan(p, block_for(p), tmp_path / "config", processors=4)
+    by = {c.path.name: c.new.decode() for c in changes}
+    text = by["work-kernel-configuration.txt"]
+    assert f"Launch command:\n{p.launch_command}\n" in text
+    assert f"Arguments to MLOpen:\n{p.mlopen_arguments}\n" in text
+    install = by["work-install-kernel.wl"]
+    assert wl.find_rule(install, "LoginScript") == p.launch_command
+    assert wl.find_rule(install, "MLOpenArguments") == p.mlopen_arguments
+    assert "SetOptions[$FrontEnd, EvaluatorNames" in install and "DeleteCases" in install
+    par = by["work-parallel-kernels.wl"]
+    assert 'LaunchKernels["ssh://alice@ws.example.org:2222/opt/Wolfram/WolframKernel?4"]' in par
+
+
+def test_parallel_file_before_13_1_uses_remote_machine():
+    text = wl.parallel_file(profile="old", alias="mk-old", user="u", hostname="h", port=22,
+                            kernel="/opt/M 9/math", kernel_version="9.0", processors=2)
+    assert 'Needs["SubKernels`RemoteKernels`"]' in text
+    assert "RemoteMachine[\"mk-old\"" in text and "-mathlink" in text and ", 2]]" in text
+    template = wl.parse_wl_string(wl.STRING_RE.findall(text.split("RemoteMachine[")[1])[1])
+    assert template.startswith("ssh -x -f `1` ") and "'`2`'" in template
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_wl_string_round_trips(text):
+    lit = wl.wl_string(text)
+    assert lit.isascii()
+    assert wl.parse_wl_string(lit) == text
+    # no unescaped quote ends the literal early
+    assert wl.STRING_RE.fullmatch(lit)
+
+
+def test_wl_string_escapes_quote_and_backslash():
+    assert wl.wl_string('a"b\\c') == '"a\\"b\\\\c"'

@@ -1,0 +1,850 @@
+"""``mkdoctor setup``: the first-time questionnaire (docs/setup.md is the user guide).
+
+The flow: local checks -> the remote host -> the network and the mode -> the key -> the
+host key -> installing the key (MK304 must pass) -> the kernel (MK401, MK402) -> the
+link ports (MK203, the server can bind them) -> proof with the exact strings about to be
+written (MK403, MK404) -> the files (shown, one question, then written) -> sshd advice
+(MK310, MK311) -> a summary.
+
+Nothing is written before the one question of step 10, except what a step needs to go
+on and the user agreed to: a new key pair (step 4) and a confirmed host key (step 5).
+Those are journaled, and Ctrl-C or a failure puts them back: every file is left as it
+was. The remote ``authorized_keys`` is the one change that stays (it is on the server).
+
+Until the files are written, the checks run against a *staged* copy of the ssh config
+(the user's file with the new managed block, in a private 0700 temp directory), so the
+strings proven in step 9 are the written ones except for the ``-F`` path to that copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import random
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from checks.cli import ArgumentParser, add_target_args, interactive, options_from_args
+from checks.options import Options, Target, UsageError, parse_host, parse_link_host, parse_link_ports
+from wizard import remote, sshconfig, writers
+from wizard.prompts import Asker
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DYNAMIC_PORTS = (49152, 65535)  # IANA dynamic/private range (RFC 6335)
+
+DESCRIPTION = """\
+Set up a remote Mathematica kernel step by step: checks this computer, the remote host,
+the key and host key, finds and starts the kernel, proves the link, then writes the
+profile, a managed `Host mk-NAME` block in the ssh config and the front-end settings.
+Unattended: --yes (or --answers FILE.toml) with --host; see docs/setup.md."""
+
+EPILOG = """\
+unattended examples:
+  mkdoctor setup --yes --host alice@hpc.example.org --name hpc
+  mkdoctor setup --yes --host hpc --accept-host-key SHA256:... --new-key --install-key
+exit status: 0 written (or already up to date), 1 a step failed (nothing written),
+2 usage error or an answer is missing (the message names the flag), 130 interrupted."""
+
+
+class StepFailed(Exception):
+    """A step failed: the message (and fix) are printed, nothing is written, exit 1."""
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="mkdoctor setup", description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_target_args(p)
+    g = p.add_argument_group("setup")
+    g.add_argument("--name", metavar="NAME", help="the profile name and the ssh alias mk-NAME "
+                   "(default: from the host)")
+    g.add_argument("-y", "--yes", action="store_true",
+                   help="unattended: take the recommended answer, fail naming the flag where none is safe")
+    g.add_argument("--answers", metavar="FILE.toml", help="unattended, answers from a TOML file "
+                   "(keys are the long flags: host = \"...\", link_ports = \"P1,P2\", install_key = true)")
+    g.add_argument("--accept-host-key", metavar="SHA256:...",
+                   help="record the server's unknown host key if its fingerprint is this one")
+    g.add_argument("--new-key", action="store_true",
+                   help="unattended: create a new ed25519 key for this host (no passphrase; a re-run keeps the profile's key)")
+    g.add_argument("--install-key", action="store_true",
+                   help="unattended: install the public key using a login that already works "
+                        "without a prompt (agent or another key)")
+    g.add_argument("--apply-sshd-hardening", action="store_true",
+                   help="apply the sshd advice on the remote host (sudo; validated with sshd -t)")
+    g.add_argument("-v", "--verbose", action="store_true", help="details of every check")
+    g.add_argument("--no-color", action="store_true", help="accepted for symmetry; setup prints no colour")
+    return p
+
+
+BOOL_KEYS = {"yes", "new_key", "install_key", "apply_sshd_hardening", "offline", "verbose"}
+
+
+def answers_argv(path: str) -> list[str]:
+    """``--answers FILE.toml`` as command-line flags (the command line wins)."""
+    from checks.profile import _loads
+
+    try:
+        data = _loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--answers {path}: no such file") from None
+    except Exception as exc:  # noqa: BLE001 - TOMLDecodeError, OSError, UnicodeDecodeError
+        raise UsageError(f"--answers {path}: cannot read: {exc}") from None
+    known = {a.dest: a for a in build_parser()._actions if a.option_strings}
+    argv: list[str] = []
+    for key, value in data.items():
+        dest = key.replace("-", "_")
+        action = known.get(dest)
+        if action is None or dest in ("answers", "help", "version"):
+            raise UsageError(f"--answers {path}: unknown key {key!r}")
+        flag = action.option_strings[-1]
+        if dest in BOOL_KEYS or action.nargs == 0:
+            if not isinstance(value, bool):
+                raise UsageError(f"--answers {path}: {key} must be true or false")
+            argv += [flag] if value else []
+        elif isinstance(value, list) and dest == "link_ports":
+            argv += [flag, ",".join(str(v) for v in value)]
+        elif isinstance(value, list):
+            for v in value:
+                argv += [flag, str(v)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    if args.answers:
+        merged = answers_argv(args.answers) + list(argv)
+        args = parser.parse_args(merged)
+        if len(args.host) > 1:  # the command line's --host wins over the file's
+            args.host = args.host[-1:]
+    if len(args.host) > 1 or args.hosts_file:
+        raise UsageError("setup configures one host: give --host once (no --hosts-file)")
+    if args.name is not None:
+        from checks.profile import NAME_RE
+
+        if not NAME_RE.match(args.name):
+            raise UsageError(f"--name {args.name!r}: letters, digits, '.', '_', '-' (at most 64)")
+    if args.accept_host_key is not None and not re.fullmatch(r"SHA256:[A-Za-z0-9+/]{43}=?",
+                                                              args.accept_host_key):
+        raise UsageError(f"--accept-host-key {args.accept_host_key!r}: give the SHA256:... "
+                         "fingerprint (ssh-keygen -lf the server's host key)")
+    return args
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    unattended = bool(args.yes or args.answers)
+    if not unattended and not interactive():
+        raise UsageError("setup asks questions and there is no terminal (or CI is set): run "
+                         "it unattended with --yes --host USER@HOST[:PORT] (or --answers FILE.toml)")
+    wizard = Wizard(args, Asker(not unattended))
+    try:
+        return wizard.run()
+    except KeyboardInterrupt:
+        wizard.abort()
+        print("\nmkdoctor setup: interrupted; every file is as it was", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except StepFailed as exc:
+        wizard.abort()
+        print(f"\nmkdoctor setup: {exc}\nNothing was written.", file=sys.stderr)
+        return EXIT_FAIL
+    except BaseException:
+        wizard.abort()
+        raise
+    finally:
+        wizard.cleanup()
+
+
+def default_name(target: Target) -> str:
+    host = target.host
+    if host.startswith(sshconfig.ALIAS_PREFIX):
+        host = host[len(sshconfig.ALIAS_PREFIX):]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", host).strip("-.") or "remote"
+    if not name[0].isalnum():
+        name = "h" + name
+    return name[:64]
+
+
+def first_fact(result, *names: str, default: Any = None) -> Any:
+    if result is None:
+        return default
+    for n in names:
+        value = result.facts.get(n)
+        if value not in (None, "", []):
+            return value
+    return default
+
+
+def port_free(port: int, address: str) -> bool:
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
+            s.bind((address, port))
+        return True
+    except OSError:
+        return False
+
+
+def pick_ports(address: str, rng: Optional[random.Random] = None) -> tuple[int, int]:
+    """Two consecutive free ports from the dynamic range."""
+    rng = rng or random.Random()
+    for _ in range(200):
+        p = rng.randrange(DYNAMIC_PORTS[0], DYNAMIC_PORTS[1] - 1)
+        if port_free(p, address) and port_free(p + 1, address):
+            return p, p + 1
+    raise StepFailed("no two free ports in 49152-65535; give --link-ports P1,P2")
+
+
+class Wizard:
+    def __init__(self, args: argparse.Namespace, ask: Asker) -> None:
+        self.args = args
+        self.ask = ask
+        self.journal = writers.Journal()
+        self.stage_dir: Optional[Path] = None
+        self.written: list[writers.Written] = []
+        self.previous = None  # the existing profile of the same name
+        self.results: dict[str, Any] = {}
+        self.step_no = 0
+        self._print_lock = threading.RLock()
+
+    # --- output -----------------------------------------------------------------------
+
+    def say(self, text: str = "") -> None:
+        with self._print_lock:
+            print(text, flush=True)
+
+    def step(self, title: str) -> None:
+        self.step_no += 1
+        self.say(f"\n[{self.step_no}] {title}")
+
+    def show_result(self, shown: set, check, result) -> None:
+        """Print one check's line, once per run (the engine calls this from its worker
+        threads, possibly after run_checks returned)."""
+        with self._print_lock:
+            if check.id in shown:
+                return
+            shown.add(check.id)
+            self.results[check.id] = result
+            self._show(check, result)
+
+    def _show(self, check, result) -> None:
+        self.say(f"  {result.status.value:<5} {check.id} {check.name}: {result.summary}")
+        if result.status.value not in ("pass", "skip") and result.fix:
+            self.say(f"        fix: {result.fix}")
+        if self.args.verbose:
+            for d in result.details:
+                self.say(f"        {d}")
+
+    def run_checks(self, ids: Sequence[str], opts: Options, target: Optional[Target],
+                   keep: bool = False):
+        """Run the checks ``ids`` (catalogue order), printing each as it finishes. Returns
+        {id: Result} (and the open context when ``keep``)."""
+        from checks.context import Context
+        from checks.engine import run_checks
+        from checks.registry import all_checks
+
+        selection = [c for c in all_checks() if c.id in ids]
+        shown: set[str] = set()
+        ctx = Context(opts, target)
+        try:
+            pairs = run_checks(ctx, selection, lambda c, r: self.show_result(shown, c, r))
+        finally:
+            if not keep:
+                ctx.close()
+        for check, result in pairs:  # any line the engine has not shown yet
+            self.show_result(shown, check, result)
+        out = {c.id: r for c, r in pairs}
+        return (out, ctx) if keep else out
+
+    # --- the flow ---------------------------------------------------------------------
+
+    def run(self) -> int:
+        a = self.args
+        probe = copy.copy(a)
+        probe.hosts_file = None
+        probe.host = a.host or ["localhost"]  # validate every flag now; no profile auto-load
+        self.opts, targets = options_from_args(probe)
+        self.opts.profile = None
+        self.target: Optional[Target] = targets[0] if a.host else None
+        if a.profile:
+            from checks import profile as profiles
+
+            self.previous = profiles.load_profile(a.profile)
+            a.name = a.name or self.previous.name
+        if self.target is None and not self.ask.interactive and self.previous is None:
+            from checks import profile as profiles
+
+            if not (a.name and profiles.profile_path(a.name).is_file()):
+                raise UsageError("setup --yes needs the remote host: give --host USER@HOST[:PORT] "
+                                 "(or --name NAME of a saved profile)")
+        self.say("mkdoctor setup: a remote Mathematica kernel over SSH, step by step. "
+                 "Nothing is written until step 10 asks.")
+        self.step_local()
+        self.step_host()
+        self.step_network()
+        self.step_key()
+        self.stage()
+        self.step_host_key()
+        self.step_login()
+        self.step_kernel()
+        self.step_ports()
+        self.step_prove()
+        self.step_write()
+        self.step_security()
+        self.step_summary()
+        return EXIT_OK
+
+    # 1 ------------------------------------------------------------------------------------
+
+    def step_local(self) -> None:
+        self.step("This computer (MK1xx, MK2xx)")
+        opts = copy.copy(self.opts)
+        res = self.run_checks([f"MK{n}" for n in (101, 102, 103, 201, 202, 203, 204, 205)], opts, None)
+        if res["MK201"].status.value in ("fail", "error"):
+            raise StepFailed(f"{res['MK201'].summary}; fix: {res['MK201'].fix}")
+        self.local = res
+
+    # 2 ------------------------------------------------------------------------------------
+
+    def ssh_config_path(self) -> Path:
+        if self.args.ssh_config:
+            return Path(self.args.ssh_config).expanduser().absolute()
+        return writers.default_ssh_config()
+
+    def step_host(self) -> None:
+        self.step("The remote host")
+        a = self.args
+        cfg_path = self.ssh_config_path()
+        if self.target is None and self.previous is None and a.name:
+            from checks import profile as profiles
+
+            if profiles.profile_path(a.name).is_file():
+                self.previous = profiles.load_profile(a.name)
+        if self.target is None and self.previous is not None:
+            p = self.previous
+            self.target = parse_host(f"{p.user}@{p.hostname}:{p.port}" if p.user else
+                                     f"{p.hostname}:{p.port}")
+        if self.target is None:
+            raw = sshconfig.read_text(writers.read_bytes(cfg_path) or b"")
+            aliases = [h for h in sshconfig.host_aliases(raw) if not h.startswith(sshconfig.ALIAS_PREFIX)]
+            choice = None
+            if aliases:
+                choices = [(h, f"{h}  (Host alias in {cfg_path})") for h in aliases]
+                choices.append(("", "another host: USER@HOST[:PORT]"))
+                choice = self.ask.select("Which remote host runs the kernel?", choices, None,
+                                         "--host", safe=False)
+            if not choice:
+                def valid(text: str) -> Optional[str]:
+                    try:
+                        parse_host(text.strip())
+                    except UsageError as exc:
+                        return str(exc)
+                    return None
+
+                choice = self.ask.text("Remote host (USER@HOST[:PORT]):", None, "--host",
+                                       valid, safe=False).strip()
+            self.target = parse_host(choice)
+        t = self.target
+        run = self.runner()
+        argv = ["ssh"] + (["-F", str(cfg_path)] if a.ssh_config else [])
+        argv += (["-l", t.user] if t.user else []) + (["-p", str(t.port)] if t.port else [])
+        done = run(argv + ["-G", "--", t.host])
+        if done.returncode != 0:
+            raise StepFailed(f"ssh -G {t.display} failed: {(done.stderr or done.stdout).strip()}")
+        g: dict[str, list[str]] = {}
+        for line in done.stdout.splitlines():
+            k, _, v = line.partition(" ")
+            g.setdefault(k.lower(), []).append(v)
+        self.resolved = g
+        self.hostname = g.get("hostname", [t.host])[0]
+        self.user = g.get("user", [t.user or ""])[0]
+        self.port = int(g.get("port", ["22"])[0])
+        if not self.previous:
+            from checks import profile as profiles
+
+            name = a.name or default_name(t)
+            if profiles.profile_path(name).is_file():
+                try:
+                    self.previous = profiles.load_profile(name)
+                except UsageError:
+                    self.previous = None
+        self.name = a.name or (self.previous.name if self.previous else default_name(t))
+        self.alias = sshconfig.ALIAS_PREFIX + self.name
+        self.extra: dict[str, str] = {}
+        hka = g.get("hostkeyalias", ["none"])[0]
+        if hka.lower() != "none":
+            self.extra["HostKeyAlias"] = hka
+        jump = g.get("proxyjump", ["none"])[0]
+        if jump and jump.lower() != "none":
+            self.extra["ProxyJump"] = jump
+        from checks import hostkeys
+
+        ukh = hostkeys.split_files(" ".join(g.get("userknownhostsfile", [])))
+        home = Path.home()
+        defaults = [str(home / ".ssh" / "known_hosts"), str(home / ".ssh" / "known_hosts2")]
+        if ukh and ukh != defaults:
+            self.extra["UserKnownHostsFile"] = " ".join(sshconfig.config_path_value(f) for f in ukh)
+        self.say(f"  {t.display} is {self.user}@{self.hostname} port {self.port}"
+                 + (f" via ProxyJump {jump}" if "ProxyJump" in self.extra else ""))
+        self.say(f"  profile {self.name}, ssh alias {self.alias} (in {cfg_path})")
+
+    def runner(self):
+        from checks.keys import local_runner
+
+        return local_runner(max(self.opts.timeout * 2, 10))
+
+    # 3 ------------------------------------------------------------------------------------
+
+    def step_network(self) -> None:
+        self.step("The network")
+        a, prev = self.args, self.previous
+        r101, r102, r103 = (self.local.get(i) for i in ("MK101", "MK102", "MK103"))
+        local_addr = first_fact(r101, "link_address")
+        public = first_fact(r102, "public_address")
+        self.say(f"  this computer: {local_addr or 'no routable address'}; public address: "
+                 f"{public or 'unknown (offline or no answer)'}")
+        recommended = first_fact(r103, "recommended_mode", default="tunnel")
+        behind = first_fact(r103, "behind_nat")
+        why = {
+            "tunnel": "tunnel: the kernel's connections come back inside the SSH connection, "
+                      "so nothing inbound is needed on this computer"
+                      + (" (it is behind NAT)" if behind else ""),
+            "direct": "direct: this computer's address is reachable, so the kernel can connect "
+                      "straight back to it (no tunnel needed)",
+        }
+        self.say(f"  NAT: {r103.summary if r103 else 'not checked'}")
+        self.say(f"  recommended: {why.get(recommended, recommended)}")
+        if a.mode:
+            self.mode = a.mode
+        else:
+            default = prev.mode if prev else recommended
+            self.mode = self.ask.select(
+                "Connection mode?",
+                [("tunnel", "tunnel  - through the SSH connection (works behind NAT and firewalls)"),
+                 ("direct", "direct  - the kernel connects to this computer (same LAN, VPN, public address)")],
+                default, "--mode")
+        self.link_host: Optional[str] = None
+        if self.mode == "direct":
+            default = a.link_host or (prev.link_host if prev and prev.link_host else None) or local_addr
+            if a.link_host:
+                self.link_host = parse_link_host(a.link_host)
+            else:
+                def valid(text: str) -> Optional[str]:
+                    try:
+                        parse_link_host(text.strip())
+                    except UsageError as exc:
+                        return str(exc)
+                    return None
+
+                self.link_host = parse_link_host(self.ask.text(
+                    "The address of this computer that the kernel connects back to:",
+                    default, "--link-host", valid).strip())
+        self.say(f"  mode: {self.mode}" + (f", link address {self.link_host}" if self.link_host else ""))
+
+    # 4 ------------------------------------------------------------------------------------
+
+    def step_key(self) -> None:
+        self.step("The key")
+        from checks import keys
+
+        a, prev = self.args, self.previous
+        run = self.runner()
+        reuse = False  # the key of the existing profile: a re-run keeps it
+        if a.identity:
+            candidates = [Path(a.identity).expanduser()]
+        elif prev and prev.identity and Path(prev.identity).expanduser().exists():
+            candidates = [Path(prev.identity).expanduser()]
+            reuse = True
+        else:
+            candidates = []
+            for value in self.resolved.get("identityfile", []):
+                path = keys.expand_identity_path(value, host=self.hostname, remote_user=self.user)
+                if path not in candidates:
+                    candidates.append(path)
+        usable: list[tuple[Path, Any]] = []
+        for path in candidates:
+            if not path.exists():
+                continue
+            info = keys.inspect_identity(path, run)
+            findings = keys.assess(info, self.alias)
+            if keys.acceptable(info):
+                usable.append((path, info))
+                self.say(f"  usable: {path} ({info.kind} {info.bits} bits {info.fingerprint})")
+            else:
+                for f in findings:
+                    self.say(f"  {f.status}: {f.summary}\n        fix: {f.fix}")
+        if a.identity and not usable:
+            raise StepFailed(f"--identity {a.identity} cannot be used (see above)")
+        choices: list[tuple[Any, str]] = [(str(p), f"use {p} ({i.kind}, {i.fingerprint})") for p, i in usable]
+        choices.append(("new", "create a new ed25519 key for this host"))
+        if usable and (reuse or not a.new_key):
+            default = str(usable[0][0])
+        else:
+            default = "new" if (a.new_key or self.ask.interactive) else None
+        if usable and a.identity:
+            choice = str(usable[0][0])
+        elif not self.ask.interactive and default is None:
+            raise UsageError(f"no usable SSH key for {self.alias}: give --identity FILE or "
+                             "--new-key (creates an ed25519 key without a passphrase)")
+        else:
+            choice = self.ask.select("Which key should the front end use?", choices, default, "--new-key")
+        if choice != "new":
+            self.identity = Path(choice)
+            self.public_line = (usable[[str(p) for p, _ in usable].index(choice)][1].public.line)
+            return
+        passphrase = False
+        if self.ask.interactive:
+            passphrase = self.ask.select(
+                "Protect the new key with a passphrase?",
+                [(True, "passphrase + ssh-agent (recommended): a copied key file is useless without "
+                        "the passphrase; unlock it once per session with ssh-add"),
+                 (False, "no passphrase: the front end can use it without an agent, but anyone who "
+                         "copies the file can log in")],
+                True, "--new-key") is True
+        path = remote.new_key_path(self.alias)
+        comment = f"mkdoctor {self.alias}"
+        remote.create_key(path, comment, passphrase, self.journal.before_change)
+        self.say(f"  created {path} (ed25519{', passphrase' if passphrase else ', no passphrase'})")
+        if passphrase and not remote.add_to_agent(path):
+            self.say(f"  warning: the key is not in the agent; the front end needs it there: "
+                     f"{keys.add_command(path)}")
+        self.identity = path
+        self.public_line = Path(str(path) + ".pub").read_text().strip()
+
+    # staged ssh config ---------------------------------------------------------------------
+
+    def block(self) -> sshconfig.HostBlock:
+        return sshconfig.HostBlock(self.alias, self.hostname, self.user, self.port,
+                                   str(self.identity), extra=dict(self.extra))
+
+    def stage(self) -> None:
+        """A private copy of the ssh config with the new block, for every check until
+        the files are written."""
+        self.stage_dir = Path(tempfile.mkdtemp(prefix="mkd-setup-"))
+        real = self.ssh_config_path()
+        text = sshconfig.read_text(writers.read_bytes(real) or b"")
+        self.staged = self.stage_dir / "ssh_config"
+        fd = os.open(self.staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(sshconfig.to_bytes(sshconfig.upsert_block(text, self.block())))
+
+    def remote_options(self, **over: Any) -> Options:
+        opts = copy.copy(self.opts)
+        opts.ssh_config = self.staged
+        opts.identity = None
+        opts.mode = self.mode
+        opts.link_host = self.link_host
+        for k, v in over.items():
+            setattr(opts, k, v)
+        return opts
+
+    # 5 ------------------------------------------------------------------------------------
+
+    def step_host_key(self) -> None:
+        self.step("The host key")
+        res = self.run_checks(["MK301", "MK302"], self.remote_options(), Target(self.alias))
+        for cid in ("MK301", "MK302"):
+            if res[cid].status.value in ("fail", "error"):
+                raise StepFailed(f"{cid}: {res[cid].summary}; fix: {res[cid].fix}")
+        run = self.runner()
+        cfg = remote.ssh_g(run, self.alias, self.staged)
+        state = remote.probe_host_key(run, cfg, self.opts.timeout)
+        fp = state.fingerprint
+        if state.verdict == "known":
+            self.say(f"  known and unchanged: {state.key.keytype} {fp}")
+            return
+        if state.verdict == "unscannable":
+            raise StepFailed(f"cannot read the host key of {state.name}: {state.error}")
+        if state.verdict in ("changed", "revoked", "other-types"):
+            raise StepFailed(
+                f"the host key of {state.name} does NOT match the one recorded "
+                f"({state.verdict}; the server now shows {fp}). This can be a man-in-the-middle "
+                "attack. Never accept it blindly: ask the server's administrator for the new "
+                f"fingerprint; only then remove the old entry: ssh-keygen -R '{state.name}'")
+        if state.verdict == "cert-authority":
+            self.say("  the host is vouched for by a @cert-authority line; nothing to record")
+            return
+        self.say(f"  the host key of {state.name} is not known yet:")
+        self.say(f"    {state.key.keytype} {fp}")
+        self.say("  Compare it with the server's own (on the server: ssh-keygen -lf "
+                 "/etc/ssh/ssh_host_ed25519_key.pub), or ask its administrator.")
+        given = self.args.accept_host_key
+        if given:
+            if given.rstrip("=") != fp.rstrip("="):
+                raise UsageError(f"--accept-host-key {given} does not match the server's key {fp}: "
+                                 "not recorded")
+            ok = True
+        elif self.ask.interactive:
+            ok = self.ask.confirm(f"Is {fp} the fingerprint of {state.name}?", False,
+                                  "--accept-host-key")
+        else:
+            raise UsageError(f"the host key of {state.name} is unknown ({state.key.keytype} {fp}); "
+                             f"after verifying it, give --accept-host-key {fp}")
+        if not ok:
+            raise StepFailed("the host key was not confirmed")
+        path = remote.record_host_key(state, self.journal.before_change)
+        self.say(f"  recorded in {path}{' (hashed)' if state.hashed else ''}")
+
+    # 6 ------------------------------------------------------------------------------------
+
+    def step_login(self) -> None:
+        self.step("Logging in with the key (MK304)")
+        res = self.run_checks(["MK304"], self.remote_options(), Target(self.alias))
+        if res["MK304"].status.value == "pass":
+            return
+        reason = first_fact(res["MK304"], "reason", default="")
+        if reason not in ("permission-denied", ""):
+            raise StepFailed(f"MK304: {res['MK304'].summary}; fix: {res['MK304'].fix}")
+        a = self.args
+        t = self.target
+        base = ["ssh"] + (["-F", str(self.ssh_config_path())] if a.ssh_config else [])
+        base += (["-l", t.user] if t.user else []) + (["-p", str(t.port)] if t.port else [])
+        pub = Path(str(self.identity) + ".pub")
+        if self.ask.interactive:
+            ok = self.ask.confirm(
+                f"Install the public key {pub.name} on {t.display}? ssh asks for your password "
+                "there, typed into this terminal (never stored)", True, "--install-key")
+            if not ok:
+                raise StepFailed(f"the key is not installed; install it with: ssh-copy-id -i "
+                                 f"{pub} {t.display}, then run mkdoctor setup again")
+        elif not a.install_key:
+            raise UsageError(f"the key is not accepted by {t.display} yet: give --install-key "
+                             f"(uses a login that already works without a prompt), or run "
+                             f"ssh-copy-id -i {pub} {t.display} first")
+        argv = remote.install_argv(base, t.host, self.public_line, self.opts.sshd_config,
+                                   batch=not self.ask.interactive, timeout=self.opts.timeout)
+        ok, message = remote.install_key(argv, self.ask.interactive)
+        if not ok:
+            raise StepFailed(f"installing the key failed: {message}; install it by hand: "
+                             f"ssh-copy-id -i {pub} {t.display}")
+        self.say(f"  {message}")
+        res = self.run_checks(["MK304"], self.remote_options(), Target(self.alias))
+        if res["MK304"].status.value != "pass":
+            raise StepFailed(f"MK304 still fails after installing the key: {res['MK304'].summary}; "
+                             f"fix: {res['MK304'].fix}")
+
+    # 7 ------------------------------------------------------------------------------------
+
+    def step_kernel(self) -> None:
+        self.step("The kernel (MK401, MK402)")
+        a, prev = self.args, self.previous
+        given = a.kernel or (prev.kernel if prev else None)
+        res = self.run_checks(["MK401"], self.remote_options(kernel=given), Target(self.alias))
+        r401 = res["MK401"]
+        found = first_fact(r401, "kernel")
+        installs = first_fact(r401, "installs", "candidates", default=[]) or []
+        paths = []
+        for i in installs:
+            p = i.get("path") if isinstance(i, dict) else (getattr(i, "path", None) or i)
+            if isinstance(p, str) and p not in paths:
+                paths.append(p)
+        if found and found not in paths:
+            paths.insert(0, found)
+        if a.kernel:
+            kernel = a.kernel
+        elif len(paths) > 1 and self.ask.interactive:
+            kernel = self.ask.select("Which kernel?", [(p, p) for p in paths], found or paths[0], "--kernel")
+        elif paths:
+            kernel = found or paths[0]
+        elif given:
+            kernel = given
+        else:
+            kernel = self.ask.text("Path of the kernel on the remote host (e.g. "
+                                   "/usr/local/Wolfram/Mathematica/14.1/Executables/WolframKernel):",
+                                   None, "--kernel", lambda s: None if s.strip() else "required",
+                                   safe=False).strip()
+        res = self.run_checks(["MK402"], self.remote_options(kernel=kernel), Target(self.alias))
+        r402 = res["MK402"]
+        if r402.status.value in ("fail", "error"):
+            raise StepFailed(f"MK402: {r402.summary}; fix: {r402.fix}")
+        self.kernel = kernel
+        self.kernel_version = str(first_fact(r402, "version_number", default="")
+                                  or first_fact(r401, "version", default="")
+                                  or (prev.kernel_version if prev and prev.kernel == kernel else ""))
+        self.processors = int(first_fact(r402, "processor_count", "processors", "ProcessorCount",
+                                         default=1) or 1)
+        self.say(f"  kernel {kernel}" + (f" (version {self.kernel_version})" if self.kernel_version else ""))
+
+    # 8 ------------------------------------------------------------------------------------
+
+    def step_ports(self) -> None:
+        self.step("The link ports (MK203)")
+        a, prev = self.args, self.previous
+        address = "0.0.0.0" if self.mode == "direct" else "127.0.0.1"
+        explicit = bool(a.link_ports)
+        for attempt in range(5):
+            if explicit:
+                ports = parse_link_ports(a.link_ports)
+            elif attempt == 0 and prev:
+                ports = (int(prev.link_ports[0]), int(prev.link_ports[1]))
+            else:
+                ports = pick_ports(address)
+            if self.ask.interactive and not explicit:
+                def valid(text: str) -> Optional[str]:
+                    try:
+                        parse_link_ports(text)
+                    except UsageError as exc:
+                        return str(exc)
+                    return None
+
+                ports = parse_link_ports(self.ask.text("Link ports (two free ports, P1,P2):",
+                                                       f"{ports[0]},{ports[1]}", "--link-ports", valid))
+            opts = self.remote_options(link_ports=ports, link_ports_given=True)
+            res = self.run_checks(["MK203"], opts, None)
+            problem = res["MK203"].status.value in ("fail", "error")
+            if not problem and self.mode == "tunnel":
+                problem = not self.remote_can_bind(opts, ports)
+            if not problem:
+                self.ports = ports
+                return
+            if explicit:
+                raise StepFailed(f"the link ports {ports[0]},{ports[1]} cannot be used; "
+                                 "choose others with --link-ports P1,P2")
+        raise StepFailed("no usable pair of link ports after 5 tries; give --link-ports P1,P2")
+
+    def remote_can_bind(self, opts: Options, ports: tuple[int, int]) -> bool:
+        """Tunnel mode: the server can listen on both ports (a reverse forward each)."""
+        from checks.context import Context
+
+        ctx = Context(opts, Target(self.alias))
+        try:
+            if not ctx.ssh.login(ctx.step_timeout(opts.timeout * 2 + 2)).ok:
+                return True  # MK304 passed a moment ago; MK403 will tell
+            for p in ports:
+                spec = f"{p}:127.0.0.1:{p}"
+                done = ctx.ssh.control("forward", "-R", spec, timeout=ctx.step_timeout())
+                if done.returncode != 0:
+                    self.say(f"  the remote host cannot listen on port {p}: "
+                             f"{(done.stderr or done.stdout).strip()}")
+                    return False
+                ctx.ssh.control("cancel", "-R", spec, timeout=ctx.step_timeout())
+            self.say(f"  the remote host can listen on {ports[0]} and {ports[1]}")
+            return True
+        finally:
+            ctx.close()
+
+    # 9 ------------------------------------------------------------------------------------
+
+    def profile(self, ssh_config: Optional[str]):
+        from checks.launch import LaunchSpec, launch_command, mlopen_arguments
+        from checks.profile import Profile
+
+        spec = LaunchSpec(destination=self.alias, kernel=self.kernel, mode=self.mode,
+                          link_ports=self.ports, kernel_version=self.kernel_version,
+                          link_host=self.link_host, ssh_config=ssh_config)
+        return Profile(
+            name=self.name, host=self.alias, hostname=self.hostname, user=self.user,
+            port=self.port, identity=str(self.identity), ssh_config=ssh_config or "",
+            kernel=self.kernel, kernel_version=self.kernel_version, mode=self.mode,
+            link_ports=[self.ports[0], self.ports[1]], link_host=self.link_host or "",
+            sshd_config=(self.opts.sshd_config if self.opts.sshd_config != "/etc/ssh/sshd_config" else ""),
+            launch_command=launch_command(spec), mlopen_arguments=mlopen_arguments(spec),
+        )
+
+    def final_ssh_config(self) -> Optional[str]:
+        return str(self.ssh_config_path()) if self.args.ssh_config else None
+
+    def step_prove(self) -> None:
+        self.step("Proving the link with the strings about to be written (MK403, MK404)")
+        staged = self.profile(str(self.staged))
+        final = self.profile(self.final_ssh_config())
+        self.say(f"  Arguments to MLOpen: {final.mlopen_arguments}")
+        self.say(f"  Launch command:      {final.launch_command}")
+        opts = self.remote_options(link_ports=self.ports, link_ports_given=True, kernel=self.kernel,
+                                   profile=staged)
+        res = self.run_checks(["MK403", "MK404"], opts, Target(self.alias))
+        for cid in ("MK403", "MK404"):
+            if res[cid].status.value in ("fail", "error"):
+                raise StepFailed(f"{cid}: {res[cid].summary}; fix: {res[cid].fix}")
+        if any(r.status.value == "skip" for r in res.values()):
+            self.say("  note: not everything could be proven (see the skips above); "
+                     "`mkdoctor` re-checks after setup")
+
+    # 10 -----------------------------------------------------------------------------------
+
+    def step_write(self) -> None:
+        self.step("Writing the configuration")
+        prof = self.profile(self.final_ssh_config())
+        if self.previous is not None and self.previous.path is not None:
+            prof.path = None  # always the standard place: profiles/NAME.toml
+        changes = writers.plan(prof, self.block(), self.ssh_config_path(), self.processors)
+        self.profile_written = prof
+        pending = [c for c in changes if c.changed]
+        for c in changes:
+            state = "unchanged" if not c.changed else ("new" if c.old is None else "changes")
+            self.say(f"  {state:<9} {c.path}  ({c.what})")
+        if not pending:
+            self.say("  everything is already up to date: nothing written")
+            self.journal.commit()
+            return
+        ssh_change = changes[0]
+        if ssh_change.changed:
+            block = sshconfig.block_text(sshconfig.read_text(ssh_change.new), self.alias) or ""
+            self.say(f"\n  The block in {ssh_change.path}:")
+            for line in block.splitlines():
+                self.say(f"    {line}")
+            self.say("  (everything else in that file stays as it is; a backup is kept)")
+        if not self.ask.confirm("Write these files?", True, "--yes"):
+            raise StepFailed("you chose not to write the files")
+        self.written = writers.apply(changes)
+        self.journal.commit()
+        for w in self.written:
+            self.say(f"  wrote {w.real}" + (f" (backup: {w.backup.name})" if w.backup else ""))
+
+    # 11 -----------------------------------------------------------------------------------
+
+    def step_security(self) -> None:
+        self.step("The remote SSH server (MK310, MK311)")
+        from wizard import security
+
+        opts = copy.copy(self.opts)
+        opts.ssh_config = Path(self.final_ssh_config()) if self.final_ssh_config() else None
+        opts.identity = None
+        res = self.run_checks(["MK310", "MK311"], opts, Target(self.alias))
+        advice = security.advice(res)
+        if not advice:
+            self.say("  nothing to change")
+            return
+        self.say(advice.text)
+        apply = self.args.apply_sshd_hardening
+        if not apply and self.ask.interactive:
+            apply = self.ask.confirm("Apply this on the remote host now (sudo asks for your "
+                                     "password there)?", False, "--apply-sshd-hardening")
+        elif not apply:
+            self.say("  not applied (--apply-sshd-hardening applies it)")
+        if apply:
+            ok, message = security.apply(advice, self.alias, opts.ssh_config, self.ask.interactive)
+            self.say(f"  {message}")
+
+    # 12 -----------------------------------------------------------------------------------
+
+    def step_summary(self) -> None:
+        self.step("Done")
+        prof = self.profile_written
+        paths = writers.frontend_paths(prof.name)
+        self.say(f"  profile:        {writers.profile_file(prof.name)}")
+        self.say(f"  ssh alias:      {self.alias} in {self.ssh_config_path()}")
+        self.say(f"  front end:      {paths['text']}")
+        self.say(f"                  (or evaluate {paths['install']})")
+        self.say(f"  parallel:       {paths['parallel']}")
+        self.say("  In the front end: Evaluation > Notebook's Kernel > " + prof.name)
+        self.say(f"  Re-check any time: mkdoctor --profile {prof.name}   "
+                 f"(mkdoctor config show --profile {prof.name} prints the strings)")
+
+    # --- ending ----------------------------------------------------------------------------
+
+    def abort(self) -> None:
+        """Put back every file changed before the final write."""
+        self.journal.rollback()
+
+    def cleanup(self) -> None:
+        if self.stage_dir is not None:
+            shutil.rmtree(self.stage_dir, ignore_errors=True)
+            self.stage_dir = None

@@ -1,0 +1,241 @@
+"""What the wizard does to the keys: the host key, a new key pair, installing it.
+
+Host keys (step 5): the server's keys come from ``ssh-keyscan``, the recorded ones from
+``ssh-keygen -F`` on the known_hosts files ``ssh -G`` names, and :func:`checks.hostkeys.judge`
+compares them as ssh would (the same code as MK303). An unknown key is recorded only
+after the user confirmed its fingerprint (or ``--accept-host-key`` gave the same one); a
+changed key is never accepted. The entry is hashed when ``HashKnownHosts`` is on, in
+OpenSSH's format ``|1|base64(salt)|base64(HMAC-SHA1(salt, name))`` (hostfile.c,
+host_hash; sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT").
+
+Installing the public key (step 6) runs one ``ssh`` with the terminal attached, so the
+password is typed at ssh's own prompt and never passes through mkdoctor; unattended, it
+runs with ``BatchMode=yes`` and works only when a login already works without a prompt.
+The remote script appends the key only if absent, creates the directory 0700 and the
+file 0600 when missing, keeps every existing line, and writes where the server looks:
+the first ``AuthorizedKeysFile`` of the sshd configuration (``%h``, ``%u``, ``%%``
+expanded, relative to the home directory; sshd_config(5)), default
+``.ssh/authorized_keys``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from checks import hostkeys
+from checks.proc import Completed
+
+Run = Callable[[Sequence[str]], Completed]
+
+
+def ssh_g(run: Run, destination: str, ssh_config: Optional[Path]) -> dict[str, str]:
+    argv = ["ssh"] + (["-F", str(ssh_config)] if ssh_config else []) + ["-G", "--", destination]
+    done = run(argv)
+    if done.returncode != 0:
+        raise RuntimeError((done.stderr or done.stdout).strip() or "ssh -G failed")
+    out: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        out.setdefault(key.lower(), value)
+    return out
+
+
+# --- host keys -----------------------------------------------------------------------------
+
+
+@dataclass
+class HostKeyState:
+    verdict: str  # known, unknown, changed, other-types, revoked, cert-authority, unscannable
+    name: str  # the known_hosts name (``[host]:port`` or HostKeyAlias)
+    key: Optional[hostkeys.HostKey] = None  # the key to record / the one that changed
+    known_files: list[str] = field(default_factory=list)
+    hashed: bool = False
+    error: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        return self.key.fingerprint if self.key else ""
+
+
+def probe_host_key(run: Run, cfg: dict[str, str], timeout: float) -> HostKeyState:
+    host = cfg.get("hostname", "")
+    port = int(cfg.get("port", "22") or 22)
+    name = hostkeys.lookup_name(host, port, cfg.get("hostkeyalias", ""))
+    files = hostkeys.split_files(cfg.get("userknownhostsfile", "~/.ssh/known_hosts"))
+    gfiles = hostkeys.split_files(cfg.get("globalknownhostsfile", ""))
+    hashed = cfg.get("hashknownhosts", "no").lower() == "yes"
+    state = HostKeyState("unscannable", name, known_files=files, hashed=hashed)
+    jump = cfg.get("proxyjump", "none")
+    if jump and jump.lower() != "none":
+        state.error = (f"the host is reached through ProxyJump {jump}; ssh-keyscan cannot follow it. "
+                       f"Connect once with ssh yourself to verify and record the key")
+        return state
+    done = run(["ssh-keyscan", "-T", str(max(1, int(timeout))), "-p", str(port), "--", host])
+    keys = hostkeys.preferred(hostkeys.parse_keyscan(done.stdout))
+    if not keys:
+        state.error = (done.stderr.strip().splitlines() or ["no answer"])[-1]
+        return state
+    known: list[hostkeys.KnownEntry] = []
+    for path in files + gfiles:
+        if os.path.exists(path):
+            found = run(["ssh-keygen", "-F", name, "-f", path])
+            known += hostkeys.parse_keygen_find(found.stdout, path)
+    verdict = hostkeys.judge(keys, known)
+    state.verdict = verdict.kind
+    state.key = verdict.server_key or keys[0]
+    return state
+
+
+def hash_name(name: str, salt: Optional[bytes] = None) -> str:
+    salt = salt if salt is not None else os.urandom(20)
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+def known_hosts_line(state: HostKeyState) -> str:
+    assert state.key is not None
+    name = hash_name(state.name) if state.hashed else state.name
+    return f"{name} {state.key.keytype} {state.key.blob}\n"
+
+
+def record_host_key(state: HostKeyState, before_change: Callable[[Path], None]) -> Path:
+    """Append the key to the first UserKnownHostsFile (created 0600 in a 0700 directory)."""
+    path = Path(state.known_files[0] if state.known_files else "~/.ssh/known_hosts").expanduser()
+    before_change(path)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    old = path.read_bytes() if path.exists() else b""
+    sep = b"" if not old or old.endswith(b"\n") else b"\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "ab") as fh:
+        fh.write(sep + known_hosts_line(state).encode())
+    return path
+
+
+# --- a new key pair --------------------------------------------------------------------------
+
+
+def new_key_path(alias: str) -> Path:
+    base = Path.home() / ".ssh" / f"id_ed25519_{alias}"
+    candidate, n = base, 1
+    while candidate.exists() or Path(str(candidate) + ".pub").exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}_{n}")
+    return candidate
+
+
+def create_key(path: Path, comment: str, passphrase: bool, before_change: Callable[[Path], None],
+               timeout: float = 120) -> None:
+    """``ssh-keygen -t ed25519``. With ``passphrase``, ssh-keygen asks for it on the
+    terminal itself (mkdoctor never sees it); else ``-N ''``."""
+    before_change(path)
+    before_change(Path(str(path) + ".pub"))
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    argv = ["ssh-keygen", "-q", "-t", "ed25519", "-C", comment, "-f", str(path)]
+    if not passphrase:
+        argv[2:2] = ["-N", ""]
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout)
+    else:
+        done = subprocess.run(argv, timeout=timeout)  # the terminal: ssh-keygen's own prompt
+    if done.returncode != 0:
+        err = getattr(done, "stderr", "") or ""
+        raise RuntimeError(f"ssh-keygen failed ({done.returncode}) {err.strip()}")
+
+
+def add_to_agent(path: Path, timeout: float = 120) -> bool:
+    """``ssh-add KEY`` on the terminal (ssh-add asks for the passphrase itself)."""
+    try:
+        return subprocess.run(["ssh-add", str(path)], timeout=timeout).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+# --- installing the public key ---------------------------------------------------------------
+
+# $1: the public key line; $2: the sshd configuration file to read AuthorizedKeysFile from.
+INSTALL_SCRIPT = r"""
+set -e
+umask 077
+key=$1
+cfg=$2
+blob=$(printf '%s\n' "$key" | awk '{print $2}')
+flatten() {
+  while IFS= read -r line; do
+    set -f; set -- $line; set +f
+    case "$1" in
+      [Ii][Nn][Cc][Ll][Uu][Dd][Ee])
+        shift
+        for pat in "$@"; do
+          case $pat in /*) ;; *) pat=/etc/ssh/$pat ;; esac
+          for f in $pat; do [ -r "$f" ] && flatten < "$f"; done
+        done ;;
+      *) printf '%s\n' "$line" ;;
+    esac
+  done
+}
+akf=
+if [ -r "$cfg" ]; then
+  akf=$(flatten < "$cfg" | awk 'tolower($1)=="match"{exit} tolower($1)=="authorizedkeysfile"{print $2; exit}')
+fi
+[ -n "$akf" ] && [ "$akf" != none ] || akf=.ssh/authorized_keys
+me=$(id -un)
+akf=$(printf '%s' "$akf" | sed -e "s|%h|$HOME|g" -e "s|%u|$me|g" -e 's|%%|%|g')
+case $akf in /*) ;; *) akf=$HOME/$akf ;; esac
+dir=$(dirname "$akf")
+if [ ! -d "$dir" ]; then
+  mkdir -p "$dir" && chmod 700 "$dir"
+fi
+if [ ! -e "$akf" ]; then
+  : > "$akf" && chmod 600 "$akf"
+fi
+if grep -qF -- "$blob" "$akf" 2>/dev/null; then
+  echo "MKD-KEY present $akf"
+  exit 0
+fi
+if [ -s "$akf" ] && [ -n "$(tail -c 1 "$akf")" ]; then printf '\n' >> "$akf"; fi
+printf '%s\n' "$key" >> "$akf"
+echo "MKD-KEY added $akf"
+"""
+
+
+def install_command(public_line: str, sshd_config: str) -> str:
+    """The remote command (for the login shell): the script above run by sh."""
+    return " ".join(["sh", "-c", shlex.quote(INSTALL_SCRIPT), "sh",
+                     shlex.quote(public_line.strip()), shlex.quote(sshd_config)])
+
+
+def install_argv(base: list[str], destination: str, public_line: str, sshd_config: str,
+                 batch: bool, timeout: float) -> list[str]:
+    argv = list(base)
+    argv += ["-o", f"ConnectTimeout={max(1, int(timeout))}"]
+    if batch:
+        argv += ["-o", "BatchMode=yes"]
+    return argv + ["--", destination, install_command(public_line, sshd_config)]
+
+
+def install_key(argv: list[str], interactive: bool, timeout: float = 180) -> tuple[bool, str]:
+    """Run the install. Interactive: ssh has the terminal (its password prompt); only
+    stdout (our script's one line) is captured. Returns (ok, message)."""
+    if interactive:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=timeout)
+        out, err = done.stdout, ""
+    else:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout)
+        out, err = done.stdout, done.stderr
+    line = next((ln for ln in out.splitlines() if ln.startswith("MKD-KEY ")), "")
+    if done.returncode == 0 and line:
+        _, state, where = line.split(" ", 2)
+        return True, f"public key {'already in' if state == 'present' else 'added to'} {where}"
+    reason = (err.strip().splitlines() or [f"ssh exited with {done.returncode}"])[-1]
+    return False, reason

@@ -1,0 +1,209 @@
+"""The managed ``Host mk-NAME`` block of the ssh client configuration.
+
+The block is delimited by two marker comments::
+
+    # >>> mkdoctor mk-NAME >>>
+    ...
+    # <<< mkdoctor mk-NAME <<<
+
+Everything outside the markers is kept byte for byte: comments, ``Include`` lines, CRLF
+line endings, a missing final newline, odd bytes (decoded with ``surrogateescape``).
+
+Placement. ssh uses, for each option, the *first* value it obtains (ssh_config(5):
+"For each parameter, the first obtained value will be used"), and options written
+before the first ``Host``/``Match`` line apply to every host. So a block appended at the
+end of a file that has ``Host *`` (or global options) above it can be silently
+overridden. A new block is therefore inserted at the very top of the file, and it ends
+with a ``Host *`` line of its own: whatever global options follow (originally before any
+``Host`` line) still apply to every host, exactly as before. An existing block is
+replaced where it is (if the user moved it, that was their choice; MK501 compares
+``ssh -G mk-NAME`` with the profile and reports any override).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from checks.options import UsageError
+
+ALIAS_PREFIX = "mk-"
+
+
+def start_marker(alias: str) -> str:
+    return f"# >>> mkdoctor {alias} >>>"
+
+
+def end_marker(alias: str) -> str:
+    return f"# <<< mkdoctor {alias} <<<"
+
+
+# Keys in the order written; values are strings.
+BLOCK_KEYS = ("HostName", "User", "Port", "IdentityFile", "IdentitiesOnly", "ServerAliveInterval",
+              "ExitOnForwardFailure")
+# Carried over from the Host alias the user picked, when set there (so host-key trust
+# and jump hosts stay what they were).
+CARRIED_KEYS = ("HostKeyAlias", "UserKnownHostsFile", "ProxyJump")
+
+
+@dataclass
+class HostBlock:
+    """What the managed block says. ``extra``: carried-over options (key -> value)."""
+
+    alias: str
+    hostname: str
+    user: str
+    port: int
+    identity: str
+    server_alive_interval: int = 30
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def options(self) -> list[tuple[str, str]]:
+        opts = [
+            ("HostName", self.hostname),
+            ("User", self.user),
+            ("Port", str(self.port)),
+            ("IdentityFile", config_path_value(self.identity)),
+            ("IdentitiesOnly", "yes"),
+            ("ServerAliveInterval", str(self.server_alive_interval)),
+            ("ExitOnForwardFailure", "yes"),
+        ]
+        for key in CARRIED_KEYS:
+            if self.extra.get(key):
+                opts.append((key, self.extra[key]))
+        return opts
+
+
+def config_path_value(path: str) -> str:
+    """A file name as an ssh_config value: ``%`` is a token character there (``%%`` is a
+    literal percent, ssh_config(5) TOKENS), and a value with spaces is double-quoted."""
+    if '"' in path or any(c in path for c in "\r\n\x00"):
+        raise UsageError(f"{path!r}: a key path with a double quote or a line break cannot be "
+                         "written to the ssh config")
+    value = path.replace("%", "%%")
+    return f'"{value}"' if re.search(r"\s", value) else value
+
+
+def render_block(block: HostBlock, eol: str = "\n") -> str:
+    lines = [
+        start_marker(block.alias),
+        "# Written by `mkdoctor setup`: replaced as a whole on the next run, edit the profile",
+        "# instead. It stays first in the file because ssh uses the first value it finds.",
+        f"Host {block.alias}",
+    ]
+    lines += [f"    {k} {v}" for k, v in block.options()]
+    lines += [
+        "# The next line ends this block: what follows applies to every host, as before.",
+        "Host *",
+        end_marker(block.alias),
+    ]
+    return eol.join(lines) + eol
+
+
+def detect_eol(text: str) -> str:
+    """The file's line ending, from its first line (LF for an empty file)."""
+    first = text.split("\n", 1)
+    return "\r\n" if len(first) == 2 and first[0].endswith("\r") else "\n"
+
+
+@dataclass
+class BlockSpan:
+    start: int  # character offset of the start marker line
+    end: int  # character offset just after the end marker line (its EOL included)
+
+
+def find_block(text: str, alias: str) -> Optional[BlockSpan]:
+    """The managed block of ``alias`` in ``text``, or None. A start marker without an end
+    marker (or two blocks of the same alias) is a :class:`UsageError`: we will not guess
+    where the user's content begins."""
+    starts: list[int] = []
+    ends: list[int] = []
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped == start_marker(alias):
+            starts.append(offset)
+        elif stripped == end_marker(alias):
+            ends.append(offset + len(line))
+        offset += len(line)
+    if not starts and not ends:
+        return None
+    if len(starts) != 1 or len(ends) != 1 or ends[0] <= starts[0]:
+        raise UsageError(
+            f"the ssh config has a damaged mkdoctor block for {alias} ({len(starts)} start and "
+            f"{len(ends)} end marker(s)); remove the lines from '{start_marker(alias)}' to "
+            f"'{end_marker(alias)}' by hand and run mkdoctor setup again")
+    return BlockSpan(starts[0], ends[0])
+
+
+def upsert_block(text: str, block: HostBlock) -> str:
+    """``text`` with the managed block of ``block.alias`` replaced (where it is) or
+    inserted at the top. Content outside the block is kept exactly."""
+    eol = detect_eol(text)
+    rendered = render_block(block, eol)
+    span = find_block(text, block.alias)
+    if span is None:
+        return rendered + text
+    return text[:span.start] + rendered + text[span.end:]
+
+
+def remove_block(text: str, alias: str) -> str:
+    span = find_block(text, alias)
+    return text if span is None else text[:span.start] + text[span.end:]
+
+
+def block_text(text: str, alias: str) -> Optional[str]:
+    span = find_block(text, alias)
+    return None if span is None else text[span.start:span.end]
+
+
+def parse_block(text: str, alias: str) -> Optional[dict[str, str]]:
+    """The options of the managed block (keys lower-case, first value wins, quotes and
+    ``%%`` undone), or None when there is no block."""
+    body = block_text(text, alias)
+    if body is None:
+        return None
+    opts: dict[str, str] = {}
+    in_host = False
+    for line in body.splitlines():
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        m = re.match(r"(\S+?)(?:\s*=\s*|\s+)(.*)$", s)
+        if not m:
+            continue
+        key, value = m.group(1).lower(), m.group(2).strip()
+        if key == "host":
+            in_host = value == alias
+            continue
+        if not in_host:
+            continue
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if key == "identityfile":
+            value = value.replace("%%", "%")
+        opts.setdefault(key, value)
+    return opts
+
+
+def host_aliases(text: str) -> list[str]:
+    """Concrete Host aliases of a config file (no patterns, no negations), in order."""
+    out: list[str] = []
+    for line in text.splitlines():
+        m = re.match(r"\s*host(?:\s*=\s*|\s+)(.*)$", line, re.IGNORECASE)
+        if not m:
+            continue
+        for name in m.group(1).split("#", 1)[0].split():
+            name = name.strip('"')
+            if name and not any(c in name for c in "*?!,") and name not in out:
+                out.append(name)
+    return out
+
+
+def read_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def to_bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
