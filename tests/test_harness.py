@@ -178,7 +178,11 @@ def test_stop_kills_sshd_and_the_users_processes(sandbox_factory: Callable[..., 
     assert done.stdout.strip() == "started", done.stderr
     pid, port = box.pid, box.port
     # The sleeper was orphaned (its shell exited) but still carries the sandbox token.
-    assert any(cmdline(p)[:1] == ["sleep"] for p in pids_with_env(box.token))
+    # nohup execs sleep in the background, perhaps after ssh returned: wait for it.
+    end = time.monotonic() + 5
+    while not any(cmdline(p)[:1] == ["sleep"] for p in pids_with_env(box.token)):
+        assert time.monotonic() < end, "the detached sleep never appeared"
+        time.sleep(0.05)
     box.stop()
     assert not Path(f"/proc/{pid}").exists()
     if box.is_root:
