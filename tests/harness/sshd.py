@@ -63,6 +63,19 @@ _MOUNT_AND_EXEC = (
 )
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: end with the test process. If pytest is killed before
+    its fixtures tear down, the kernel sends SIGKILL to ``unshare`` (Linux
+    PR_SET_PDEATHSIG, kept across exec; SIGKILL because ``unshare --fork`` ignores
+    SIGTERM in its parent), and ``unshare --kill-child`` takes sshd and everything in its
+    pid namespace with it: no sandbox outlives its test run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 class SSHSandboxError(RuntimeError):
     """sshd could not be configured, started or reloaded (message includes its output)."""
 
@@ -594,7 +607,7 @@ class SSHSandbox:
         self._log = open(self.log_path, "ab")
         self._proc = subprocess.Popen(
             self._command(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-            close_fds=True, start_new_session=True,
+            close_fds=True, start_new_session=True, preexec_fn=_die_with_parent,
         )
         self.pid = self._proc.pid
         deadline = time.monotonic() + START_TIMEOUT
