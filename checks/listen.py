@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import selectors
 import shlex
 import socket
@@ -290,3 +291,29 @@ def parse_probe(text: str) -> tuple[str, dict[int, ProbeResult]]:
                     result = "timeout"
             results[int(parts[1])] = ProbeResult(int(parts[1]), parts[2], result, message.strip())
     return seen_from, results
+
+
+# --------------------------------------------------------------------------- same machine
+
+_STACK_SCRIPT = "cat /proc/sys/kernel/random/boot_id 2>/dev/null; readlink /proc/self/ns/net 2>/dev/null"
+
+
+def _local_stack() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
+        return f"{boot}\n{os.readlink('/proc/self/ns/net')}"
+    except OSError:
+        return ""
+
+
+def same_network_stack(ctx) -> bool:
+    """True when the remote host is this computer in the same network namespace (same
+    Linux boot and same ``/proc/self/ns/net``): a reverse forward to 127.0.0.1 there
+    cannot be told apart from a connection to our own listener, so a tunnel test would
+    prove nothing. Any other system (macOS, no /proc) answers False."""
+    local = _local_stack()
+    if not local:
+        return False
+    done = ctx.ssh.run(_STACK_SCRIPT, ctx.step_timeout())
+    return done.ok and done.stdout.strip() == local

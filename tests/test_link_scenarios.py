@@ -225,6 +225,19 @@ def test_tunnel_port_taken_on_the_server(netns_factory, sandbox_factory, nothing
         stale.wait()
 
 
+@integration
+def test_tunnel_test_refuses_to_judge_the_same_network_stack(sandbox_factory, nothing_left: None
+                                                             ) -> None:
+    """The sandbox on this machine's own network stack (no namespace): a reverse forward
+    there cannot be told from a connection to our own listener, so MK403 must not pass
+    (nor claim a stale session on the server): it skips and says why."""
+    box = sandbox_factory()
+    checks = run(box, f"{LOGIN},MK403", "--mode", "tunnel")
+    mk403 = checks["MK403"]
+    assert mk403["status"] == "skip", mk403
+    assert "the remote host is this computer" in mk403["summary"]
+
+
 def test_listening_parser() -> None:
     ss = ("LISTEN 0 128 127.0.0.1:31415 0.0.0.0:*\nLISTEN 0 128 [::1]:31416 [::]:*\n"
           "ESTAB 0 0 127.0.0.1:31417 127.0.0.1:5000\n")

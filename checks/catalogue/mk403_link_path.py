@@ -31,7 +31,8 @@ import shlex
 from typing import Optional
 
 from checks.kernel import ensure_login
-from checks.listen import LinkListener, ListenError, ProbeResult, bind_address, parse_probe, probe_script
+from checks.listen import (LinkListener, ListenError, ProbeResult, bind_address, parse_probe,
+                           probe_script, same_network_stack)
 from checks.model import Check, Result, failed, needs_target, passed, skipped
 
 
@@ -73,6 +74,11 @@ def run(ctx) -> Result:
 
 def tunnel(ctx) -> Result:
     ports = ctx.link_ports
+    if same_network_stack(ctx):
+        return skipped(
+            "skipped: the remote host is this computer (same network stack): a reverse "
+            "forward cannot be told apart from a local connection",
+            "run mkdoctor on the laptop that runs the front end, against the remote host")
     listener, problem = _listen(ctx, "127.0.0.1")
     if problem:
         return problem
