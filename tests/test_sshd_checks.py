@@ -240,6 +240,39 @@ def reverse_forward_works(sb) -> bool:
     return done.returncode == 0
 
 
+def free_ports(n: int = 2) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("permit", [
+    "localhost:{p1} localhost:{p2}", "127.0.0.1:{p1} 127.0.0.1:{p2}", "{p1} {p2}", "localhost:*",
+    "{p1}", "any", "none",
+])
+def test_mk312_permit_listen_agrees_with_a_real_reverse_forward(sandbox_factory, permit):
+    """Differential: MK312's verdict on a PermitListen line must be what the real sshd does
+    with the reverse forwards the front end's launch command asks for (-R P:127.0.0.1:P)."""
+    p1, p2 = free_ports()
+    line = "PermitListen " + permit.format(p1=p1, p2=p2)
+    sb = sandbox_factory(extra_config=line + "\n")
+    checks, _ = run_checks(sb, "MK312", "--mode", "tunnel", "--link-ports", f"{p1},{p2}")
+    forwards = ["-R" + f"{p}:127.0.0.1:{p}" for p in (p1, p2)]
+    real = subprocess.run(
+        ["ssh", "-F", str(sb.client_dir / "ssh_config"), "-o", "BatchMode=yes",
+         "-o", "ExitOnForwardFailure=yes", *forwards, "sandbox", "true"],
+        capture_output=True, text=True, timeout=30)
+    assert (checks["MK312"]["status"] == "pass") == (real.returncode == 0), (line, checks["MK312"], real.stderr)
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("whose", ["ours", "another"])
 def test_mk312_match_user(sandbox_factory, whose):

@@ -166,7 +166,7 @@ def _forward_refused(ctx, refused: dict[int, str]) -> Result:
     return failed(
         f"the server refused the reverse forward of port {plist} (sshd's policy)",
         "allow it in the server's sshd_config: AllowTcpForwarding yes (or remote), "
-        f"PermitListen 127.0.0.1:{ports[0]} 127.0.0.1:{ports[-1]} (or any), no DisableForwarding; "
+        f"PermitListen localhost:{ports[0]} localhost:{ports[-1]} (or any), no DisableForwarding; "
         "and remove restrict / no-port-forwarding from your key's line in "
         "~/.ssh/authorized_keys (see MK312, MK305)",
         details, mode="tunnel", reason="forward-refused")
