@@ -373,3 +373,26 @@ def test_interrupted_run_leaves_no_kernel_on_the_server(sandbox_factory, sandbox
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@pytest.mark.integration
+def test_run_deadline_ends_a_hung_kernel_and_reports(sandbox_factory: Callable[..., SSHSandbox],
+                                                     nothing_left: None) -> None:
+    """The whole run's --deadline (3 s) passes while the kernel hangs under a 60 s kernel
+    timeout: the run still ends and reports, MK402 is a fail ("timed out after"), the checks
+    after it are skipped, and no kernel is left on the server."""
+    box = sandbox_factory()
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    (box.home / ".standin-fault").write_text("hang\n")
+    started = time.monotonic()
+    data, done = json_report(*sandbox_args(box), "--only", f"{LOGIN},MK401,MK402,MK404",
+                             "--offline", "--kernel", str(kernel), "--kernel-timeout", "60",
+                             "--deadline", "3")
+    elapsed = time.monotonic() - started
+    checks = by_id(data)
+    assert elapsed < 10, elapsed
+    assert done.returncode == 1
+    assert checks["MK304"]["status"] == "pass"
+    assert checks["MK402"]["status"] == "fail", checks["MK402"]
+    assert "timed out after" in checks["MK402"]["summary"]
+    assert checks["MK404"]["status"] == "skip"

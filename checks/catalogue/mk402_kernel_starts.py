@@ -88,11 +88,15 @@ def run(ctx) -> Result:
             "and reinstall the kernel if it keeps crashing",
             shown or ["(it printed nothing)"], reason="crash", signal=outcome.signal_name)
     if outcome.outcome == "hang":
-        return failed(
-            f"the kernel did not answer within {limit:g} s (stopped; nothing left running)",
-            f"{by_hand}; a licence server that does not answer makes it wait; a slow "
-            "first start may need a longer --kernel-timeout",
-            shown, reason="hang", timeout=limit)
+        cut = limit < ctx.options.kernel_timeout  # what was left of the run's --deadline
+        why = (f"timed out after {limit:g} s: the run's --deadline of {ctx.options.deadline:g} s"
+               if cut else f"the kernel did not answer within {limit:g} s")
+        more = (f"re-run with a longer --deadline (the kernel may take up to --kernel-timeout "
+                f"{ctx.options.kernel_timeout:g} s)" if cut else
+                f"{by_hand}; a licence server that does not answer makes it wait; a slow "
+                "first start may need a longer --kernel-timeout")
+        return failed(f"{why} (stopped; nothing left running)", more, shown, reason="hang",
+                      timeout=limit)
     if outcome.outcome == "not-found":
         return failed(f"{kernel}: not found on the remote host",
                       "check the path (see MK401) or give --kernel PATH", shown, reason="not-found")
