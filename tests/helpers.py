@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 _EMPTY_CONFIG: Optional[Path] = None

@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from checks.model import Check, Result, failed, passed, skipped
+from checks.model import Check, Result, failed, passed
 
 
 def no_profile(ctx) -> Optional[str]:
