@@ -103,9 +103,10 @@ def run_checks(
     def blocked(check: Check) -> Optional[Result]:
         # Not applicable comes first: "no remote host given" says more than "MK301 skipped".
         for pre in check.preconditions:
-            reason = pre(ctx)
-            if reason:
-                return Result(Status.SKIP, f"skipped: {reason}", blocked_by="precondition")
+            said = pre(ctx)
+            if said:
+                reason, fix = said if isinstance(said, tuple) else (said, "")
+                return Result(Status.SKIP, f"skipped: {reason}", fix=fix, blocked_by="precondition")
         prerequisites = [(d, True) for d in check.needs] + [(d, False) for d in check.needs_if_run]
         for dep, strict in prerequisites:
             if dep in selected and blocks(dep, strict):

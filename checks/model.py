@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     from checks.context import Context
@@ -74,8 +74,9 @@ def skipped(reason: str, fix: str = "", details: Optional[list[str]] = None, **f
     return Result(Status.SKIP, reason, list(details or []), fix, dict(facts))
 
 
-# A precondition returns None when the check applies, else the reason to skip it.
-Precondition = Callable[["Context"], Optional[str]]
+# A precondition returns None when the check applies, else the reason to skip it, or a
+# (reason, fix) pair when something can be done to make it apply.
+Precondition = Callable[["Context"], Union[None, str, tuple[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -112,19 +113,21 @@ class Check:
 # --- generic preconditions shared by checks -------------------------------------------
 
 
-def needs_target(ctx: "Context") -> Optional[str]:
+def needs_target(ctx: "Context") -> Optional[tuple[str, str]]:
     """Skip when no remote host was given."""
     if ctx.target is None:
-        return "no remote host given (add --host USER@HOST or --profile NAME)"
+        return ("no remote host given (add --host USER@HOST or --profile NAME)",
+                "mkdoctor --host USER@HOST, or mkdoctor setup")
     return None
 
 
 def only_mode(mode: str) -> Precondition:
     """Skip unless the run's connection mode is ``mode`` ("direct" or "tunnel")."""
 
-    def pre(ctx: "Context") -> Optional[str]:
+    def pre(ctx: "Context") -> Optional[tuple[str, str]]:
         if ctx.mode != mode:
-            return f"not applicable in {ctx.mode} mode (only in {mode} mode)"
+            return (f"not applicable in {ctx.mode} mode (only in {mode} mode)",
+                    f"nothing to do in {ctx.mode} mode; --mode {mode} checks it")
         return None
 
     pre.__name__ = f"only_{mode}_mode"

@@ -201,3 +201,26 @@ def test_not_applicable_is_said_before_a_skipped_prerequisite():
               make("B", lambda c: passed("x"), needs=("A",), pre=(needs_target,))]
     by = {c.id: r for c, r in run_checks(ctx(), checks)}
     assert "no remote host" in by["B"].summary
+
+
+def test_every_skip_a_check_returns_carries_a_fix():
+    """CHECKS.md: every non-pass result carries a concrete fix. Skips are built in many
+    places; this reads every ``skipped(...)`` call in the catalogue and wants a fix."""
+    import ast
+    from pathlib import Path
+
+    missing = []
+    for path in sorted((Path(__file__).parent.parent / "checks").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "skipped":
+                if len(node.args) < 2 and not any(k.arg == "fix" for k in node.keywords):
+                    missing.append(f"{path.name}:{node.lineno}")
+    assert missing == []
+
+
+def test_precondition_skips_carry_their_fix():
+    checks = [make("A", lambda c: passed("x"), pre=(needs_target,)),
+              make("B", lambda c: passed("x"), pre=(only_mode("direct"),))]
+    by = {c.id: r for c, r in run_checks(ctx(mode="tunnel"), checks)}
+    assert "--host" in by["A"].fix
+    assert "--mode direct" in by["B"].fix

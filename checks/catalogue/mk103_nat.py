@@ -34,7 +34,7 @@ def run(ctx) -> Result:
                           "judged from the interfaces alone")
     if not net.usable:
         return skipped("skipped: no network interface but loopback (see MK101)",
-                       details=details, **facts)
+                       "connect to a network (see MK101's fix), then re-run", details=details, **facts)
 
     summary = f"{verdict.summary}; recommended mode: {verdict.recommended_mode}"
     requested = ctx.options.mode

@@ -74,14 +74,19 @@ def verify_and_record(host: str, port: int, alias: str, target_file: str, keytyp
     ])
 
 
+VIA_FIX = ("nothing to do here: MK304 passwordless-login verifies the host key; if it fails "
+           "with host key verification, record the key: ssh -o StrictHostKeyChecking=ask HOST "
+           "once, after comparing the fingerprint")
+
+
 def run(ctx) -> Result:
     ep = first_hop(ctx)
     if ep.proxycommand:
         return skipped(f"skipped: connected through ProxyCommand ({ep.proxycommand}); "
-                       "MK304 verifies the host key when it logs in")
+                       "MK304 verifies the host key when it logs in", VIA_FIX)
     if ep.via:
         return skipped(f"skipped: the host is reached through {ep.via}, so its key cannot be "
-                       "fetched directly; MK304 verifies it when it logs in")
+                       "fetched directly; MK304 verifies it when it logs in", VIA_FIX)
     cfg = ctx.ssh.config(ctx.step_timeout())
     alias = (cfg.get("hostkeyalias") or [""])[0]
     alias = "" if alias.lower() == "none" else alias
@@ -168,6 +173,7 @@ def run(ctx) -> Result:
     return skipped(
         f"skipped: {name} is trusted through a @cert-authority entry "
         f"({shown_path(m.path)} line {m.line}); MK304 verifies the host certificate when it logs in",
+        "nothing to do here: MK304 passwordless-login verifies the certificate",
         details=server + searched, **facts,
     )
 

@@ -305,7 +305,9 @@ def run(ctx) -> Result:
         notes.append(f"{source}: {akf}")
     if akf.lower() == "none":
         return skipped("skipped: the server reads no authorized_keys files (AuthorizedKeysFile "
-                       "none); keys come from AuthorizedKeysCommand", details=notes)
+                       "none); keys come from AuthorizedKeysCommand",
+                       "nothing to check here: MK304 passwordless-login shows whether the "
+                       "AuthorizedKeysCommand accepts your key", details=notes)
     # StrictModes as the server reports it; None when unknown (the default is yes).
     strict = {"yes": True, "no": False}.get(settings.get("strictmodes", "").lower())
 
@@ -316,7 +318,8 @@ def run(ctx) -> Result:
         why = ("remote commands do not run (a command=\"...\" forced command, or a login "
                "shell that refuses commands? see MK306)" if info.exit_code is None
                else "could not read the remote home directory and user id")
-        return skipped(f"skipped: {why}", details=said[-3:] or ["no output"])
+        return skipped(f"skipped: {why}", "re-run with -v to see what the server answered",
+                       details=said[-3:] or ["no output"])
     home, user, uid = fields[0].rstrip("/") or "/", fields[1], int(fields[2])
     client_address = fields[3].split()[0] if len(fields) > 3 and fields[3].split() else ""
 
@@ -335,7 +338,7 @@ def run(ctx) -> Result:
                           ctx.step_timeout())
     if listing.exit_code is None:
         return skipped("skipped: could not list the authorized_keys files on the server",
-                       details=[(listing.stderr or "no answer").strip()[:200]])
+                       "re-run with -v to see what the server answered", details=[(listing.stderr or "no answer").strip()[:200]])
     entries, contents = parse_listing(listing.stdout, token, files + dirs)
 
     problems: list[Problem] = []
@@ -435,7 +438,9 @@ def run(ctx) -> Result:
     if not worst:
         if not keys:
             return skipped("skipped: could not tell which public key is ours (no .pub file next "
-                           "to the IdentityFile); the files are safe", details=details, **facts)
+                           "to the IdentityFile); the files are safe",
+                           "write the public half next to the key: ssh-keygen -y -f KEY > KEY.pub "
+                           "(or pass --identity KEY)", details=details, **facts)
         where = f"{tilde(facts['authorized_keys_file'], home)} line {facts['authorized_keys_line']}"
         return passed(f"our key is in {where}; safe modes; no options in the way", details, **facts)
     summary = worst[0].summary + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")

@@ -29,9 +29,10 @@ from typing import Optional
 from checks.model import Check, Result, failed, passed
 
 
-def no_profile(ctx) -> Optional[str]:
+def no_profile(ctx) -> Optional[tuple[str, str]]:
     if ctx.options.profile is None:
-        return "no profile loaded (use --profile NAME, or run mkdoctor setup first)"
+        return ("no profile loaded (use --profile NAME, or run mkdoctor setup first)",
+                "mkdoctor --profile NAME, or mkdoctor setup to write one")
     return None
 
 
