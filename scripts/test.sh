@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite. Installs what the tests need when it is missing:
 # openssh-server (a real sshd is started on loopback), iptables and iproute2 (network
-# namespaces for NAT and firewall tests), gcc/python3-dev/python3-venv (netifaces), then
+# namespaces for NAT and firewall tests), sudo (the wizard's sshd hardening),
+# gcc/python3-dev/python3-venv (netifaces), then
 # a virtualenv in .venv with the package and its test extras, then pytest.
 # The integration tests need root (network namespaces, a dedicated sshd user); in CI
 # (CI set), a skipped integration test fails the run.
@@ -15,6 +16,8 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# the setup wizard applies sshd hardening with sudo (tests: SSHSandbox(sudo=True))
+command -v sudo >/dev/null 2>&1 || need+=(sudo)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 "$python" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \

@@ -116,7 +116,8 @@ def sandbox_factory(sandbox_dir: Path) -> Iterator[Callable[..., SSHSandbox]]:
     """``make(**kwargs)``: a started :class:`SSHSandbox` in its own directory.
 
     kwargs are the constructor's (``netns``, ``address``, ``user``, ``password``,
-    ``extra_config``, ``authorize_client_key``). Every sandbox is stopped at teardown,
+    ``extra_config``, ``authorize_client_key``, ``bind_mounts``, ``sudo``,
+    ``sudo_password``). Every sandbox is stopped at teardown,
     whatever the test's outcome.
     """
     with ExitStack() as stack:

@@ -144,6 +144,41 @@ def test_invalid_config_is_reported_with_sshd_output(sandbox: SSHSandbox) -> Non
     assert sandbox.ssh("true").returncode == 0
 
 
+def _tree(path: Path) -> dict[str, str]:
+    """path -> sha256 of every file (digests only: /etc/ssh holds private host keys)."""
+    import hashlib
+
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+def test_sudo_sandbox_confines_root_to_its_own_etc_ssh_and_run(
+        no_leaked_processes: None, sandbox_factory: Callable[..., SSHSandbox]) -> None:
+    """sudo=True: the user is root through sudo, but /etc/ssh, /etc/sudoers and /run are
+    the sandbox's: root's writes there and a reload through the pid file stay inside."""
+    if os.geteuid() != 0:
+        skip_or_fail("sudo sandboxes need root")
+    real_etc_ssh = _tree(Path("/etc/ssh"))
+    real_run = sorted(os.listdir("/run"))
+    box = sandbox_factory(sudo=True)
+    assert box.sshd_config_path == box.etc_ssh_dir / "sshd_config"
+    assert box.sshd_config_path.read_text().startswith("Include /etc/ssh/sshd_config.d/*.conf\n")
+    done = box.ssh("sudo -n id -u && sudo -n sh -c 'echo PermitRootLogin no > "
+                   "/etc/ssh/sshd_config.d/40-root.conf && touch /run/root-was-here && "
+                   "sshd -t && kill -HUP $(cat /run/sshd.pid) && echo reloaded'")
+    assert done.stdout.split() == ["0", "reloaded"], done.stdout + done.stderr
+    box.wait_for_log("Received SIGHUP")
+    box.wait_for_log("Server listening on", count=2)
+    assert (box.dropin_dir / "40-root.conf").read_text() == "PermitRootLogin no\n"
+    assert _tree(Path("/etc/ssh")) == real_etc_ssh  # the real ones: untouched
+    assert sorted(os.listdir("/run")) == real_run and not Path("/run/root-was-here").exists()
+    assert oct(box.sudoers_path.stat().st_mode & 0o777) == "0o440"
+    # only the sandbox user: another sandbox without sudo=True may not
+    plain = sandbox_factory()
+    assert "password is required" in plain.ssh("sudo -n true").stderr
+    assert box.ssh("true").returncode == 0
+
+
 def test_password_authentication(sandbox_factory: Callable[..., SSHSandbox],
                                  sandbox_dir: Path) -> None:
     if os.geteuid() != 0:

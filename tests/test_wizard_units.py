@@ -113,9 +113,11 @@ def test_default_name(host, name):
 
 
 def test_sshd_advice_and_commands():
-    class R:
-        def __init__(self, status):
-            self.status = type("S", (), {"value": status})()
+    from checks.model import Result, Status
+
+    def R(status):  # as MK310/MK311 report a setting at fault
+        return Result(Status(status), "s", ["password login is on: PasswordAuthentication yes"],
+                      "", {"permitrootlogin": "yes"})
 
     assert security.advice({"MK310": R("pass"), "MK311": R("skip")}) is None
     adv = security.advice({"MK310": R("warn"), "MK311": R("fail")})

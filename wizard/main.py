@@ -49,7 +49,8 @@ EPILOG = """\
 unattended examples:
   mkdoctor setup --yes --host alice@hpc.example.org --name hpc
   mkdoctor setup --yes --host hpc --accept-host-key SHA256:... --new-key --install-key
-exit status: 0 written (or already up to date), 1 a step failed (nothing written),
+exit status: 0 written (or already up to date), 1 a step failed (nothing written) or
+the requested sshd hardening was not applied (the files are written),
 2 usage error or an answer is missing (the message names the flag), 130 interrupted."""
 
 
@@ -212,6 +213,7 @@ class Wizard:
         self.previous = None  # the existing profile of the same name
         self.results: dict[str, Any] = {}
         self.step_no = 0
+        self.hardening_error = ""
         self._print_lock = threading.RLock()
 
     # --- output -----------------------------------------------------------------------
@@ -297,8 +299,12 @@ class Wizard:
         self.step_ports()
         self.step_prove()
         self.step_write()
-        self.step_security()
+        hardened = self.step_security()
         self.step_summary()
+        if not hardened:
+            print(f"mkdoctor setup: the sshd hardening was NOT applied: {self.hardening_error}\n"
+                  "The configuration files above are written.", file=sys.stderr)
+            return EXIT_FAIL
         return EXIT_OK
 
     # 1 ------------------------------------------------------------------------------------
@@ -800,7 +806,10 @@ class Wizard:
 
     # 11 -----------------------------------------------------------------------------------
 
-    def step_security(self) -> None:
+    def step_security(self) -> bool:
+        """Advice, and the change if asked for. False only when an apply was asked for
+        and did not succeed (:attr:`hardening_error` says why): the run then ends with
+        exit status 1 although the files are written."""
         self.step("The remote SSH server (MK310, MK311)")
         from wizard import security
 
@@ -811,7 +820,7 @@ class Wizard:
         advice = security.advice(res)
         if not advice:
             self.say("  nothing to change")
-            return
+            return True
         self.say(advice.text)
         apply = self.args.apply_sshd_hardening
         if not apply and self.ask.interactive:
@@ -819,9 +828,21 @@ class Wizard:
                                      "password there)?", False, "--apply-sshd-hardening")
         elif not apply:
             self.say("  not applied (--apply-sshd-hardening applies it)")
-        if apply:
-            ok, message = security.apply(advice, self.alias, opts.ssh_config, self.ask.interactive)
-            self.say(f"  {message}")
+        if not apply:
+            return True
+        ok, message = security.apply(advice, self.alias, opts.ssh_config, self.ask.interactive,
+                                     sshd_config=str(self.opts.sshd_config))
+        self.say(f"  {message}")
+        if not ok:
+            self.hardening_error = message
+            return False
+        self.say("  after the change:")
+        after = self.run_checks(["MK310", "MK311"], opts, Target(self.alias))
+        if security.advice(after):
+            self.hardening_error = ("applied, but MK310/MK311 still do not pass (see above): "
+                                    "another file sets these values first")
+            return False
+        return True
 
     # 12 -----------------------------------------------------------------------------------
 

@@ -3,22 +3,112 @@
 The advice is a drop-in file in ``/etc/ssh/sshd_config.d/`` (read through the
 ``Include /etc/ssh/sshd_config.d/*.conf`` line that Debian, Ubuntu and Fedora put first in
 sshd_config, so its values win: sshd uses the first value it finds, sshd_config(5)).
-Applying it is opt-in: through ``ssh -t`` with ``sudo`` (the password goes to sudo's own
-prompt), the file is written, ``sshd -t`` validates the whole configuration *before* any
-reload (a failure removes the file again), and only then is sshd reloaded. A reload keeps
-existing connections, and the wizard keeps its own connection open and tests a fresh
-login afterwards, printing the command that undoes the change if the login fails.
+
+Applying it is opt-in, and every step is checked (:data:`APPLY_SCRIPT`, run as root with
+``sudo``; interactively through ``ssh -t`` so sudo can ask for the password on the
+user's terminal, unattended with ``sudo -n``, which fails instead of prompting):
+
+1. the current configuration must already pass ``sshd -t`` (else nothing is touched: the
+   error is someone else's and a reload would fail anyway);
+2. the file is written next to its place under a name the ``*.conf`` glob does not match,
+   then renamed into place (an existing file of that name is kept aside);
+3. ``sshd -t`` validates the whole configuration and ``sshd -T`` must show the advised
+   values (a drop-in that an earlier file or a missing ``Include`` overrides has no
+   effect); on any failure the previous state is restored and sshd is NOT reloaded;
+4. sshd is reloaded (``systemctl reload ssh|sshd``, else SIGHUP to the pid in
+   ``/run/sshd.pid``, else ``service ssh|sshd reload``); if none works the change is
+   undone.
+
+All of this runs through a master connection opened first and kept open: a reload keeps
+existing connections, so if a *fresh* key login fails afterwards, the printed undo
+command still gets in through it.
 """
 
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 DROPIN = "/etc/ssh/sshd_config.d/50-mkdoctor-hardening.conf"
+DEFAULT_SSHD_CONFIG = "/etc/ssh/sshd_config"
+
+# How sshd is reloaded, most specific first. Debian/Ubuntu name the unit "ssh", Red Hat,
+# Fedora, SUSE and Arch "sshd"; without systemd, sshd re-reads its configuration on
+# SIGHUP (sshd(8), SIGNALS) and records its pid in /run/sshd.pid (sshd_config(5),
+# PidFile; /var/run on older systems). ``service`` comes last: Debian's init script
+# reports success (--oknodo) even when no sshd matched its pid file.
+RELOAD = (
+    "systemctl reload ssh >/dev/null 2>&1 || systemctl reload sshd >/dev/null 2>&1 || "
+    "{ r=1; for p in /run/sshd.pid /var/run/sshd.pid; do if [ -s \"$p\" ] && "
+    "kill -HUP \"$(cat \"$p\")\" 2>/dev/null; then r=0; break; fi; done; [ $r = 0 ]; } || "
+    "service ssh reload >/dev/null 2>&1 || service sshd reload >/dev/null 2>&1"
+)
+
+MARK = "MKD-SSHD"
+APPLY_SCRIPT = r"""
+PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH; export PATH
+f=$1; content=$2; expect=$3; cfg=$4
+d=${f%/*}
+say() { printf '%s %s\n' "$MARK" "$*"; }
+if ! out=$(sshd -t -f "$cfg" 2>&1); then
+  say invalid-before; printf '%s\n' "$out"; exit 3
+fi
+if [ ! -d "$d" ]; then
+  say no-effect; echo "$d does not exist: is 'Include $d/*.conf' at the top of $cfg?"; exit 5
+fi
+umask 022
+new="$d/.mkdoctor-new.$$"; old="$d/.mkdoctor-old.$$"
+rm -f "$new" "$old"
+if ! printf '%s' "$content" > "$new"; then rm -f "$new"; say write-failed; exit 7; fi
+had=0
+if [ -e "$f" ]; then
+  if ! cp -p "$f" "$old"; then rm -f "$new"; say write-failed; exit 7; fi
+  had=1
+fi
+undo() { if [ "$had" = 1 ]; then mv -f "$old" "$f"; else rm -f "$f"; fi; rm -f "$new"; }
+trap 'undo; say interrupted; exit 130' HUP INT TERM
+if ! mv -f "$new" "$f"; then undo; say write-failed; exit 7; fi
+if ! out=$(sshd -t -f "$cfg" 2>&1); then
+  undo; say invalid; printf '%s\n' "$out"; exit 4
+fi
+eff=$(sshd -T -f "$cfg" 2>&1) || { undo; say invalid; printf '%s\n' "$eff"; exit 4; }
+wrong=$(printf '%s\n' "$expect" | while read -r k v; do
+  [ -n "$k" ] || continue
+  cur=$(printf '%s\n' "$eff" | awk -v k="$k" '$1 == k {print $2; exit}')
+  if [ -n "$cur" ] && [ "$cur" != "$v" ]; then printf '%s is still %s; ' "$k" "$cur"; fi
+done)
+if [ -n "$wrong" ]; then
+  undo; say no-effect; echo "$wrong"
+  keys=$(printf '%s\n' "$expect" | awk 'NF {printf "%s%s", s, $1; s="|"}')
+  grep -Hin -E "^[[:space:]]*($keys)[[:space:]=]" "$cfg" "$d"/*.conf 2>/dev/null
+  exit 5
+fi
+trap '' HUP INT TERM
+if ( RELOAD_COMMANDS ); then
+  rm -f "$old"; say applied; exit 0
+fi
+undo; say not-reloaded; exit 6
+""".replace("RELOAD_COMMANDS", RELOAD).replace("$MARK", MARK)
+
+FAILURES = {
+    3: "the server's sshd configuration is already invalid (sshd -t fails before any "
+       "change); nothing was changed: fix it first",
+    4: "sshd -t rejects the configuration with the new drop-in; the drop-in was removed "
+       "again and sshd was not reloaded",
+    5: "the drop-in would have no effect (an earlier file or the main config sets these "
+       "values first, or sshd_config does not Include the directory); it was removed "
+       "again and sshd was not reloaded",
+    6: "sshd could not be reloaded (no systemctl, pid file or service script worked); "
+       "the drop-in was removed again",
+    7: "the drop-in could not be written; nothing was changed",
+    130: "interrupted; the previous configuration was restored",
+}
 
 
 @dataclass
@@ -29,6 +119,11 @@ class Advice:
     def content(self) -> str:
         return ("# Written by mkdoctor setup: key logins only (see mkdoctor explain MK310/MK311)\n"
                 + "\n".join(self.lines) + "\n")
+
+    @property
+    def expected(self) -> str:
+        """``keyword value`` lines as ``sshd -T`` prints them (lower-case keywords)."""
+        return "".join(f"{k.lower()} {v}\n" for k, v in (ln.split(None, 1) for ln in self.lines))
 
     @property
     def text(self) -> str:
@@ -42,59 +137,131 @@ class Advice:
 
 
 def advice(results: dict) -> Optional[Advice]:
+    """The lines MK310/MK311's results call for (None: nothing to change). A warning
+    that is only about a broken configuration (to_result turns such a pass into a
+    warn) asks for no setting: the drop-in would not help, and MK310/MK311's fix says
+    to run ``sshd -t``."""
     lines: list[str] = []
     r310, r311 = results.get("MK310"), results.get("MK311")
-    if r310 is not None and r310.status.value in ("warn", "fail"):
+    if (r310 is not None and r310.status.value in ("warn", "fail")
+            and r310.facts.get("permitrootlogin", "") != "no"):
         lines.append("PermitRootLogin no")
-    if r311 is not None and r311.status.value in ("warn", "fail"):
+    if (r311 is not None and r311.status.value in ("warn", "fail")
+            and any(d.startswith("password login is on") for d in r311.details)):
         lines += ["PasswordAuthentication no", "KbdInteractiveAuthentication no"]
     return Advice(lines) if lines else None
 
 
-APPLY_SCRIPT = r"""
-set -e
-f=$1; content=$2
-tmp=$(mktemp)
-printf '%s' "$content" > "$tmp"
-install -m 644 "$tmp" "$f"; rm -f "$tmp"
-if ! sshd -t; then rm -f "$f"; echo "MKD-SSHD invalid: not applied"; exit 3; fi
-systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null || kill -HUP "$(cat /run/sshd.pid)"
-echo "MKD-SSHD applied"
-"""
+def remote_command(adv: Advice, interactive: bool, sshd_config: str = DEFAULT_SSHD_CONFIG) -> str:
+    """The remote command line (one string for the remote login shell)."""
+    sudo = ["sudo"] if interactive else ["sudo", "-n"]
+    return shlex.join(sudo + ["sh", "-c", APPLY_SCRIPT, "sh", DROPIN, adv.content,
+                              adv.expected, sshd_config])
 
 
-def apply(adv: Advice, alias: str, ssh_config: Optional[Path], interactive: bool) -> tuple[bool, str]:
+def outcome_message(returncode: int, output: str) -> str:
+    """One line for a failed apply, from the script's exit status and output (pure)."""
+    lines = [ln.rstrip() for ln in output.replace("\r\n", "\n").splitlines()]
+    details = [ln for ln in lines if ln.strip() and not ln.startswith(MARK)]
+    marked = any(ln.startswith(MARK) for ln in lines)
+    if marked and returncode in FAILURES:
+        why = FAILURES[returncode]
+    elif returncode == 255:
+        why = "ssh failed"
+    elif "a password is required" in output or "a terminal is required" in output:
+        why = ("sudo needs a password on the server: run mkdoctor setup in a terminal (sudo "
+               "asks there), or apply the commands above by hand")
+        details = []
+    else:
+        why = f"not applied (exit status {returncode})"
+    return why + (": " + " | ".join(details[-6:]) if details else "")
+
+
+def _ssh(argv: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return subprocess.CompletedProcess(argv, 124, out, f"timed out after {timeout:.0f}s")
+
+
+def _fresh_login(base: list[str], alias: str, adv: Advice, wait: float) -> tuple[bool, str]:
+    """A NEW key login (not through the master), retried for ``wait`` seconds: a reload
+    makes sshd close its listening socket and re-execute, so the first connection right
+    after it may be refused. When password logins were switched off, also that the
+    running sshd no longer offers them (the methods it lists after "none" fails)."""
+    want_no_password = any(ln.startswith("PasswordAuthentication") for ln in adv.lines)
+    deadline = time.monotonic() + wait
+    problem = ""
+    while True:
+        login = _ssh(base + ["-S", "none", "-o", "BatchMode=yes", "--", alias, "true"], 60,
+                     stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if login.returncode != 0:
+            problem = f"a new key login fails: {(login.stderr or '').strip().splitlines()[-1:]}"
+        elif want_no_password:
+            probe = _ssh(base + ["-S", "none", "-o", "BatchMode=yes", "-o",
+                                 "PreferredAuthentications=none", "--", alias, "true"], 60,
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            methods = (probe.stderr or "").rsplit("Permission denied (", 1)[-1].split(")")[0]
+            if "password" in methods or "keyboard-interactive" in methods:
+                problem = (f"sshd still offers {methods} logins: it has not re-read its "
+                           "configuration")
+            else:
+                return True, ""
+        else:
+            return True, ""
+        if time.monotonic() > deadline:
+            return False, problem
+        time.sleep(0.5)
+
+
+def apply(adv: Advice, alias: str, ssh_config: Optional[Path], interactive: bool,
+          sshd_config: str = DEFAULT_SSHD_CONFIG, wait: float = 15.0) -> tuple[bool, str]:
+    """Apply ``adv`` on ``alias``: (True, what was done) or (False, why not / what to do).
+
+    ``interactive``: ``ssh -t`` and plain ``sudo`` (it may ask for the password on this
+    terminal; the output is shown, not captured); else ``sudo -n`` and captured output.
+    """
     base = ["ssh"] + (["-F", str(ssh_config)] if ssh_config else [])
-    remote = " ".join(["sudo", "sh", "-c", shlex.quote(APPLY_SCRIPT), "sh", shlex.quote(DROPIN),
-                       shlex.quote(adv.content)])
-    # The wizard's own connection stays open while sshd reloads: a master first.
-    import tempfile
-
     sock_dir = tempfile.mkdtemp(prefix="mkd-sec-")
     sock = f"{sock_dir}/cm"
-    master = subprocess.run(base + ["-M", "-N", "-f", "-o", "ControlPersist=no", "-S", sock,
-                                    "-o", "BatchMode=yes", "--", alias],
-                            stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    # The connection that stays open through the change (``-f``: in the background once
+    # logged in; ``-O exit`` below ends it).
+    master = _ssh(base + ["-M", "-N", "-f", "-o", "ControlPersist=no", "-S", sock,
+                          "-o", "BatchMode=yes", "--", alias], 60,
+                  stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    master_err = (master.stderr or "").strip()
+    if master.returncode != 0:
+        shutil.rmtree(sock_dir, ignore_errors=True)
+        return False, ("not applied: could not open the connection that stays open during "
+                       f"the change: {master_err or master.returncode}")
     keep = False
     try:
-        argv = base + (["-t"] if interactive else ["-o", "BatchMode=yes"]) + ["--", alias, remote]
-        done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=300,
-                              stdin=None if interactive else subprocess.DEVNULL)
-        if "MKD-SSHD applied" not in done.stdout:
-            return False, "not applied: " + (done.stdout.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-        fresh = subprocess.run(base + ["-o", "BatchMode=yes", "-S", "none", "--", alias, "true"],
-                               stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
-        if fresh.returncode != 0:
+        via = base + ["-S", sock, "-o", "ControlMaster=no"]
+        command = remote_command(adv, interactive, sshd_config)
+        if interactive:
+            done = _ssh(via + ["-t", "--", alias, command], 600)
+            output = ""
+        else:
+            done = _ssh(via + ["-T", "-o", "BatchMode=yes", "--", alias, command], 120,
+                        stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            output = (done.stdout or "") + (done.stderr or "")
+        if done.returncode != 0:
+            detail = outcome_message(done.returncode, output)
+            if interactive and done.returncode in FAILURES:
+                detail += " (sshd's message is above)"
+            return False, f"not applied: {detail}"
+        ok, problem = _fresh_login(base, alias, adv, wait)
+        if not ok:
             keep = True  # the user needs it to undo the change
-            undo = f"ssh -S {sock} -t {alias} sudo sh -c {shlex.quote(f'rm -f {DROPIN} && systemctl reload ssh')}"
-            return False, ("applied, but a NEW login fails; the old connection is still open. "
+            undo = (f"ssh {'-F ' + shlex.quote(str(ssh_config)) + ' ' if ssh_config else ''}"
+                    f"-S {sock} -t {alias} "
+                    + shlex.quote(shlex.join(["sudo", "sh", "-c", f"rm -f {DROPIN} && ({RELOAD})"])))
+            return False, (f"applied, but {problem}; the old connection is still open. "
                            f"Undo now: {undo}")
-        return True, f"applied {DROPIN}; a new key login still works"
+        return True, f"applied {DROPIN} (validated with sshd -t, sshd reloaded); a new key login works"
     finally:
         if not keep:
-            if master.returncode == 0:
-                subprocess.run(base + ["-S", sock, "-O", "exit", "--", alias],
-                               capture_output=True, timeout=10)
-            import shutil
-
+            _ssh(base + ["-S", sock, "-O", "exit", "--", alias], 10,
+                 stdin=subprocess.DEVNULL, capture_output=True)
             shutil.rmtree(sock_dir, ignore_errors=True)

@@ -18,7 +18,28 @@ The client side never touches the real ``~/.ssh``: ``client_dir`` holds a key pa
 a ``known_hosts`` with the host key and an ``ssh_config`` with a ``Host sandbox`` block.
 
 Everything is started by absolute path, on a free port, with a complete generated
-``sshd_config`` (``/etc/ssh/sshd_config`` is never read), and stopped by pid.
+``sshd_config`` (the real ``/etc/ssh/sshd_config`` is never read), and stopped by pid.
+
+``sudo=True`` (root only) lets the sandbox user run ``sudo`` (NOPASSWD, or asking for the
+user's password with ``sudo_password=True``) for code that administers sshd (the setup
+wizard's hardening step). BEWARE: ``sudo`` there is REAL root on this machine. Only the
+mount namespace's view confines it, so these paths are private to the sandbox:
+
+* ``/etc/ssh`` is a per-sandbox directory (:attr:`SSHSandbox.etc_ssh_dir`): the sandbox's
+  own ``sshd_config`` (``Include /etc/ssh/sshd_config.d/*.conf`` first), its
+  ``sshd_config.d``, copies of ``moduli`` and the client ``ssh_config``; never the host keys.
+  sshd runs with ``-f /etc/ssh/sshd_config``, so the default paths of any tool are the
+  sandbox's, and ``sshd -t``/``sshd -T`` as root there validate the running config.
+* ``/etc/sudoers`` is a generated file (root, 0440) granting only the sandbox user
+  (no ``@includedir``, no syslog, no mail, no lecture files).
+* ``/run`` is a private tmpfs: ``/run/sshd`` (privilege separation) and
+  ``/run/sshd.pid`` (``PidFile``) are the sandbox's, so ``kill -HUP $(cat
+  /run/sshd.pid)`` reloads the sandbox sshd (pid 1 of its pid namespace), and
+  ``systemctl``/``service`` cannot reach this machine's init through ``/run/systemd``
+  or ``/run/dbus``: they fail instead of reloading the real sshd.
+
+Everything else (``/tmp``, ``/var``, the rest of ``/etc``) is the real filesystem: a test
+must make root touch only ``/etc/ssh`` and ``/run`` there.
 """
 
 from __future__ import annotations
@@ -60,6 +81,12 @@ UID_RANGE = (20000, 60000)
 _MOUNT_AND_EXEC = (
     'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && '
     'mount --bind "$3" /etc/shadow && exec "$4" -D -e -f "$5"'
+)
+
+# The same overlay, then run "$@" (sshd -t / -T against the sandbox's view of /etc).
+_MOUNT_AND_RUN = (
+    'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && '
+    'mount --bind "$3" /etc/shadow && shift 3 && exec "$@"'
 )
 
 
@@ -143,6 +170,8 @@ class SSHSandbox:
         extra_config: str = "",
         authorize_client_key: bool = True,
         bind_mounts: dict[str, Path] | None = None,
+        sudo: bool = False,
+        sudo_password: bool = False,
     ) -> None:
         self.base_dir = Path(base_dir).absolute()
         self.netns = netns
@@ -158,6 +187,16 @@ class SSHSandbox:
         if self.bind_mounts and os.geteuid() != 0:
             raise SSHSandboxError("bind_mounts need root (a private mount namespace)")
         self.is_root = os.geteuid() == 0
+        self.sudo = sudo or sudo_password
+        """The sandbox user may use sudo (root only; see the module docstring)."""
+        self.sudo_password = sudo_password
+        if self.sudo:
+            if not self.is_root:
+                raise SSHSandboxError("sudo=True needs root (a private mount namespace)")
+            if not shutil.which("sudo") or not os.path.exists("/etc/sudoers"):
+                raise SSHSandboxError("sudo=True: sudo is not installed (apt-get install sudo)")
+            if sudo_password and password is None:
+                raise SSHSandboxError("sudo_password=True needs password= (sudo asks for it)")
         self.per_test_home = self.is_root
         """True if :attr:`home` is a per-sandbox directory that tests may break."""
 
@@ -178,8 +217,15 @@ class SSHSandbox:
             self.home = Path(me.pw_dir)
             self.authorized_keys_path = self.base_dir / "authorized_keys"
 
-        self.sshd_config_path = self.base_dir / "sshd_config"
-        self.dropin_dir = self.base_dir / "sshd_config.d"
+        self.etc_ssh_dir = self.base_dir / "etc-ssh"
+        """With :attr:`sudo`: the directory shown at ``/etc/ssh`` in the namespace."""
+        if self.sudo:
+            self.sshd_config_path = self.etc_ssh_dir / "sshd_config"
+            self.dropin_dir = self.etc_ssh_dir / "sshd_config.d"
+        else:
+            self.sshd_config_path = self.base_dir / "sshd_config"
+            self.dropin_dir = self.base_dir / "sshd_config.d"
+        self.sudoers_path = self.base_dir / "sudoers"
         self.host_key = self.base_dir / "ssh_host_ed25519_key"
         self.host_key_pub = self.base_dir / "ssh_host_ed25519_key.pub"
         self.log_path = self.base_dir / "sshd.log"
@@ -198,6 +244,11 @@ class SSHSandbox:
         self._prepared = False
         self.token = f"MKDOCTOR_SANDBOX={secrets.token_hex(8)}"
         """Set in every session's environment (sshd ``SetEnv``): finds escaped processes."""
+
+    @property
+    def sshd_config_in_namespace(self) -> str:
+        """The sshd_config path as sshd sees it (``/etc/ssh/sshd_config`` with sudo)."""
+        return "/etc/ssh/sshd_config" if self.sudo else str(self.sshd_config_path)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -313,7 +364,7 @@ class SSHSandbox:
     def check_config(self) -> None:
         """Validate the configuration with ``sshd -t``; raise with sshd's output if invalid."""
         done = subprocess.run(
-            [SSHD, "-t", "-f", str(self.sshd_config_path)],
+            self._config_argv([SSHD, "-t", "-f", self.sshd_config_in_namespace]),
             capture_output=True, text=True, timeout=30,
         )
         if done.returncode != 0:
@@ -326,7 +377,7 @@ class SSHSandbox:
         """``sshd -T -C user=..,host=..,addr=..``: keyword (lower case) -> list of values."""
         spec = f"user={user or self.user},host={host},addr={addr}"
         done = subprocess.run(
-            [SSHD, "-T", "-C", spec, "-f", str(self.sshd_config_path)],
+            self._config_argv([SSHD, "-T", "-C", spec, "-f", self.sshd_config_in_namespace]),
             capture_output=True, text=True, timeout=30,
         )
         if done.returncode != 0:
@@ -433,7 +484,7 @@ class SSHSandbox:
         """Create directories, host and client keys, user database copies and home."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.base_dir.chmod(0o755)  # the remote user must traverse it to reach its home
-        self.dropin_dir.mkdir(mode=0o755, exist_ok=True)
+        self.dropin_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         self.client_dir.mkdir(mode=0o700, exist_ok=True)
         for key in (self.host_key, self.client_key):
             subprocess.run(
@@ -449,9 +500,43 @@ class SSHSandbox:
             run_sshd.chmod(0o755)
             self._prepare_user_db()
             self._prepare_home()
+            if self.sudo:
+                self._prepare_sudo()
         else:
             self.authorized_keys_path.touch(mode=0o600)
         self._prepared = True
+
+    def _prepare_sudo(self) -> None:
+        """The private ``/etc/ssh`` (config dir, drop-ins, moduli and client config
+        copies; no host keys) and the sudoers file (root, 0440, as sudo demands)."""
+        self.etc_ssh_dir.mkdir(mode=0o755, exist_ok=True)
+        self.dropin_dir.mkdir(mode=0o755, exist_ok=True)
+        real = Path("/etc/ssh")
+        for name in ("moduli", "ssh_config"):
+            if (real / name).is_file():
+                shutil.copy2(real / name, self.etc_ssh_dir / name)
+        if (real / "ssh_config.d").is_dir():
+            shutil.copytree(real / "ssh_config.d", self.etc_ssh_dir / "ssh_config.d",
+                            dirs_exist_ok=True)
+        rule = "ALL=(ALL:ALL) ALL" if self.sudo_password else "ALL=(ALL:ALL) NOPASSWD: ALL"
+        # Debian's defaults (env_reset, secure_path, use_pty), minus everything that
+        # would write outside the namespace's private /run (syslog, mail, lecture files).
+        self.sudoers_path.write_text(
+            "# mkdoctor test sandbox: only the sandbox user, only inside its namespace\n"
+            "Defaults env_reset\n"
+            'Defaults secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\n'
+            "Defaults use_pty\n"
+            "Defaults !syslog, !mail_badpass, !mail_no_user, !mail_no_perms, lecture=never\n"
+            "Defaults timestampdir=/run/sudo/ts\n"
+            "root ALL=(ALL:ALL) ALL\n"
+            f"{self.user} {rule}\n"
+        )
+        os.chown(self.sudoers_path, 0, 0)
+        self.sudoers_path.chmod(0o440)
+        done = subprocess.run(["visudo", "-c", "-q", "-f", str(self.sudoers_path)],
+                              capture_output=True, text=True, timeout=10)
+        if done.returncode != 0:
+            raise SSHSandboxError(f"generated sudoers is invalid: {done.stdout}{done.stderr}")
 
     def _prepare_user_db(self) -> None:
         """Copies of passwd/group/shadow with the sandbox user appended (uid == gid)."""
@@ -499,11 +584,13 @@ class SSHSandbox:
 
     def _write_sshd_config(self) -> None:
         """The complete sshd_config; the drop-in Include is first so drop-ins win."""
+        include = "/etc/ssh/sshd_config.d" if self.sudo else str(self.dropin_dir)
         lines = [
-            f"Include {self.dropin_dir}/*.conf",
+            f"Include {include}/*.conf",
             f"ListenAddress {_host_for(self.address, self.port)}",
             f"HostKey {self.host_key}",
-            "PidFile none",
+            # With sudo, /run is the namespace's own tmpfs (see the module docstring).
+            "PidFile " + ("/run/sshd.pid" if self.sudo else "none"),
             "UsePAM no",
             "PermitRootLogin no",
             # Without root the sandbox lives under world-writable /tmp, which StrictModes
@@ -559,7 +646,15 @@ class SSHSandbox:
     def _mount_script(self) -> str:
         """Shell commands (run in sshd's private mount namespace before it starts) that
         show each :attr:`bind_mounts` source at its target path."""
+        q = shlex.quote
         cmds: list[str] = []
+        if self.sudo:
+            # Private /run (pid file, privsep dir, sudo's timestamps; hides this machine's
+            # init and bus sockets), /etc/ssh and /etc/sudoers (module docstring).
+            cmds += ["mount -t tmpfs -o mode=0755,size=8m mkdrun /run",
+                     "mkdir -m 0755 /run/sshd",
+                     f"mount --bind {q(str(self.etc_ssh_dir))} /etc/ssh",
+                     f"mount --bind {q(str(self.sudoers_path))} /etc/sudoers"]
         for n, (target, source) in enumerate(sorted(self.bind_mounts.items())):
             tpath = Path(target)
             if not tpath.is_absolute() or ".." in tpath.parts:
@@ -581,7 +676,6 @@ class SSHSandbox:
                     if d == layer:
                         break
                     d = d.parent
-                q = shlex.quote
                 cmds.append(f"mount -t overlay mkdoverlay -o lowerdir={q(str(layer))}:{q(str(parent))} "
                             f"{q(str(parent))}")
             cmds.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}")
@@ -598,8 +692,19 @@ class SSHSandbox:
             sshd = [UNSHARE, "--mount", "--propagation", "private", "--pid", "--fork",
                     "--kill-child", "--mount-proc", "/bin/sh", "-c",
                     self._mount_script() + _MOUNT_AND_EXEC, "sh", str(etc / "passwd"), str(etc / "group"),
-                    str(etc / "shadow"), SSHD, str(self.sshd_config_path)]
+                    str(etc / "shadow"), SSHD, self.sshd_config_in_namespace]
         return self.netns_prefix() + sshd
+
+    def _config_argv(self, argv: list[str]) -> list[str]:
+        """``argv`` (sshd -t / -T) as the sandbox sshd would see its files: with
+        :attr:`sudo` in a throwaway mount namespace with the same mounts (so
+        ``/etc/ssh`` is the sandbox's), else as is."""
+        if not self.sudo:
+            return argv
+        etc = self.etc_dir
+        return [UNSHARE, "--mount", "--propagation", "private", "/bin/sh", "-c",
+                self._mount_script() + _MOUNT_AND_RUN, "sh", str(etc / "passwd"),
+                str(etc / "group"), str(etc / "shadow"), *argv]
 
     def _launch(self) -> None:
         """Start sshd and wait for "Server listening on"; :class:`_PortInUse` if taken."""

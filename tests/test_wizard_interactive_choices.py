@@ -1,0 +1,118 @@
+"""`mkdoctor setup` on a real terminal (pexpect): the choices not covered elsewhere —
+one of the ssh config's Host aliases as the remote host, one of several kernels (MK401),
+and applying the sshd hardening with sudo asking for the password on this terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.helpers import ROOT, mkdoctor_env, run_mkdoctor
+from tests.test_kernel_checks import install_standin
+from tests.test_wizard_security import DROPIN_NAME, SITE, reloads
+from wizard import security
+
+DOWN, ENTER = "\x1b[B", "\r"
+PASSWORD = "sudo pw 42"
+
+pytestmark = pytest.mark.integration
+
+
+def spawn(tmp_path: Path, *args: str) -> tuple[pexpect.spawn, Path]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = mkdoctor_env(tmp_path / "conf", HOME=str(home), TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
+    env.pop("CI", None)  # a real terminal on both ends: prompts are allowed
+    env.pop("SSH_AUTH_SOCK", None)
+    child = pexpect.spawn(sys.executable, ["-m", "checks", "setup", "--offline", *args], env=env,
+                          cwd=str(ROOT), encoding="utf-8", timeout=40, dimensions=(40, 200))
+    return child, tmp_path / "conf"
+
+
+def finish(child: pexpect.spawn) -> None:
+    """Accept the proposed ports and write the files, then run to the end."""
+    child.expect("Link ports")
+    child.send(ENTER)
+    child.expect("Write these files")
+    child.send("y")
+
+
+def test_pick_a_host_alias_and_one_of_two_kernels(sandbox_factory, sandbox_dir, tmp_path):
+    layout = sandbox_dir / "layout"
+    install_standin(layout, "Mathematica/13.3/Executables/WolframKernel")
+    install_standin(layout, "Mathematica/14.1/Executables/WolframKernel")
+    box = sandbox_factory(bind_mounts={"/usr/local/Wolfram": layout})
+    cfg = tmp_path / "ssh_config"
+    # the sandbox is the SECOND alias: the choice must really move the selection
+    cfg.write_text("Host elsewhere\n    HostName 192.0.2.7\n    User nobody\n\n"
+                   + box.client_config.read_text())
+    cfg.chmod(0o600)
+    child, conf = spawn(tmp_path, "--ssh-config", str(cfg), "--mode", "direct",
+                        "--link-host", "127.0.0.1")
+    older = "/usr/local/Wolfram/Mathematica/13.3/Executables/WolframKernel"
+    newer = "/usr/local/Wolfram/Mathematica/14.1/Executables/WolframKernel"
+    try:
+        child.expect("Which remote host runs the kernel")
+        child.expect("another host")  # the whole list is drawn
+        child.send(DOWN + ENTER)  # elsewhere -> sandbox
+        child.expect(f"profile sandbox, ssh alias mk-sandbox")
+        child.expect("Which key should the front end use")
+        child.send(ENTER)  # the alias's own key
+        child.expect("Which kernel")
+        child.expect(r"» \S+14\.1/Executables/WolframKernel")  # the newest is proposed
+        child.send(DOWN + ENTER)  # two entries: one step (the menu wraps) is the other one
+        child.expect(f"kernel {older}")
+        finish(child)
+        # step 11 judges this machine's own /etc/ssh here (a sandbox without sudo): no
+        if child.expect([r"Apply this on the remote host", r"\[12\] Done"]) == 0:
+            child.send("n")
+            child.expect(r"\[12\] Done")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, child.before
+    show = run_mkdoctor("config", "show", "--profile", "sandbox", "--format", "json",
+                        config_dir=conf)
+    prof = json.loads(show.stdout)["profile"]
+    assert (prof["host"], prof["hostname"], prof["port"], prof["user"]) == (
+        "mk-sandbox", "127.0.0.1", box.port, box.user), prof
+    assert prof["kernel"] == older and str(prof["kernel_version"]).startswith("13.3"), prof
+    assert "Host mk-sandbox" in cfg.read_text()
+
+
+def test_apply_hardening_with_the_sudo_password(sandbox_factory, tmp_path):
+    box = sandbox_factory(sudo_password=True, password=PASSWORD)
+    box.add_dropin("60-site", SITE)
+    box.reload()
+    hups = reloads(box)
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    cfg = tmp_path / "ssh_config"
+    cfg.write_bytes(box.client_config.read_bytes())
+    cfg.chmod(0o600)
+    child, _ = spawn(tmp_path, "--ssh-config", str(cfg), "--host", "sandbox", "--name", "hard",
+                     "--mode", "direct", "--link-host", "127.0.0.1", "--kernel", str(kernel))
+    try:
+        child.expect("Which key should the front end use")
+        child.send(ENTER)
+        finish(child)
+        child.expect("Apply this on the remote host now")
+        child.send("y")
+        child.expect(r"\[sudo\] password for " + box.user)
+        child.sendline(PASSWORD)
+        child.expect(f"applied {security.DROPIN}")
+        child.expect("after the change:")
+        child.expect(r"pass  MK310")
+        child.expect(r"\[12\] Done")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, child.before
+    assert PASSWORD not in (child.before or "")
+    # (MK311 may warn too: this sandbox shares the machine's interfaces and addresses)
+    assert "PermitRootLogin no" in (box.dropin_dir / DROPIN_NAME).read_text().splitlines()
+    assert reloads(box) == hups + 1
+    assert box.ssh("true").returncode == 0
