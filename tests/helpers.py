@@ -76,7 +76,8 @@ def json_report(*args: str, **kw: Any) -> tuple[dict, subprocess.CompletedProces
     try:
         data = json.loads(done.stdout)
     except json.JSONDecodeError as exc:
-        raise AssertionError(f"stdout is not JSON ({exc}):\n{done.stdout}\nstderr:\n{done.stderr}") from None
+        raise AssertionError(f"stdout is not JSON ({exc}); exit status {done.returncode}:\n"
+                             f"{done.stdout}\nstderr:\n{done.stderr}") from None
     return data, done
 
 

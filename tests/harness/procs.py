@@ -35,6 +35,13 @@ def ppid_of(pid: int) -> int | None:
     return int(fields[1]) if fields else None
 
 
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), or None if gone: with the pid, it
+    names one process for good, where a pid alone may be reused."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
 def is_alive(pid: int) -> bool:
     """True if ``pid`` exists and is not a zombie."""
     fields = _stat_fields(pid)

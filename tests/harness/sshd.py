@@ -61,7 +61,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Sequence
 
-from .procs import descendants, is_alive, pids_with_env, terminate, terminate_tree
+from .procs import descendants, is_alive, pids_with_env, start_time, terminate, terminate_tree
 
 SSHD = "/usr/sbin/sshd"
 """The sshd binary. Always run by absolute path (sshd re-execs itself by argv[0])."""
@@ -305,6 +305,11 @@ class SSHSandbox:
         """Stop sshd and everything it started: SIGTERM, then SIGKILL. Idempotent."""
         proc, self._proc = self._proc, None
         if proc is not None:
+            # Who is in sshd's mount namespace, taken while it still exists: once it is
+            # gone, the kernel reuses its inode number for a new namespace (every
+            # ``ip netns exec`` makes one), and a later scan would match other tests'
+            # processes. Each is named by pid and start time, so a reused pid is spared.
+            members = [(p, start_time(p)) for p in self._pids_in_mntns()] if self._mntns else []
             if self.pid is not None and self.pid != proc.pid:
                 # sshd is init of its pid namespace: its exit kills the whole sandbox
                 # and lets ``unshare`` exit.
@@ -312,8 +317,7 @@ class SSHSandbox:
             terminate_tree(proc.pid)
             # Sessions' processes that detached from sshd (nohup ... &), e.g. without root.
             terminate(pids_with_env(self.token))
-            if self._mntns is not None:
-                terminate(self._pids_in_mntns())
+            terminate([p for p, started in members if start_time(p) == started])
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL already sent
