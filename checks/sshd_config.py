@@ -917,7 +917,7 @@ def setting_fix(keyword: str, value: str, cfg: EffectiveConfig, restart: str) ->
     if origin not in (ORIGIN_DEFAULT, ORIGIN_ORACLE):
         path, _, line = origin.rpartition(":")
         return f"on the server, change line {line} of {path} to '{keyword} {value}', then {check}"
-    return (f"on the server: echo '{keyword} {value}' | sudo tee "
+    return (f"on the server: echo '{keyword} {value}' | sudo tee -a "
             f"/etc/ssh/sshd_config.d/50-mkdoctor.conf && {check} (the first value sshd reads "
             "wins: this drop-in only works when the main sshd_config has 'Include "
             "/etc/ssh/sshd_config.d/*.conf' before any line that sets it, as Debian and "
