@@ -771,7 +771,7 @@ def evaluate(main: str, loader: Union[Loader, Mapping[str, str]], conn: Connecti
             result.values[kw], result.origin[kw] = first.values[kw], first.origin[kw]
         else:
             result.values[kw], result.origin[kw] = spec.default, ORIGIN_DEFAULT
-    _check_auth_methods(result)
+    _check_auth_methods(first, result)
     return result
 
 
@@ -779,23 +779,31 @@ _METHOD_SWITCH = {"publickey": "pubkeyauthentication", "password": "passwordauth
                   "keyboard-interactive": "kbdinteractiveauthentication"}
 
 
-def _check_auth_methods(cfg: EffectiveConfig) -> None:
+def _check_auth_methods(first: "_Pass", cfg: EffectiveConfig) -> None:
     """sshd refuses to start when no ``AuthenticationMethods`` list can be satisfied by
-    the enabled methods (auth2.c ``auth2_methods_valid``, "AuthenticationMethods cannot be
-    satisfied by enabled authentication methods")."""
-    lists = cfg.values.get("authenticationmethods", "any").split()
+    the enabled methods (sshd.c, with auth2.c ``auth2_methods_valid``: "AuthenticationMethods
+    cannot be satisfied by enabled authentication methods"). It checks once, at start-up,
+    on the global settings: the first pass, where only ``Match All`` blocks apply; what the
+    Match blocks of a connection change later is not checked (measured with sshd -T -C)."""
+    def value(kw: str) -> str:
+        return first.values.get(kw, KEYWORDS[kw].default)
+
+    lists = value("authenticationmethods").split()
     if lists == ["any"]:
         return
+
     def usable(method_list: str) -> bool:
         for method in method_list.split(","):
             switch = _METHOD_SWITCH.get(method.split(":", 1)[0])
-            if switch and cfg.values.get(switch) == "no":
+            if switch and value(switch) == "no":
                 return False
         return True
+
     if not any(usable(m) for m in lists):
+        path, _, line = first.origin.get("authenticationmethods", "").rpartition(":")
         cfg.problems.append(
-            f"AuthenticationMethods {' '.join(lists)} ({cfg.where('authenticationmethods')}) "
-            "cannot be satisfied by the enabled authentication methods (sshd refuses to start)")
+            f"AuthenticationMethods {' '.join(lists)} (set in {path} line {line}) cannot be "
+            "satisfied by the enabled authentication methods (sshd refuses to start)")
 
 
 @dataclass
