@@ -60,7 +60,9 @@ def test_interactive_setup_installs_the_key_with_a_password(box, tmp_path):
     try:
         answer_key_questions(child)
         child.send("y")
+        child.expect("does not accept this key yet")
         child.expect("Install the public key")
+        assert "fail  MK304" not in child.before  # the expected case is not shown as a failure
         child.send("y")
         child.expect("password:")
         child.sendline(PASSWORD)

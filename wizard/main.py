@@ -54,6 +54,24 @@ the requested sshd hardening was not applied (the files are written),
 2 usage error or an answer is missing (the message names the flag), 130 interrupted."""
 
 
+def home_mismatch() -> Optional[str]:
+    """ssh finds ``~/.ssh`` through the password database, mkdoctor through ``$HOME``: when
+    they differ (``sudo -E``, some containers) the alias would be written where ssh never
+    looks. The warning names both and the flag that settles it."""
+    import pwd
+
+    try:
+        real = os.path.realpath(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:
+        return None
+    home = os.path.realpath(os.path.expanduser("~"))
+    if real == home:
+        return None
+    return (f"HOME is {home}, but ssh reads ~/.ssh from {real} (your home in the password "
+            f"database): files go under {home}; give --ssh-config {real}/.ssh/config to write "
+            "where ssh looks, or run without overriding HOME")
+
+
 class StepFailed(Exception):
     """A step failed: the message (and fix) are printed, nothing is written, exit 1."""
 
@@ -245,9 +263,10 @@ class Wizard:
                 self.say(f"        {d}")
 
     def run_checks(self, ids: Sequence[str], opts: Options, target: Optional[Target],
-                   keep: bool = False):
-        """Run the checks ``ids`` (catalogue order), printing each as it finishes. Returns
-        {id: Result} (and the open context when ``keep``)."""
+                   keep: bool = False, show: bool = True):
+        """Run the checks ``ids`` (catalogue order), printing each as it finishes (unless
+        ``show`` is false: the caller words the outcome). Returns {id: Result} (and the
+        open context when ``keep``)."""
         from checks.context import Context
         from checks.engine import run_checks
         from checks.registry import all_checks
@@ -256,12 +275,16 @@ class Wizard:
         shown: set[str] = set()
         ctx = Context(opts, target)
         try:
-            pairs = run_checks(ctx, selection, lambda c, r: self.show_result(shown, c, r))
+            pairs = run_checks(ctx, selection,
+                               (lambda c, r: self.show_result(shown, c, r)) if show else None)
         finally:
             if not keep:
                 ctx.close()
-        for check, result in pairs:  # any line the engine has not shown yet
-            self.show_result(shown, check, result)
+        for check, result in pairs:
+            if show:
+                self.show_result(shown, check, result)
+            else:
+                self.results[check.id] = result
         out = {c.id: r for c, r in pairs}
         return (out, ctx) if keep else out
 
@@ -288,6 +311,9 @@ class Wizard:
                                  "(or --name NAME of a saved profile)")
         self.say("mkdoctor setup: a remote Mathematica kernel over SSH, step by step. "
                  "Nothing is written until step 10 asks.")
+        home_note = home_mismatch() if not self.args.ssh_config else None
+        if home_note:
+            self.say(f"  note: {home_note}")
         self.step_local()
         self.step_host()
         self.step_network()
@@ -507,12 +533,13 @@ class Wizard:
             return
         passphrase = False
         if self.ask.interactive:
+            self.say("  passphrase + ssh-agent: a copied key file is useless without the "
+                     "passphrase; unlock it once per session with ssh-add")
+            self.say("  no passphrase: the front end can use it without an agent, but anyone "
+                     "who copies the file can log in")
             passphrase = self.ask.select(
                 "Protect the new key with a passphrase?",
-                [(True, "passphrase + ssh-agent (recommended): a copied key file is useless without "
-                        "the passphrase; unlock it once per session with ssh-add"),
-                 (False, "no passphrase: the front end can use it without an agent, but anyone who "
-                         "copies the file can log in")],
+                [(True, "passphrase + ssh-agent (recommended)"), (False, "no passphrase")],
                 True, "--new-key") is True
         path = remote.new_key_path(self.alias)
         comment = f"mkdoctor {self.alias}"
@@ -602,12 +629,19 @@ class Wizard:
 
     def step_login(self) -> None:
         self.step("Logging in with the key (MK304)")
-        res = self.run_checks(["MK304"], self.remote_options(), Target(self.alias))
-        if res["MK304"].status.value == "pass":
-            return
+        res = self.run_checks(["MK304"], self.remote_options(), Target(self.alias), show=False)
         reason = first_fact(res["MK304"], "reason", default="")
-        if reason not in ("permission-denied", ""):
+        if res["MK304"].status.value == "pass" or reason not in ("permission-denied", ""):
+            from checks.registry import get
+
+            self._show(get("MK304"), res["MK304"])
+            if res["MK304"].status.value == "pass":
+                return
             raise StepFailed(f"MK304: {res['MK304'].summary}; fix: {res['MK304'].fix}")
+        # The expected case for a key the server has not seen: say so plainly, then offer
+        # to install it (MK304's own fix would point back at this very setup).
+        self.say(f"  {self.target.display} does not accept this key yet "
+                 f"(ssh: {res['MK304'].summary.split(': ', 1)[-1]}): it has to be installed once")
         a = self.args
         t = self.target
         base = ["ssh"] + (["-F", str(self.ssh_config_path())] if a.ssh_config else [])
