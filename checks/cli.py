@@ -198,7 +198,13 @@ def options_from_args(args: argparse.Namespace) -> tuple[Options, list[Optional[
 
 def cmd_check(argv: Sequence[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        misplaced = next((word for word in extra if word in COMMANDS), None)
+        if misplaced:
+            raise UsageError(f"'{misplaced}' is a command: put it first "
+                             f"(mkdoctor {misplaced} [OPTIONS])")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     opts, targets = options_from_args(args)
     opts.verbose = args.verbose
     opts.strict = args.strict

@@ -61,6 +61,9 @@ def test_help_and_version_import_nothing_heavy():
     (["--format", "yaml"], "invalid choice"),
     (["explain", "MK999"], "valid IDs"),
     (["--mode", "sideways"], "invalid choice"),
+    (["--offline", "setup", "--yes"], "'setup' is a command: put it first"),
+    (["--no-color", "config", "show"], "'config' is a command: put it first"),
+    (["stray"], "unrecognized arguments: stray"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(args, words):
     done = run_mkdoctor(*args)
