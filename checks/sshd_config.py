@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Protocol, Union
 
@@ -541,6 +542,10 @@ class EffectiveConfig:
     error: str = ""
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # guesses made (unknown groups...)
+    # Whose sshd this is, for the texts ("the server"; MK205: "this computer"), and its
+    # main configuration file when it is not the platform's default (sshd -f FILE).
+    place: str = "the server"
+    main: str = ""
 
     def get(self, keyword: str) -> str:
         keyword = keyword.lower()
@@ -553,7 +558,7 @@ class EffectiveConfig:
         if origin == ORIGIN_DEFAULT:
             return "OpenSSH's built-in default (no line sets it)"
         if origin == ORIGIN_ORACLE:
-            return "as the server's sshd -T reports it"
+            return f"as {self.place}'s sshd -T reports it"
         path, _, line = origin.rpartition(":")
         return f"set in {path} line {line}"
 
@@ -922,10 +927,18 @@ def setting_fix(keyword: str, value: str, cfg: EffectiveConfig, restart: str) ->
     Includes sshd_config.d before it sets the keyword itself."""
     origin = cfg.origin.get(keyword.lower(), ORIGIN_DEFAULT)
     check = f"sudo sshd -t && {restart}"
+    place = cfg.place
+    if cfg.main and cfg.main != DEFAULT_CONFIG:
+        check = f"sudo sshd -t -f {shlex.quote(cfg.main)} && {restart}"
     if origin not in (ORIGIN_DEFAULT, ORIGIN_ORACLE):
         path, _, line = origin.rpartition(":")
-        return f"on the server, change line {line} of {path} to '{keyword} {value}', then {check}"
-    return (f"on the server: echo '{keyword} {value}' | sudo tee -a "
+        return f"on {place}, change line {line} of {path} to '{keyword} {value}', then {check}"
+    if cfg.main and cfg.main != DEFAULT_CONFIG:
+        # an sshd started with its own file: the distribution's drop-in directory is not
+        # necessarily Included there
+        return (f"on {place}: add the line '{keyword} {value}' near the top of {cfg.main} "
+                f"(before any Match block: the first value sshd reads wins), then {check}")
+    return (f"on {place}: echo '{keyword} {value}' | sudo tee -a "
             f"/etc/ssh/sshd_config.d/50-mkdoctor.conf && {check} (the first value sshd reads "
             "wins: this drop-in only works when the main sshd_config has 'Include "
             "/etc/ssh/sshd_config.d/*.conf' before any line that sets it, as Debian and "

@@ -186,6 +186,23 @@ def test_mk205_judges_each_server_with_the_shared_verdicts():
     assert [v.status for v in verdicts] == ["fail", "warn"]
 
 
+def test_setting_fix_for_an_sshd_started_with_its_own_file():
+    cfg = cfg_of("PasswordAuthentication yes\n")  # set by a line: change that line
+    assert cfg_of("").place == "the server"
+    cfg.place, cfg.main = "this computer", "/srv/my sshd/config"
+    fix = mk205.judge(mk205.LocalSshd(1, cfg.main, "/usr/sbin/sshd", [("0.0.0.0", 22)]),
+                      cfg, cfg, True, "exposed", RESTART)[1].fix
+    assert fix.startswith("on this computer, change line 1 of ")
+    assert "sudo sshd -t -f '/srv/my sshd/config'" in fix
+    default = cfg_of("")  # nothing sets it: no drop-in directory for a private file
+    default.place, default.main = "this computer", "/srv/sshd_config"
+    fix = mk205.judge(mk205.LocalSshd(1, default.main, "/usr/sbin/sshd", [("0.0.0.0", 22)]),
+                      default, default, True, "exposed", RESTART)[0].fix
+    assert fix.startswith("on this computer: add the line 'PermitRootLogin no' near the top "
+                          "of /srv/sshd_config")
+    assert "sshd_config.d" not in fix and "as this computer's" not in fix
+
+
 # --- integration: the real sshd -------------------------------------------------------------
 
 
@@ -367,3 +384,6 @@ def test_mk205_judges_a_real_local_sshd(sandbox):
     assert ours, details
     following = details[ours[0] + 1]
     assert following.startswith("  fail: root may log in"), details[ours[0]:ours[0] + 4]
+    # the fix speaks of this computer and of the file this sshd was started with
+    assert mk205_result["fix"].startswith("on this computer"), mk205_result["fix"]
+    assert "sshd -t -f " in mk205_result["fix"] and "the server" not in mk205_result["fix"]

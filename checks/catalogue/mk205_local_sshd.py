@@ -190,10 +190,12 @@ def effective(ctx, server: LocalSshd, conn: Connection) -> EffectiveConfig:
     """``sshd -T`` for this server when permitted, else the evaluator."""
     done = ctx.run_local([server.binary, "-T", "-C", conn.spec(), "-f", server.config])
     if done.returncode == 0 and "permitrootlogin" in done.stdout:
-        return oracle_config(done.stdout, "sshd -T on this computer")
-    lines = (done.stderr or done.stdout).strip().splitlines()
-    cfg = evaluate(server.config, local_loader(), conn)
-    cfg.source += f" (sshd -T was not possible: {lines[-1] if lines else 'no output'})"
+        cfg = oracle_config(done.stdout, "sshd -T on this computer")
+    else:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        cfg = evaluate(server.config, local_loader(), conn)
+        cfg.source += f" (sshd -T was not possible: {lines[-1] if lines else 'no output'})"
+    cfg.place, cfg.main = "this computer", server.config
     return cfg
 
 
