@@ -236,7 +236,7 @@ def start_script(kernel: str, args: list[str], timeout: float) -> str:
     return f"""\
 exec 3<&0
 if command -v setsid >/dev/null 2>&1; then set -- setsid
-elif command -v perl >/dev/null 2>&1; then set -- perl -e 'setpgrp(0,0); exec {{$ARGV[0]}} @ARGV or exit 127'
+elif command -v perl >/dev/null 2>&1; then set -- perl -e 'setpgrp(0,0); exec {{$ARGV[0]}} @ARGV or exit 127' --
 elif command -v python3 >/dev/null 2>&1; then set -- python3 -c 'import os,sys; os.setpgid(0,0); os.execvp(sys.argv[1], sys.argv[1:])'
 else set --; fi
 ( exec "$@" {argv} ) </dev/null 3<&- &

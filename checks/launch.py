@@ -97,7 +97,11 @@ def kernel_argv(spec: LaunchSpec) -> list[str]:
 
 
 def ssh_argv(spec: LaunchSpec) -> list[str]:
-    """The local command line: ssh, the forwards (tunnel mode), the alias, the remote command."""
+    """The local command line: ssh, the forwards (tunnel mode), the alias, the remote command.
+    The destination must be one word that ssh cannot take for an option (ValueError)."""
+    dest = spec.destination
+    if not dest or dest.startswith("-") or re.search(r"[\s\x00-\x1f\x7f]", dest):
+        raise ValueError(f"{spec.destination!r}: not a usable ssh destination")
     argv = [spec.ssh_binary]
     if spec.ssh_config:
         argv += ["-F", spec.ssh_config]

@@ -61,8 +61,9 @@ class HostBlock:
 
     def options(self) -> list[tuple[str, str]]:
         opts = [
-            ("HostName", self.hostname),
-            ("User", self.user),
+            # HostName takes %-tokens (ssh_config(5) TOKENS): an IPv6 zone's % is doubled
+            ("HostName", config_value("HostName", self.hostname).replace("%", "%%")),
+            ("User", config_value("User", self.user)),
             ("Port", str(self.port)),
             ("IdentityFile", config_path_value(self.identity)),
             ("IdentitiesOnly", "yes"),
@@ -71,8 +72,34 @@ class HostBlock:
         ]
         for key in CARRIED_KEYS:
             if self.extra.get(key):
-                opts.append((key, self.extra[key]))
+                value = self.extra[key]
+                # UserKnownHostsFile arrives as a list of words already quoted.
+                opts.append((key, _checked_words(key, value) if key == "UserKnownHostsFile"
+                             else config_value(key, value)))
         return opts
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A Host alias the block may name: one word, no pattern or comment characters.
+_ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Already-quoted lists of words (UserKnownHostsFile): bare words or whole "..." words.
+_WORDS = re.compile(r'(?:"[^"]*"|[^"\s]+)(?:[ \t]+(?:"[^"]*"|[^"\s]+))*')
+
+
+def config_value(key: str, value: str) -> str:
+    """One ssh_config argument. A line break would start a directive of its own and a
+    double quote would end the quoted word, so both (and any control character) are a
+    :class:`UsageError`; a value with whitespace is double-quoted (one argument)."""
+    if _CONTROL.search(value) or '"' in value:
+        raise UsageError(f"{key} {value!r}: a value with a double quote or a control character "
+                         "cannot be written to the ssh config")
+    return f'"{value}"' if re.search(r"\s", value) else value
+
+
+def _checked_words(key: str, value: str) -> str:
+    if _CONTROL.search(value) or not _WORDS.fullmatch(value):
+        raise UsageError(f"{key} {value!r}: cannot be written to the ssh config")
+    return value
 
 
 def config_path_value(path: str) -> str:
@@ -86,6 +113,8 @@ def config_path_value(path: str) -> str:
 
 
 def render_block(block: HostBlock, eol: str = "\n") -> str:
+    if not _ALIAS.fullmatch(block.alias):
+        raise UsageError(f"{block.alias!r}: not a usable ssh Host alias")
     lines = [
         start_marker(block.alias),
         "# Written by `mkdoctor setup`: replaced as a whole on the next run, edit the profile",
@@ -181,7 +210,7 @@ def parse_block(text: str, alias: str) -> Optional[dict[str, str]]:
             continue
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        if key == "identityfile":
+        if key in ("identityfile", "hostname"):
             value = value.replace("%%", "%")
         opts.setdefault(key, value)
     return opts
