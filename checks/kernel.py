@@ -78,7 +78,7 @@ def discovery_script(given: Optional[str]) -> str:
         "u=$(uname -s 2>/dev/null) || u='?'",
         "printf 'U\\t%s\\n' \"$u\"",
         # readlink -f: GNU and macOS >= 12.3; otherwise the path itself.
-        "res() { r=$(readlink -f \"$1\" 2>/dev/null) && [ -n \"$r\" ] && printf '%s' \"$r\" || printf '%s' \"$1\"; }",
+        "res() { r=$(readlink -f -- \"$1\" 2>/dev/null) && [ -n \"$r\" ] && printf '%s' \"$r\" || printf '%s' \"$1\"; }",
         "plist() { [ -f \"$1\" ] && sed -n '/CFBundleShortVersionString/{n;s/.*<string>\\(.*\\)<\\/string>.*/\\1/p;}' \"$1\" 2>/dev/null | head -n 1; }",
         "emit() { [ -f \"$2\" ] && [ -x \"$2\" ] && printf 'K\\t%s\\t%s\\t%s\\t%s\\n' \"$1\" \"$2\" \"$(res \"$2\")\" \"$3\"; }",
     ]
