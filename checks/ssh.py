@@ -14,6 +14,10 @@ Remote commands are argument lists quoted with :func:`shlex.quote` and run by ``
 their output is framed by a random sentinel, so text printed by the login shell's
 startup files ("noise") and the command's own exit status can never be confused with
 ssh's own exit status 255.
+
+sshd hands the command line to the account's login shell (``$SHELL -c``), which may
+be csh/tcsh or fish rather than a POSIX shell: :func:`login_shell_command` writes the
+one line every one of them reads the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +34,30 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from checks.proc import Completed, ProcessRunner, record
+
+# Characters a script keeps as they are inside login_shell_command's quoted word; every
+# other byte is written as a printf %b octal escape (\0ooo). What is left means the same
+# inside single quotes to sh, bash, zsh, ksh, csh/tcsh and fish: no newline (csh ends the
+# quoted word there: "Unmatched '"), no '!' (csh history), no backslash pair (fish reads
+# \\ and \' inside single quotes), no quote of any kind.
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,:/=+-@%")
+
+
+def login_shell_command(script: str) -> str:
+    """The remote command line that runs the POSIX ``sh`` script ``script`` whatever the
+    account's login shell (pure).
+
+    sshd runs the command line with the login shell (sshd(8), LOGIN PROCESS: "All
+    commands are run under the user's login shell as specified in the system password
+    database"). Sent as it is, a multi-line ``sh -c
+    '...'`` breaks under csh/tcsh and a backslash pair changes under fish, so the
+    script travels as one word of plain characters and octal escapes, decoded by
+    ``sh``'s own printf (POSIX printf %b: "\\0ddd") and run with ``eval``.
+    """
+    encoded = "".join(
+        ch if ch in _PLAIN else "".join(f"\\0{b:03o}" for b in ch.encode("utf-8"))
+        for ch in script)
+    return "exec sh -c " + shlex.quote(f"eval \"$(printf %b '{encoded}')\"")
 
 
 @dataclass
@@ -221,7 +249,7 @@ class SSHClient:
             f"{body}\n"
             f"__mkd_rc=$?; printf '\\n%s %s\\n' {t}-END \"$__mkd_rc\"; exit 0"
         )
-        return "exec sh -c " + shlex.quote(script)
+        return login_shell_command(script)
 
     def run(
         self,

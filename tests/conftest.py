@@ -117,7 +117,7 @@ def sandbox_factory(sandbox_dir: Path) -> Iterator[Callable[..., SSHSandbox]]:
 
     kwargs are the constructor's (``netns``, ``address``, ``user``, ``password``,
     ``extra_config``, ``authorize_client_key``, ``bind_mounts``, ``sudo``,
-    ``sudo_password``). Every sandbox is stopped at teardown,
+    ``sudo_password``, ``login_shell``). Every sandbox is stopped at teardown,
     whatever the test's outcome.
     """
     with ExitStack() as stack:

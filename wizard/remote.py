@@ -209,9 +209,12 @@ echo "MKD-KEY added $akf"
 
 
 def install_command(public_line: str, sshd_config: str) -> str:
-    """The remote command (for the login shell): the script above run by sh."""
-    return " ".join(["sh", "-c", shlex.quote(INSTALL_SCRIPT), "sh",
-                     shlex.quote(public_line.strip()), shlex.quote(sshd_config)])
+    """The remote command (for the login shell, whichever it is): the script above run
+    by sh."""
+    from checks.ssh import login_shell_command
+
+    return login_shell_command(shlex.join(["sh", "-c", INSTALL_SCRIPT, "sh",
+                                           public_line.strip(), sshd_config]))
 
 
 def install_argv(base: list[str], destination: str, public_line: str, sshd_config: str,

@@ -153,10 +153,12 @@ def advice(results: dict) -> Optional[Advice]:
 
 
 def remote_command(adv: Advice, interactive: bool, sshd_config: str = DEFAULT_SSHD_CONFIG) -> str:
-    """The remote command line (one string for the remote login shell)."""
+    """The remote command line (one string for the remote login shell, whichever it is)."""
+    from checks.ssh import login_shell_command
+
     sudo = ["sudo"] if interactive else ["sudo", "-n"]
-    return shlex.join(sudo + ["sh", "-c", APPLY_SCRIPT, "sh", DROPIN, adv.content,
-                              adv.expected, sshd_config])
+    return login_shell_command(shlex.join(sudo + ["sh", "-c", APPLY_SCRIPT, "sh", DROPIN,
+                                                  adv.content, adv.expected, sshd_config]))
 
 
 def outcome_message(returncode: int, output: str) -> str:

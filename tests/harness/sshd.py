@@ -172,6 +172,7 @@ class SSHSandbox:
         bind_mounts: dict[str, Path] | None = None,
         sudo: bool = False,
         sudo_password: bool = False,
+        login_shell: str = "/bin/bash",
     ) -> None:
         self.base_dir = Path(base_dir).absolute()
         self.netns = netns
@@ -197,6 +198,10 @@ class SSHSandbox:
                 raise SSHSandboxError("sudo=True: sudo is not installed (apt-get install sudo)")
             if sudo_password and password is None:
                 raise SSHSandboxError("sudo_password=True needs password= (sudo asks for it)")
+        self.login_shell = login_shell
+        """The sandbox user's login shell (root only), which sshd runs every command with."""
+        if login_shell != "/bin/bash" and not self.is_root:
+            raise SSHSandboxError("login_shell needs root (a private user)")
         self.per_test_home = self.is_root
         """True if :attr:`home` is a per-sandbox directory that tests may break."""
 
@@ -566,7 +571,7 @@ class SSHSandbox:
         self.etc_dir.mkdir(mode=0o755, exist_ok=True)
         files = {
             "passwd": (add(passwd, f"{self.user}:x:{uid}:{uid}:mkdoctor test sandbox:"
-                                   f"{self.home}:/bin/bash"), 0o644),
+                                   f"{self.home}:{self.login_shell}"), 0o644),
             "group": (add(group, f"{self.user}:x:{uid}:"), 0o644),
             "shadow": (add(shadow, f"{self.user}:{crypted}:{days}:0:99999:7:::"), 0o600),
         }
