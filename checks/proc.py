@@ -57,6 +57,7 @@ class ProcessRunner:
         env: Optional[dict[str, str]] = None,
         stdout_path: Optional[str] = None,
         stdin: Optional[int] = None,
+        shown: Optional[str] = None,
     ) -> Completed:
         """Run ``argv`` (never through a shell) for at most ``timeout`` seconds.
 
@@ -67,7 +68,7 @@ class ProcessRunner:
         are gone.
         """
         argv = [str(a) for a in argv]
-        record(shlex.join(argv))
+        record(shown or shlex.join(argv))  # ``shown``: a readable form of the same command
         if self._closed:
             return Completed(argv, None, "", "run deadline passed", timed_out=True)
         out_file = open(stdout_path, "wb") if stdout_path else None

@@ -267,8 +267,12 @@ class SSHClient:
         """
         if not self.connected:
             raise RemoteUnavailable("no SSH connection to the remote host (MK304 passwordless-login)")
-        args = self.mux_args() + list(extra_ssh_args) + ["-T", "--", self.destination, self.wrap(command)]
-        done = self.runner.run(args, timeout, input=input, stdin=stdin)
+        args = self.mux_args() + list(extra_ssh_args) + ["-T", "--", self.destination]
+        body = command if isinstance(command, str) else shlex.join(list(command))
+        # -v shows the script itself, not its encoded form (login_shell_command)
+        shown = shlex.join(args) + " <remote sh script>\n" + body.strip("\n")
+        done = self.runner.run(args + [self.wrap(command)], timeout, input=input, stdin=stdin,
+                               shown=shown)
         return self.parse(done)
 
     def parse(self, done: Completed) -> RemoteResult:

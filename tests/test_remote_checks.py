@@ -17,7 +17,7 @@ import pytest
 
 from tests.harness.netns import Netns
 from tests.harness.sshd import SSHSandbox
-from tests.helpers import by_id, json_report
+from tests.helpers import by_id, json_report, run_mkdoctor
 
 pytestmark = pytest.mark.integration
 
@@ -363,3 +363,15 @@ def test_the_servers_own_authorized_keys_file_is_read(sandbox: SSHSandbox) -> No
     mk305 = checks["MK305"]
     assert mk305["status"] == "pass", mk305
     assert f"~/.ssh/keys_of_{sandbox.user} line 1" in mk305["summary"]
+
+
+def test_verbose_shows_the_remote_script_not_its_encoding(sandbox: SSHSandbox) -> None:
+    """-v lists each remote command as the sh script it runs (what travels is an encoded
+    form that every login shell reads alike: checks.ssh.login_shell_command)."""
+    done = run_mkdoctor("--ssh-config", str(sandbox.client_config), "--host", sandbox.alias,
+                        "--only", "MK304,MK306", "--offline", "-v", "--no-color")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.endswith(f"-- {sandbox.alias} <remote sh script>"))
+    assert lines[at + 1].strip() == """sh -c 'printf "%s\\n" "${SHELL:-}" "$HOME"'"""
+    assert "printf %b" not in done.stdout

@@ -61,7 +61,9 @@ def render_one(report: Report, color: bool, verbose: bool) -> str:
             for d in result.details:
                 out.append(f"      {d}")
             for cmd in result.commands:
-                out.append(f"      $ {cmd}")
+                first, *rest = cmd.splitlines() or [""]
+                out.append(f"      $ {first}")
+                out.extend(f"          {text}" for text in rest)  # a remote script
             if result.traceback:
                 out.extend("      " + t for t in result.traceback.rstrip().splitlines())
     out.append("")
