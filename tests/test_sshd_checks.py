@@ -76,6 +76,10 @@ def test_remote_exposure():
     assert remote_exposure(["10.0.0.5", "8.8.4.4"], "10.0.0.5", "10.0.0.9")[0] is True
     assert remote_exposure([], "10.0.0.5", "8.8.8.8")[0] is True  # we come across the internet
     assert remote_exposure(["127.0.0.1"], "1.1.1.1", "10.0.0.9")[0] is True
+    # a documentation range stands for a public address, and says so
+    exposed, why = remote_exposure(["192.0.2.2"], "192.0.2.2", "10.0.0.9")
+    assert exposed and "192.0.2.2 (an RFC 5737/3849 test range, counted as public)" in why
+    assert "test range" not in remote_exposure(["8.8.4.4"], "8.8.4.4", "10.0.0.9")[1]
 
 
 @pytest.mark.parametrize("text,status,needle", [

@@ -40,16 +40,23 @@ def _kind(address: str) -> Optional[str]:
         return None
 
 
+def _shown(addresses: list[str]) -> str:
+    """Addresses for a summary; a documentation range is said to be one (MK103 does not
+    count it as public, so the two checks would otherwise seem to disagree)."""
+    return ", ".join(a + (" (an RFC 5737/3849 test range, counted as public)"
+                          if _kind(a) == "documentation" else "") for a in addresses)
+
+
 def exposure(addresses: list[str], server_addr: str, client_addr: str) -> tuple[bool, str]:
     """Is the server reachable from the internet? (exposed, the reason) (pure)."""
     public = [a for a in addresses if _kind(a) in INTERNET_KINDS]
     if public:
-        return True, f"the server has a public address: {', '.join(public[:3])}"
+        return True, f"the server has a public address: {_shown(public[:3])}"
     if server_addr and _kind(server_addr) in INTERNET_KINDS:
-        return True, f"we reach the server at a public address ({server_addr})"
+        return True, f"we reach the server at a public address ({_shown([server_addr])})"
     if client_addr and _kind(client_addr) in INTERNET_KINDS:
-        return True, (f"the server sees us coming from a public address ({client_addr}): it is "
-                      "reachable across the internet (port forwarding?)")
+        return True, (f"the server sees us coming from a public address ({_shown([client_addr])}): "
+                      "it is reachable across the internet (port forwarding?)")
     shown = ", ".join(addresses[:4]) or server_addr or "unknown"
     return False, (f"the server is only on private networks (addresses: {shown}; "
                    f"we connect to {server_addr or 'it'} from {client_addr or 'here'})")
