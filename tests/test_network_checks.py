@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-from checks.catalogue.mk102_public_address import BadAnswer, lookup, parse_answer
+from checks.catalogue.mk102_public_address import BadAnswer, Lookup, lookup, parse_answer, unanswered
 from tests.harness.netns import IP, Netns, link
 from tests.helpers import by_id, json_report
 
@@ -42,6 +42,17 @@ def test_parse_answer(body: str, address: str) -> None:
 def test_parse_answer_rejects(body: str) -> None:
     with pytest.raises(BadAnswer):
         parse_answer(body)
+
+
+def test_unanswered_names_the_missing_dns_rather_than_a_timeout() -> None:
+    no_dns = Lookup(failures=[("https://a.example", "the name does not resolve"),
+                              ("https://b.example", "the name does not resolve")])
+    summary, fix = unanswered(no_dns, 5)
+    assert "names do not resolve" in summary and "within" not in summary
+    assert "DNS" in fix
+    mixed = Lookup(failures=[("https://a.example", "the name does not resolve"),
+                             ("https://b.example", "no answer in time")])
+    assert unanswered(mixed, 5)[0] == "skipped: no what-is-my-IP service answered within 5 s"
 
 
 def test_lookup_first_valid_answer_wins_after_a_fast_failure() -> None:

@@ -179,6 +179,18 @@ def lookup(
     return out
 
 
+def unanswered(found: Lookup, timeout: float) -> tuple[str, str]:
+    """The summary and fix when no service answered (pure): when no service name
+    resolved, that is the cause (no DNS: offline, or a captive network), not a timeout."""
+    if found.failures and all(why == "the name does not resolve" for _, why in found.failures):
+        return ("skipped: the what-is-my-IP services' names do not resolve (no DNS: offline?)",
+                "check the internet connection and DNS (a captive portal or VPN may block it), "
+                "or give --offline to skip this lookup")
+    return (f"skipped: no what-is-my-IP service answered within {timeout:g} s",
+            "check the internet connection (a firewall or proxy may block HTTPS), give another "
+            "service with --ip-service URL, or --offline to skip this lookup")
+
+
 def run(ctx) -> Result:
     if ctx.options.offline:
         return skipped("skipped: --offline given; the public address was not looked up",
@@ -194,12 +206,8 @@ def run(ctx) -> Result:
     found = lookup(urls, timeout)
     details = [f"{url}: {why}" for url, why in found.failures]
     if found.address is None:
-        return skipped(
-            f"skipped: no what-is-my-IP service answered within {timeout:g} s",
-            "check the internet connection (a firewall or proxy may block HTTPS), give another "
-            "service with --ip-service URL, or --offline to skip this lookup",
-            details,
-        )
+        summary, fix = unanswered(found, timeout)
+        return skipped(summary, fix, details)
     kind = netinfo.classify(found.address)
     if kind not in ("public", "documentation"):
         details.append(f"{found.address} is {netinfo.KIND_TEXT.get(kind, kind)}: the service "
