@@ -58,13 +58,18 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def add_target_args(p: argparse.ArgumentParser) -> None:
+def add_target_args(p: argparse.ArgumentParser, one_host: bool = False) -> None:
+    """The target flags. ``one_host`` (setup): --hosts-file and --jobs are hidden (setup
+    refuses them with a clear message) and --host is not said to be repeatable."""
     g = p.add_argument_group("target")
     g.add_argument("--profile", metavar="NAME|PATH", help="a saved profile (flags override it)")
     g.add_argument("--host", action="append", default=[], metavar="[USER@]HOST[:PORT]",
-                   help="the remote host, or a Host alias of the ssh config; repeatable")
-    g.add_argument("--hosts-file", metavar="FILE", help="check every host listed in FILE (one per line)")
-    g.add_argument("--jobs", type=int, default=1, metavar="N", help="hosts checked at once (default 1)")
+                   help="the remote host, or a Host alias of the ssh config" +
+                   ("" if one_host else "; repeatable"))
+    g.add_argument("--hosts-file", metavar="FILE", help=argparse.SUPPRESS if one_host else
+                   "check every host listed in FILE (one per line)")
+    g.add_argument("--jobs", type=int, default=1, metavar="N", help=argparse.SUPPRESS if one_host
+                   else "hosts checked at once (default 1)")
     g.add_argument("--ssh-config", metavar="FILE", help="use this ssh client config (ssh -F)")
     g.add_argument("--identity", metavar="FILE", help="the private key to use and check")
     g.add_argument("--kernel", metavar="PATH", help="the kernel executable on the remote host")

@@ -247,6 +247,16 @@ def test_new_key_installed_with_a_working_login(sandbox, tmp_path):
     assert ak.read_text().splitlines().count(new_line) == 1
 
 
+def test_setup_help_shows_only_what_setup_takes(tmp_path):
+    done = run_mkdoctor("setup", "--help", config_dir=tmp_path)
+    assert done.returncode == 0
+    assert "--hosts-file" not in done.stdout and "--jobs" not in done.stdout
+    assert "repeatable" not in done.stdout.split("--ip-service")[0]
+    done = run_mkdoctor("setup", "--yes", "--host", "a", "--host", "b", config_dir=tmp_path,
+                        env={"HOME": str(tmp_path)})
+    assert done.returncode == 2 and "setup configures one host" in done.stderr
+
+
 def test_setup_yes_without_host_names_the_flag(tmp_path):
     done = run_mkdoctor("setup", "--yes", config_dir=tmp_path, env={"HOME": str(tmp_path)})
     assert done.returncode == 2

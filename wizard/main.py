@@ -79,7 +79,7 @@ class StepFailed(Exception):
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="mkdoctor setup", description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_target_args(p)
+    add_target_args(p, one_host=True)
     g = p.add_argument_group("setup")
     g.add_argument("--name", metavar="NAME", help="the profile name and the ssh alias mk-NAME "
                    "(default: from the host)")
