@@ -132,6 +132,7 @@ class AgentKeys:
     available: bool
     keys: list[PublicKey] = field(default_factory=list)
     error: str = ""
+    timed_out: bool = False  # the agent accepted the connection but never answered
 
     @property
     def fingerprints(self) -> set[str]:
@@ -153,6 +154,10 @@ def agent_keys(run: Run) -> AgentKeys:
             except ValueError:
                 continue
         return AgentKeys(True, keys)
+    if done.timed_out:
+        where = os.environ.get("SSH_AUTH_SOCK") or "SSH_AUTH_SOCK"
+        return AgentKeys(False, [], f"the agent at {where} did not answer (ssh-add -L timed out)",
+                         timed_out=True)
     text = (done.stderr or done.stdout).strip()
     if done.returncode == 1 and "no identities" in text.lower():
         return AgentKeys(True, [])
@@ -410,7 +415,13 @@ def assess(info: KeyInfo, destination: str = "HOST") -> list[Finding]:
             f"ssh-keygen -y -f {q} > {qpub}  (then install the right key: "
             f"ssh-copy-id -i {qpub} {destination})"))
     if info.encrypted:
-        if info.agent is not None and not info.agent.available:
+        if info.agent is not None and info.agent.timed_out:
+            out.append(Finding(
+                "fail", f"{info.path} is passphrase-protected and the ssh-agent does not "
+                        f"answer ({info.agent.error}): the front end cannot type a passphrase",
+                f'restart the agent (or log out and in): eval "$(ssh-agent -s)" && '
+                f"{add_command(info.path)}"))
+        elif info.agent is not None and not info.agent.available:
             out.append(Finding(
                 "fail", f"{info.path} is passphrase-protected and no ssh-agent is reachable: "
                         "the front end cannot type a passphrase",

@@ -99,7 +99,7 @@ class ProcessRunner:
             timed_out = False
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            out, err = proc.communicate()
+            out, err = _drain(proc)
             timed_out = True
         finally:
             with self._lock:
@@ -162,7 +162,20 @@ class ProcessRunner:
             _kill_group(proc)
 
 
+def _descendants(pid: int) -> list:
+    """The living descendants of ``pid`` (psutil processes), [] when they cannot be read."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).children(recursive=True)
+    except Exception:  # noqa: BLE001 - no psutil, or the process is gone
+        return []
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the program, its process group, and its descendants that left the group
+    (``setsid``): those would otherwise keep running, and keep our pipes open."""
+    escaped = _descendants(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -170,3 +183,29 @@ def _kill_group(proc: subprocess.Popen) -> None:
             proc.kill()
         except ProcessLookupError:
             pass
+    for child in escaped:
+        try:
+            child.kill()  # psutil checks the PID was not reused
+        except Exception:  # noqa: BLE001 - already gone, or not ours to kill
+            pass
+
+
+def _drain(proc: subprocess.Popen, grace: float = 2.0) -> tuple[bytes, bytes]:
+    """After a kill: the output so far, waiting at most ``grace`` seconds for the pipes
+    to close. A process we could not kill (a double-forked daemon) may still hold them:
+    then they are closed on our side, and the killed program itself is reaped."""
+    try:
+        return proc.communicate(timeout=grace)
+    except subprocess.TimeoutExpired as exc:
+        out, err = exc.stdout or b"", exc.stderr or b""
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        try:
+            if pipe is not None:
+                pipe.close()
+        except OSError:
+            pass
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL already sent
+        pass
+    return out, err
