@@ -241,3 +241,16 @@ def test_outcome_messages():
     assert security.outcome_message(4, "something else").startswith("not applied (exit status 4)")
     adv = security.Advice(["PermitRootLogin no", "PasswordAuthentication no"])
     assert adv.expected == "permitrootlogin no\npasswordauthentication no\n"
+
+
+def test_no_login_means_not_applied_with_sshs_own_words(sandbox_factory, tmp_path):
+    """The connection that must stay open during the change cannot be opened (our key is
+    not accepted): nothing is attempted, and ssh's reason is in the message."""
+    box = sandbox_factory(authorize_client_key=False)
+    cfg = tmp_path / "ssh_config"
+    cfg.write_bytes(box.client_config.read_bytes())
+    ok, message = security.apply(security.Advice(["PermitRootLogin no"]), "sandbox", cfg,
+                                 interactive=False)
+    assert not ok
+    assert message.startswith("not applied: could not open the connection"), message
+    assert "Permission denied" in message

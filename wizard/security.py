@@ -229,10 +229,14 @@ def apply(adv: Advice, alias: str, ssh_config: Optional[Path], interactive: bool
     sock = f"{sock_dir}/cm"
     # The connection that stays open through the change (``-f``: in the background once
     # logged in; ``-O exit`` below ends it).
-    master = _ssh(base + ["-M", "-N", "-f", "-o", "ControlPersist=no", "-S", sock,
-                          "-o", "BatchMode=yes", "--", alias], 60,
-                  stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    master_err = (master.stderr or "").strip()
+    # Its output goes to a file, not a pipe: an ssh that keeps its standard streams open
+    # once in the background (older OpenSSH) would hold a pipe open until it ends.
+    with open(f"{sock_dir}/master.log", "w+") as log:
+        master = _ssh(base + ["-M", "-N", "-f", "-o", "ControlPersist=no", "-S", sock,
+                              "-o", "BatchMode=yes", "--", alias], 60,
+                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        log.seek(0)
+        master_err = log.read().strip()
     if master.returncode != 0:
         shutil.rmtree(sock_dir, ignore_errors=True)
         return False, ("not applied: could not open the connection that stays open during "
