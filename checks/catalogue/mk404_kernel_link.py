@@ -141,9 +141,11 @@ def run(ctx) -> Result:
                 ctx.ssh.control("cancel", "-R", spec, timeout=5)
             except Exception:  # noqa: BLE001 - cleanup goes on
                 pass
-        leftovers = _end_remote_kernel(ctx, linkname)
-        output = _read(log)
-        _rmtree(tmp)
+        try:
+            leftovers = _end_remote_kernel(ctx, linkname)
+        finally:  # past the deadline that raises: the log and temp dir still go
+            output = _read(log)
+            _rmtree(tmp)
     shown = [f"  {ln}" for ln in output.strip().splitlines()[-6:]]
     states = listener.states
     got = [p for p in ports if states[p].peers]
