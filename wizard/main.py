@@ -542,21 +542,33 @@ class Wizard:
             return
         passphrase = False
         if self.ask.interactive:
+            # A passphrase key works for the front end only through an agent: with none
+            # answering here, it is not the recommended choice.
+            agent = keys.agent_keys(run)
             self.say("  passphrase + ssh-agent: a copied key file is useless without the "
                      "passphrase; unlock it once per session with ssh-add")
             self.say("  no passphrase: the front end can use it without an agent, but anyone "
                      "who copies the file can log in")
+            if not agent.available:
+                self.say(f"  note: no ssh-agent answers here ({agent.error or 'SSH_AUTH_SOCK is not set'}); "
+                         "start one first (eval \"$(ssh-agent -s)\", or your desktop's) "
+                         "for a passphrase key")
+            with_agent = ("passphrase + ssh-agent (recommended)" if agent.available else
+                          "passphrase + ssh-agent (no agent runs here: setup stops)")
             passphrase = self.ask.select(
                 "Protect the new key with a passphrase?",
-                [(True, "passphrase + ssh-agent (recommended)"), (False, "no passphrase")],
-                True, "--new-key") is True
+                [(True, with_agent), (False, "no passphrase")],
+                agent.available, "--new-key") is True
         path = remote.new_key_path(self.alias)
         comment = f"mkdoctor {self.alias}"
         remote.create_key(path, comment, passphrase, self.journal.before_change)
         self.say(f"  created {path} (ed25519{', passphrase' if passphrase else ', no passphrase'})")
         if passphrase and not remote.add_to_agent(path):
-            self.say(f"  warning: the key is not in the agent; the front end needs it there: "
-                     f"{keys.add_command(path)}")
+            # The key would not log in without a prompt (MK202/MK304): stop here, before
+            # anything is installed on the server; the new key is rolled back.
+            raise StepFailed(f"the new key could not be added to an ssh-agent, and the front "
+                             f"end cannot type its passphrase: start an agent (eval "
+                             f"\"$(ssh-agent -s)\") and run setup again, or choose no passphrase")
         self.identity = path
         self.public_line = Path(str(path) + ".pub").read_text().strip()
 
