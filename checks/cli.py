@@ -58,17 +58,17 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def add_target_args(p: argparse.ArgumentParser, one_host: bool = False) -> None:
-    """The target flags. ``one_host`` (setup): --hosts-file and --jobs are hidden (setup
-    refuses them with a clear message) and --host is not said to be repeatable."""
+def add_target_args(p: argparse.ArgumentParser, for_setup: bool = False) -> None:
+    """The target flags. ``for_setup``: hosts are set up one after another, so
+    --jobs is hidden."""
     g = p.add_argument_group("target")
     g.add_argument("--profile", metavar="NAME|PATH", help="a saved profile (flags override it)")
     g.add_argument("--host", action="append", default=[], metavar="[USER@]HOST[:PORT]",
-                   help="the remote host, or a Host alias of the ssh config" +
-                   ("" if one_host else "; repeatable"))
-    g.add_argument("--hosts-file", metavar="FILE", help=argparse.SUPPRESS if one_host else
-                   "check every host listed in FILE (one per line)")
-    g.add_argument("--jobs", type=int, default=1, metavar="N", help=argparse.SUPPRESS if one_host
+                   help="the remote host, or a Host alias of the ssh config; repeatable" +
+                   (" (one setup after another)" if for_setup else ""))
+    g.add_argument("--hosts-file", metavar="FILE", help="every host listed in FILE (one per line)"
+                   if for_setup else "check every host listed in FILE (one per line)")
+    g.add_argument("--jobs", type=int, default=1, metavar="N", help=argparse.SUPPRESS if for_setup
                    else "hosts checked at once (default 1)")
     g.add_argument("--ssh-config", metavar="FILE", help="use this ssh client config (ssh -F)")
     g.add_argument("--identity", metavar="FILE", help="the private key to use and check")

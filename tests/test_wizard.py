@@ -11,6 +11,7 @@ config used here names its known_hosts file explicitly.
 from __future__ import annotations
 
 import json
+import socket
 import shutil
 import stat
 import subprocess
@@ -247,14 +248,19 @@ def test_new_key_installed_with_a_working_login(sandbox, tmp_path):
     assert ak.read_text().splitlines().count(new_line) == 1
 
 
-def test_setup_help_shows_only_what_setup_takes(tmp_path):
+def test_setup_help_and_several_hosts_usage(tmp_path):
     done = run_mkdoctor("setup", "--help", config_dir=tmp_path)
     assert done.returncode == 0
-    assert "--hosts-file" not in done.stdout and "--jobs" not in done.stdout
-    assert "repeatable" not in done.stdout.split("--ip-service")[0]
-    done = run_mkdoctor("setup", "--yes", "--host", "a", "--host", "b", config_dir=tmp_path,
-                        env={"HOME": str(tmp_path)})
-    assert done.returncode == 2 and "setup configures one host" in done.stderr
+    assert "--hosts-file" in done.stdout and "--jobs" not in done.stdout
+    env = {"HOME": str(tmp_path)}
+    for extra, words in ((["--host", "carol@ws2", "--name", "x"], "--name applies to one host"),
+                         (["--host", "alice@ws"], "would both be set up as profile 'ws'"),
+                         (["--host", "-bad"], "--host")):
+        done = run_mkdoctor("setup", "--yes", "--offline", "--host", "bob@ws", *extra,
+                            config_dir=tmp_path, env=env)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert words in done.stderr and done.stderr.count("\n") == 1, done.stderr
+        assert "===" not in done.stdout  # refused before any setup started
 
 
 def test_setup_yes_without_host_names_the_flag(tmp_path):
@@ -281,3 +287,43 @@ def test_answers_file(tmp_path):
     answers.write_text('bogus = 1\n')
     done = run_mkdoctor("setup", "--answers", str(answers), config_dir=tmp_path)
     assert done.returncode == 2 and "unknown key 'bogus'" in done.stderr
+
+
+def test_several_hosts_are_set_up_one_after_another(sandbox_factory, tmp_path):
+    """--hosts-file with two real servers and one that is down: each server gets its own
+    profile and Host block from one ssh config, the one that is down fails on its own,
+    the summary names each, and the exit status is the worst (1)."""
+    config = ""
+    for alias in ("ws-a", "ws-b"):
+        kernels = tmp_path / f"kernels-{alias}"
+        install_standin(kernels, "Mathematica/14.1/Executables/WolframKernel")
+        box = sandbox_factory(bind_mounts={"/usr/local/Wolfram": kernels})
+        config += box.client_config.read_text().replace(f"Host {box.alias}\n", f"Host {alias}\n")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    config += (f"Host ws-down\n    HostName 127.0.0.1\n    Port {dead}\n    User nobody\n"
+               f"    IdentityFile {box.client_key}\n")
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(config)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# the lab\nws-a\nws-down   # switched off\n")
+    confdir = tmp_path / "conf"
+    env = {"HOME": str(tmp_path / "home")}
+    done = run_mkdoctor("setup", "--yes", "--ssh-config", str(cfg), "--offline", "--mode",
+                        "tunnel", "--host", "ws-b", "--hosts-file", str(hosts),
+                        config_dir=confdir, env=env, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert [ln for ln in done.stdout.splitlines() if ln.startswith("=== ")] == [
+        "=== mkdoctor setup 1/3: ws-b ===", "=== mkdoctor setup 2/3: ws-a ===",
+        "=== mkdoctor setup 3/3: ws-down ==="]
+    assert done.stdout.rstrip().splitlines()[-1] == (
+        "mkdoctor setup: ws-b: set up; ws-a: set up; ws-down: FAILED (see above)")
+    assert sorted(p.name for p in (confdir / "profiles").iterdir()) == ["ws-a.toml", "ws-b.toml"]
+    text = cfg.read_text()
+    assert "Host mk-ws-a\n" in text and "Host mk-ws-b\n" in text and "mk-ws-down" not in text
+    for name in ("ws-a", "ws-b"):
+        report, _ = json_report("--profile", name, "--only", "MK304,MK401,MK402,MK501",
+                                "--offline", config_dir=confdir, env=env)
+        assert {c["id"]: c["status"] for c in report["checks"]} == dict.fromkeys(
+            ["MK304", "MK401", "MK402", "MK501"], "pass"), report

@@ -79,7 +79,7 @@ class StepFailed(Exception):
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="mkdoctor setup", description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_target_args(p, one_host=True)
+    add_target_args(p, for_setup=True)
     g = p.add_argument_group("setup")
     g.add_argument("--name", metavar="NAME", help="the profile name and the ssh alias mk-NAME "
                    "(default: from the host)")
@@ -140,12 +140,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(list(argv))
     if args.answers:
+        command_line_hosts = list(args.host)
         merged = answers_argv(args.answers) + list(argv)
         args = parser.parse_args(merged)
-        if len(args.host) > 1:  # the command line's --host wins over the file's
-            args.host = args.host[-1:]
-    if len(args.host) > 1 or args.hosts_file:
-        raise UsageError("setup configures one host: give --host once (no --hosts-file)")
+        if command_line_hosts:  # the command line's --host wins over the file's
+            args.host = command_line_hosts
     if args.name is not None:
         from checks.profile import NAME_RE
 
@@ -164,6 +163,54 @@ def main(argv: Sequence[str]) -> int:
     if not unattended and not interactive():
         raise UsageError("setup asks questions and there is no terminal (or CI is set): run "
                          "it unattended with --yes --host USER@HOST[:PORT] (or --answers FILE.toml)")
+    hosts = list(args.host)
+    if args.hosts_file:
+        from checks.cli import read_hosts_file
+
+        hosts += read_hosts_file(args.hosts_file)
+    if len(hosts) > 1:
+        return setup_many(args, hosts, unattended)
+    args.host, args.hosts_file = hosts, None
+    return setup_one(args, unattended)
+
+
+def setup_many(args: argparse.Namespace, hosts: list[str], unattended: bool) -> int:
+    """Several hosts (--host repeated, --hosts-file): one setup after another, each with
+    its own profile and ``Host mk-NAME`` block named after the host. One after another,
+    never at once: they write the same ssh config, and the questions need the terminal.
+    Exit status: the worst of them (2 > 1 > 0); Ctrl-C stops at once (130)."""
+    for flag, value in (("--name", args.name), ("--accept-host-key", args.accept_host_key),
+                        ("--profile", args.profile)):
+        if value:
+            raise UsageError(f"{flag} applies to one host; with several, each profile is named "
+                             "after its host (give each a Host alias to choose the names)")
+    targets = [parse_host(h) for h in hosts]  # every host checked before any setup starts
+    names: dict[str, str] = {}
+    for host, target in zip(hosts, targets):
+        name = default_name(target)
+        if name in names:
+            raise UsageError(f"{names[name]} and {host} would both be set up as profile "
+                             f"{name!r}: give them distinct Host aliases in the ssh config")
+        names[name] = host
+    outcome: list[tuple[str, int]] = []
+    for i, host in enumerate(hosts, 1):
+        print(f"\n=== mkdoctor setup {i}/{len(hosts)}: {host} ===", flush=True)
+        one = copy.copy(args)
+        one.host, one.hosts_file = [host], None
+        try:
+            rc = setup_one(one, unattended)
+        except UsageError as exc:
+            print(f"mkdoctor setup: error: {host}: {exc}", file=sys.stderr)
+            rc = EXIT_USAGE
+        if rc == EXIT_INTERRUPTED:
+            return rc
+        outcome.append((host, rc))
+    words = {EXIT_OK: "set up", EXIT_FAIL: "FAILED (see above)", EXIT_USAGE: "needs a flag (see above)"}
+    print("\nmkdoctor setup: " + "; ".join(f"{h}: {words.get(rc, rc)}" for h, rc in outcome))
+    return max(rc for _, rc in outcome)
+
+
+def setup_one(args: argparse.Namespace, unattended: bool) -> int:
     wizard = Wizard(args, Asker(not unattended))
     try:
         return wizard.run()
