@@ -287,6 +287,12 @@ def cmd_config(argv: Sequence[str]) -> int:
     return config_main(argv)
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (``\\n``): an
+    error message quotes what the user typed, and must stay one line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv or "--verbose" in argv
@@ -299,7 +305,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    "list": cmd_list, "explain": cmd_explain}[command]
         return handler(rest)
     except UsageError as exc:
-        print(f"mkdoctor: error: {exc}", file=sys.stderr)
+        print(f"mkdoctor: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("mkdoctor: interrupted", file=sys.stderr)

@@ -9,6 +9,8 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from checks.registry import check_ids
 from tests.helpers import ROOT, json_report, mkdoctor_env, run_mkdoctor
@@ -64,6 +66,7 @@ def test_help_and_version_import_nothing_heavy():
     (["--offline", "setup", "--yes"], "'setup' is a command: put it first"),
     (["--no-color", "config", "show"], "'config' is a command: put it first"),
     (["stray"], "unrecognized arguments: stray"),
+    (["--profile", "x\ny"], "--profile x\\ny: no such profile"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(args, words):
     done = run_mkdoctor(*args)
@@ -204,3 +207,49 @@ def test_hosts_file(tmp_path):
     assert len(data["reports"]) == 2
     hosts.write_text("-oProxyCommand=x\n")
     assert run_mkdoctor("--hosts-file", str(hosts)).returncode == 2
+
+
+_FLAGS = ["--profile", "--host", "--hosts-file", "--jobs", "--ssh-config", "--identity",
+          "--kernel", "--mode", "--link-ports", "--link-host", "--sshd-config", "--ip-service",
+          "--timeout", "--kernel-timeout", "--deadline", "--only", "--skip", "--format", "--output"]
+_values = st.one_of(st.text(max_size=12), st.sampled_from(
+    ["", "-", "--", "0", "-1", "1e9", "nan", "inf", "70000,1", "MK201", "json", "/", "/dev/null",
+     "a b", "x\x00y", "\udcff", "line\nbreak"]))
+_argv = st.lists(st.one_of(st.tuples(st.sampled_from(_FLAGS), _values).map(list),
+                           st.sampled_from(["--strict", "-v", "--no-color"]).map(lambda b: [b])),
+                 max_size=5).map(lambda xs: [a for x in xs for a in x])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from([[], ["list"], ["explain"], ["config", "show"]]), _argv)
+def test_any_flags_give_a_result_or_one_line_error_never_a_traceback(tmp_path_factory, command, argv):
+    """Fuzzed command lines (in-process; only MK201 runs, offline): exit 0, 1 or 2, never an
+    internal error, and a usage error is one line even when the input has a line break."""
+    import contextlib
+    import io
+    import os
+
+    from checks import cli
+
+    home = tmp_path_factory.mktemp("fuzz")
+    full = command + argv + ([] if command else ["--offline", "--only", "MK201"])
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in ("HOME", "MKDOCTOR_CONFIG_DIR")}
+    os.environ.update(HOME=str(home), MKDOCTOR_CONFIG_DIR=str(home / "cfg"))
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = cli.main(full)
+            except SystemExit as exc:  # --help/--version style exits
+                rc = exc.code
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    text = err.getvalue()
+    assert "internal error" not in text and "Traceback" not in text, (full, text)
+    assert rc in (0, 1, 2), (full, rc, text)
+    if rc == 2:
+        assert text.strip().count("\n") == 0, (full, text)

@@ -200,7 +200,9 @@ def setup_many(args: argparse.Namespace, hosts: list[str], unattended: bool) -> 
         try:
             rc = setup_one(one, unattended)
         except UsageError as exc:
-            print(f"mkdoctor setup: error: {host}: {exc}", file=sys.stderr)
+            from checks.cli import one_line
+
+            print(f"mkdoctor setup: error: {one_line(f'{host}: {exc}')}", file=sys.stderr)
             rc = EXIT_USAGE
         if rc == EXIT_INTERRUPTED:
             return rc
