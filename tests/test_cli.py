@@ -236,6 +236,8 @@ def test_any_flags_give_a_result_or_one_line_error_never_a_traceback(tmp_path_fa
     out, err = io.StringIO(), io.StringIO()
     saved = {k: os.environ.get(k) for k in ("HOME", "MKDOCTOR_CONFIG_DIR")}
     os.environ.update(HOME=str(home), MKDOCTOR_CONFIG_DIR=str(home / "cfg"))
+    cwd = os.getcwd()
+    os.chdir(home)  # --output FILE lands here, not in the checkout
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -243,6 +245,7 @@ def test_any_flags_give_a_result_or_one_line_error_never_a_traceback(tmp_path_fa
             except SystemExit as exc:  # --help/--version style exits
                 rc = exc.code
     finally:
+        os.chdir(cwd)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
