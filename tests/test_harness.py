@@ -327,10 +327,14 @@ def test_skipped_integration_test_fails_in_ci(tmp_path: Path, ci: str, expected_
         def test_plain_skip():
             pass
     """))
+    # An empty ini file of its own keeps the project's configuration out; some pytest releases
+    # refuse "-c /dev/null" ("unsupported format"), which broke this test in CI once.
+    ini = tmp_path / "pytest.ini"
+    ini.write_text("[pytest]\nmarkers =\n    integration: needs a real sshd\n")
     env = {**os.environ, "CI": ci}
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
-         "--rootdir", str(tmp_path), "-c", "/dev/null", str(tmp_path)],
+         "--rootdir", str(tmp_path), "-c", str(ini), str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == expected_rc, done.stdout + done.stderr
     assert ("SKIPPED IN CI" in done.stdout) == bool(ci)
