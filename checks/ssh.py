@@ -363,15 +363,16 @@ def endpoint(client: SSHClient, timeout: float = 5.0) -> Endpoint:
     proxy = (cfg.get("proxycommand") or [""])[0]
     if jump and jump.lower() != "none":
         jhost, jport = parse_jump(jump)
-        if jport is None:
-            # The jump host's own port comes from the ssh config for that name.
-            sub = SSHClient(jhost, client.runner, ssh_config=client.ssh_config)
-            try:
-                jcfg = sub.config(timeout)
+        # The jump host may be a Host alias: its HostName (and, when the value gave no
+        # port, its Port) come from the ssh config for that name, as ssh itself reads it.
+        sub = SSHClient(jhost, client.runner, ssh_config=client.ssh_config)
+        try:
+            jcfg = sub.config(timeout)
+            if jport is None:
                 jport = int((jcfg.get("port") or ["22"])[0])
-                jhost = (jcfg.get("hostname") or [jhost])[0]
-            except RemoteUnavailable:
-                jport = 22
+            jhost = (jcfg.get("hostname") or [jhost])[0]
+        except RemoteUnavailable:
+            jport = 22 if jport is None else jport
         return Endpoint(jhost, jport, via=f"ProxyJump {jump}", final_host=host)
     if proxy and proxy.lower() != "none":
         return Endpoint(host, port, proxycommand=proxy, final_host=host)

@@ -205,6 +205,37 @@ def test_proxyjump_skips_host_key_check_and_still_logs_in(sandbox: SSHSandbox) -
     assert checks["MK304"]["status"] == "pass", checks["MK304"]
 
 
+def test_proxyjump_alias_with_port_resolves_the_alias_hostname(sandbox: SSHSandbox) -> None:
+    """``ProxyJump jump.alias.invalid:PORT`` where the jump host is a Host alias whose
+    HostName is the real address: ssh connects to that HostName on PORT (the alias's own
+    Port is overridden), so MK301 resolves the HostName and MK302 tries PORT."""
+    config = sandbox.client_config.read_text()
+    jump = (config.replace("Host sandbox", "Host jump.alias.invalid", 1)
+            .replace(f"Port {sandbox.port}", "Port 1", 1))
+    sandbox.client_config.write_text(config.replace(
+        "Host sandbox\n", f"Host sandbox\n    ProxyJump jump.alias.invalid:{sandbox.port}\n", 1) + jump)
+    assert sandbox.ssh("true").returncode == 0  # what real ssh does with it
+    checks, _ = report(sandbox, only="MK301,MK302,MK303,MK304")
+    mk301 = checks["MK301"]
+    assert mk301["status"] == "pass", mk301
+    assert "127.0.0.1 (first hop, ProxyJump jump.alias.invalid:" in mk301["summary"]
+    assert checks["MK302"]["status"] == "pass", checks["MK302"]
+    assert checks["MK304"]["status"] == "pass", checks["MK304"]
+
+
+@pytest.mark.parametrize("value", ["nosuchjump.invalid", "nosuchjump.invalid:2222"])
+def test_unresolvable_jump_host_is_named(sandbox: SSHSandbox, value: str) -> None:
+    config = sandbox.client_config.read_text()
+    sandbox.client_config.write_text(
+        config.replace("Host sandbox\n", f"Host sandbox\n    ProxyJump {value}\n", 1))
+    checks, _ = report(sandbox, "--timeout", "3", only="MK301,MK302,MK303,MK304")
+    mk301 = checks["MK301"]
+    assert mk301["status"] == "fail", mk301
+    assert mk301["summary"] == "nosuchjump.invalid does not resolve: no such name"
+    assert "ProxyJump" in mk301["fix"] and "nosuchjump.invalid" in mk301["fix"]
+    assert checks["MK302"]["status"] == "skip" and "MK301" in checks["MK302"]["summary"]
+
+
 # --- MK304 ----------------------------------------------------------------------------------
 
 

@@ -13,13 +13,14 @@ most the step timeout.
 from __future__ import annotations
 
 import ipaddress
+import shlex
 import socket
 import threading
 from dataclasses import dataclass, field
 
 from checks.model import Check, Result, failed, needs_target, passed, skipped
 from checks.proc import record
-from checks.ssh import Endpoint, RemoteUnavailable, endpoint
+from checks.ssh import Endpoint, RemoteUnavailable, endpoint, parse_jump
 
 
 @dataclass
@@ -117,11 +118,17 @@ def run(ctx) -> Result:
                       addresses=res.addresses, **facts)
     details.append(res.message)
     if res.kind == "no-such-name":
+        if ep.via:
+            jname = parse_jump(ep.via.split(" ", 1)[1])[0]
+            where = (f"the first jump host of `{ep.via}` for `{dest}`, or the HostName of its "
+                     f"own Host block: ssh -G {shlex.quote(jname)} | grep -i '^hostname'")
+        else:
+            where = (f"the HostName of `{dest}` in your ssh config: "
+                     f"ssh -G {dest} | grep -i '^hostname'")
         return failed(
             f"{ep.host} does not resolve: no such name",
-            f"check the spelling of {ep.host} (the HostName of `{dest}` in your ssh config: "
-            f"ssh -G {dest} | grep -i '^hostname'); a name known only inside a VPN or LAN "
-            "needs that VPN connected, or an /etc/hosts entry",
+            f"check the spelling of {ep.host} ({where}); a name known only inside a VPN or "
+            "LAN needs that VPN connected, or an /etc/hosts entry",
             details, reason=res.kind, **facts,
         )
     if res.kind in ("dns-failure", "timeout"):
