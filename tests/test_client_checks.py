@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -261,6 +262,124 @@ def test_mk204_skips_when_the_rules_cannot_be_read():
     assert check["status"] == "skip"
     assert "cannot read the firewall rules" in check["summary"]
     assert "Permission denied" in check["summary"] or "not permitted" in check["summary"]
+
+
+# --- MK205 local-sshd: a program named sshd that another user started ---------------------------
+
+# Stands for an attacker's program named sshd: run with -T, as MK205 runs an sshd, it leaves
+# a marker and claims a safe configuration; otherwise it waits, like a server.
+FAKE_SSHD = r"""
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-T")) {
+            FILE *f = fopen(MARKER, "w");
+            if (f) fclose(f);
+            puts("permitrootlogin no\npasswordauthentication no");
+            return 0;
+        }
+    sleep(120);
+    return 0;
+}
+"""
+
+
+def fake_sshd_block(details: list[str], pid: int) -> list[str]:
+    """MK205's detail lines about the server with this pid (its line and the indented ones)."""
+    start = next((i for i, d in enumerate(details) if d.startswith(f"sshd pid {pid} (")), None)
+    assert start is not None, details
+    block = [details[start]]
+    for d in details[start + 1:]:
+        if not d.startswith(" "):
+            break
+        block.append(d)
+    return block
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", ["nobody's program", "root's program in a world-writable directory",
+                                  "root's program in root's directory"])
+def test_mk205_never_runs_another_users_sshd(tmp_path, case):
+    """Root runs MK205 while the user nobody runs a program named sshd: that program is not
+    run (it would run as root); its -f file is still judged. The control case — the same
+    program where only root can change it — is run, so the marker does detect a run."""
+    import pwd
+    import tempfile
+
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("gcc"):
+        pytest.skip("needs root, setpriv and gcc")
+    marker = tmp_path / "ran-as-root"
+    source = tmp_path / "fake_sshd.c"
+    source.write_text(FAKE_SSHD)
+    trusted = case == "root's program in root's directory"
+    where = Path(tempfile.mkdtemp(prefix="mkd-fake-sshd-",
+                                  dir=pwd.getpwuid(0).pw_dir if trusted else None))
+    proc = None
+    try:
+        os.chmod(where, 0o700 if trusted else 0o777)
+        fake, config = where / "sshd", where / "sshd_config"
+        subprocess.run(["gcc", "-O", f'-DMARKER="{marker}"', "-o", str(fake), str(source)], check=True)
+        config.write_text("PermitRootLogin yes\nPasswordAuthentication no\n")
+        os.chmod(fake, 0o755)
+        os.chmod(config, 0o644)
+        if case == "nobody's program":
+            os.chown(fake, 65534, 65534)
+            os.chown(config, 65534, 65534)
+        proc = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                 str(fake), "-D", "-f", str(config)], stdin=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                if os.readlink(f"/proc/{proc.pid}/exe") == str(fake):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.05)
+        else:
+            pytest.fail("the fake sshd did not start")
+        report, _ = json_report("--only", "MK205", "--offline")
+        check = by_id(report)["MK205"]
+        block = fake_sshd_block(check["details"], proc.pid)
+        if trusted:  # the control: this program may be run, and it was
+            assert marker.exists(), block
+            assert any("source: sshd -T on this computer" in d for d in block), block
+            return
+        assert not marker.exists(), f"{fake} was run as root: {block}"
+        assert check["status"] == "fail", check
+        assert block[1].startswith("  fail: root may log in"), block
+        why = ("belongs to nobody (uid 65534), not to root or you" if case == "nobody's program"
+               else f"the directory {where} is writable by group or others (mode 0777)")
+        source_line = next(d for d in block if "source:" in d)
+        assert f"its program {fake} was not run as sshd -T: " in source_line, block
+        assert why in source_line, source_line
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait(timeout=5)
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def test_trusted_binary_follows_sshds_strict_modes(tmp_path):
+    """The rule on real files: a program others can change is never run."""
+    from checks.catalogue.mk205_local_sshd import trusted_binary
+
+    assert trusted_binary("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else sys.executable)[1] == ""
+    assert "not an absolute path" in trusted_binary("sshd")[1]
+    safe = Path(os.path.realpath(tmp_path)) / "bin"
+    safe.mkdir(mode=0o755)
+    prog = safe / "sshd"
+    prog.write_bytes(b"#!/bin/sh\n")
+    prog.chmod(0o775)
+    assert "writable by group or others (mode 0775)" in trusted_binary(str(prog))[1]
+    link = tmp_path / "link-to-sshd"
+    link.symlink_to(prog)
+    # a link is resolved: the file it names is judged (and, when safe, is what runs)
+    assert trusted_binary(str(link)) == trusted_binary(str(prog))
+    prog.chmod(0o755)
+    safe.chmod(0o777)
+    assert trusted_binary(str(prog))[1] == f"the directory {safe} is writable by group or others (mode 0777)"
+    assert "not a regular file" in trusted_binary(str(safe))[1]
 
 
 # --- running as an unprivileged user ---------------------------------------------------------

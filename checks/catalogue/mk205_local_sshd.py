@@ -12,6 +12,10 @@ that listen on a TCP socket or carry the ``[listener]`` title, not the per-conne
 children (``sshd: alice@pts/0``, ``[priv]``, ``[net]``, ``[accepted]``); the configuration
 is the ``-f`` argument, else the platform's default. Each server is judged with its own
 ``sshd -T -C ... -f FILE`` when this user may run it (root), else by evaluating the file.
+A process named ``sshd`` can be anyone's program, so its binary is run only when it is
+safe to (:func:`trusted_binary`, the rule of sshd's own StrictModes): the file and every
+directory above it owned by root or by this user and writable by nobody else. Otherwise
+the file is evaluated instead and the details say why; the ``-f`` file is only read.
 The connection judged is one from the internet (203.0.113.1, a documentation address)
 when the server listens beyond loopback, from 127.0.0.1 otherwise.
 
@@ -22,6 +26,8 @@ someone connects; this check then passes (nothing listens as sshd).
 from __future__ import annotations
 
 import os
+import shlex
+import stat
 import sys
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -186,15 +192,71 @@ def connection(server: LocalSshd, user: str, exposed: bool) -> Connection:
     return Connection(user, INTERNET_CLIENT, INTERNET_CLIENT, laddr, port, local_groups(user))
 
 
+def trusted_binary(path: str) -> tuple[str, str]:
+    """``(file to run, "")`` when ``path`` is safe for this user to execute, else ``("", why)``.
+
+    The path comes from a process named sshd, which any user can start (a copy of any
+    program named sshd): running it as root would run that user's program with root's
+    rights. Like sshd's StrictModes: symbolic links resolved (the resolved file is what
+    runs, so a link cannot be swapped afterwards), a regular file, and it and every
+    directory above it owned by root or by this user and writable by neither group nor
+    others. Windows: only files under %SystemRoot% or %ProgramFiles%, which only
+    administrators can change.
+    """
+    if not path or not os.path.isabs(path):
+        return "", f"{path or 'its program'} is not an absolute path"
+    real = os.path.realpath(path)
+    if os.name == "nt":
+        roots = [os.path.normcase(os.path.realpath(r)) + os.sep for r in
+                 (os.environ.get("SystemRoot", r"C:\Windows"),
+                  os.environ.get("ProgramFiles", r"C:\Program Files")) if r]
+        if any(os.path.normcase(real).startswith(r) for r in roots):
+            return real, ""
+        return "", f"{real} is outside %SystemRoot% and %ProgramFiles%"
+    owners = {0, os.geteuid()}
+    here = real
+    while True:
+        try:
+            st = os.stat(here)
+        except OSError as exc:
+            return "", f"{here}: {exc.strerror}"
+        if here == real and not stat.S_ISREG(st.st_mode):
+            return "", f"{real} is not a regular file"
+        what = "it" if here == real else f"the directory {here}"
+        if st.st_uid not in owners:
+            return "", f"{what} belongs to {_user(st.st_uid)}, not to root or you"
+        if st.st_mode & 0o022:
+            return "", f"{what} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+        parent = os.path.dirname(here)
+        if parent == here:
+            return real, ""
+        here = parent
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
 def effective(ctx, server: LocalSshd, conn: Connection) -> EffectiveConfig:
-    """``sshd -T`` for this server when permitted, else the evaluator."""
-    done = ctx.run_local([server.binary, "-T", "-C", conn.spec(), "-f", server.config])
-    if done.returncode == 0 and "permitrootlogin" in done.stdout:
+    """``sshd -T`` for this server when permitted and its binary is safe to run, else the
+    evaluator (the ``-f`` file is read, never run)."""
+    binary, unsafe = trusted_binary(server.binary)
+    done = None if unsafe else ctx.run_local([binary, "-T", "-C", conn.spec(), "-f", server.config])
+    if done is not None and done.returncode == 0 and "permitrootlogin" in done.stdout:
         cfg = oracle_config(done.stdout, "sshd -T on this computer")
     else:
-        lines = (done.stderr or done.stdout).strip().splitlines()
         cfg = evaluate(server.config, local_loader(), conn)
-        cfg.source += f" (sshd -T was not possible: {lines[-1] if lines else 'no output'})"
+        if done is None:
+            cfg.source += (f" (its program {server.binary} was not run as sshd -T: {unsafe}; "
+                           "running it could run another user's program)")
+        else:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            cfg.source += f" (sshd -T was not possible: {lines[-1] if lines else 'no output'})"
     cfg.place, cfg.main = "this computer", server.config
     return cfg
 
@@ -235,7 +297,7 @@ def run(ctx) -> Result:
         details += [f"    {d}" for d in describe_source(cfg_user)]
         if cfg_user.problems and order[worst[0]] < order[Status.WARN]:
             worst = (Status.WARN, f"{server.config} has problems sshd would refuse: "
-                     f"{cfg_user.problems[0]}", f"sudo sshd -t -f {server.config}")
+                     f"{cfg_user.problems[0]}", f"sudo sshd -t -f {shlex.quote(server.config)}")
     if len(servers) > MAX_SERVERS:
         details.append(f"... and {len(servers) - MAX_SERVERS} more sshd processes, not judged")
     if judged == 0:
