@@ -15,14 +15,22 @@ uses, with the documented command-line behaviour:
   ``$ProcessorCount``, ``ToString``, ``Print``, ``WriteString[$Output, ...]``,
   ``Exit[]``/``Exit[n]``, ``;`` sequencing. Then, like the console kernel, it reads
   further input from stdin until end of file.
-- ``-wstp`` ("Communicate only via WSTP", WolframKernel.html) and its pre-version-10 name
-  ``-mathlink`` (MathKernel.html), with the WSTP link options ``-linkmode``,
-  ``-linkname``, ``-linkprotocol`` (reference.wolfram.com/language/ref/c/
-  WSOpenArgcArgv.html: "-linkname", "-linkprotocol", ...; "not sensitive to the case of
-  argument names") and ``-linkhost``. ``-linkmode connect -linkprotocol tcpip
-  -linkname "p1@h,p2@h"`` connects to both ports (a TCPIP link name is two ports,
-  reference.wolfram.com/language/ref/LinkProtocol.html) and stays connected until the
-  other side closes a connection, or for ``STANDIN_LINK_TIMEOUT`` seconds (default 120).
+- ``-wstp`` ("Communicate only via WSTP", WolframKernel.html) and its MathLink-era name
+  ``-mathlink`` (``"/usr/local/bin/math -mathlink"`` in the example of
+  reference.wolfram.com/language/ref/c/WSOpenString.html), with the link options:
+  ``-linkname`` and ``-linkprotocol`` are the arguments WSOpenArgcArgv() recognises, and it
+  "is not sensitive to the case of argument names" and "ignores argument names that it does
+  not recognize" (reference.wolfram.com/language/ref/c/WSOpenArgcArgv.html); ``-linkmode``
+  (listen, connect, launch) is one of the "standard MathLink/WSTP specifications for
+  establishing a link" (reference.wolfram.com/language/NETLink/ref/net/html/
+  M_Wolfram_NETLink_MathLinkFactory_CreateKernelLink_1.htm). ``-linkhost`` is in no Wolfram
+  reference page we found: it is in the front end's default remote launch command
+  (observed; see checks/launch.py), and the stand-in uses it only as the host of a link
+  name that names none. ``-linkmode connect -linkprotocol tcpip -linkname "p1@h,p2@h"``
+  connects to both ports (a TCPIP link name is two ports, "port1@host,port2@host":
+  reference.wolfram.com/language/tutorial/RunningProgramsOnRemoteComputers.html) and stays
+  connected until the other side closes a connection, or for ``STANDIN_LINK_TIMEOUT``
+  seconds (default 120).
 
 The version is the ``<version>`` directory of its own path (``.../Mathematica/13.3/
 Executables/...`` -> 13.3) or the number in an app bundle name (``Mathematica 7.app``),
@@ -36,9 +44,14 @@ environment variable ``STANDIN_FAULT``:
 - ``activation`` print the Wolfram Engine activation failure ("Your Wolfram Engine
                  installation is not activated or is experiencing a license-related
                  problem.") and exit 1
+                 (both wordings observed, as users quote them: see checks/kernel.py)
 - ``hang``       never answer (sleep until killed)
 - ``crash``      kill itself with SIGSEGV
 - ``slow:N``     wait N seconds before starting
+- ``spawn-hang`` start a child process (fork: same process group), then both never
+                 answer: only a kill of the whole process group ends both
+- ``link-linger`` in link mode, stay running after the front end closed the link (a
+                 kernel that outlives its link would hold a licence)
 """
 
 from __future__ import annotations
@@ -255,6 +268,9 @@ def link(options: dict[str, str]) -> int:
             except OSError:
                 data = b""
             if not data:  # the front end closed the link: the kernel exits
+                if fault() == "link-linger":
+                    while True:
+                        signal.pause()
                 return 0
     return 0
 
@@ -289,6 +305,10 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(ACTIVATION_TEXT)
         return 1
     elif what == "hang":
+        while True:
+            signal.pause()
+    elif what == "spawn-hang":
+        os.fork()  # parent and child alike: never answer
         while True:
             signal.pause()
     elif what == "crash":

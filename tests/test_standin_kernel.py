@@ -115,3 +115,47 @@ def test_link_fails_when_nobody_listens(kernel: Path) -> None:
                f"{ports[0]},{ports[1]}", "-linkhost", "127.0.0.1")
     assert done.returncode == 1
     assert "LinkConnect" in done.stderr
+
+
+def test_spawn_hang_leaves_a_child_in_the_same_process_group(kernel: Path) -> None:
+    """The fault MK402's process-group kill is tested with: two processes, one group."""
+    import psutil
+
+    proc = subprocess.Popen([str(kernel), "-noprompt", "-run", "Exit[]"], start_new_session=True,
+                            env={**os.environ, "STANDIN_FAULT": "spawn-hang"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def forked() -> list:  # not a helper of the interpreter's start (pyenv shims)
+            return [c for c in psutil.Process(proc.pid).children()
+                    if str(kernel) in " ".join(c.cmdline())]
+
+        end = time.monotonic() + 10
+        while not forked() and time.monotonic() < end:
+            time.sleep(0.05)
+        (child,) = forked()
+        assert os.getpgid(child.pid) == os.getpgid(proc.pid) == proc.pid
+        time.sleep(0.5)
+        assert proc.poll() is None and child.is_running()  # both hang
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        child.wait(timeout=5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_link_linger_outlives_the_closed_link(kernel: Path) -> None:
+    ports = _ports()
+    argv = kernel_argv(LaunchSpec("h", str(kernel), "tunnel", ports, kernel_version="14.1"))
+    with LinkListener("127.0.0.1", ports) as lis:
+        proc = subprocess.Popen(argv, env={**os.environ, "STANDIN_FAULT": "link-linger"},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert lis.connected_all(10)
+            lis.close_connections()
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.wait(timeout=2)
+        finally:
+            proc.kill()
+            proc.communicate()
