@@ -319,12 +319,73 @@ def test_key_options(sandbox: SSHSandbox, options: str, mode: str, status: str |
 
 
 def test_forced_command_fails(sandbox: SSHSandbox) -> None:
-    as_user(sandbox, sandbox.authorized_keys_path, f'command="echo forced" {key_line(sandbox)}\n')
+    """command= on our key's line: the master logs in (it runs no command), but every
+    command mkdoctor sends is replaced. sshd tells a client that logged in (ssh -v,
+    "Remote: FILE:N: key options: ... command") which line it used: MK305 names it."""
+    text = (f'from="10.99.0.0/16" {key_line(sandbox)}\n'  # refused from 127.0.0.1: skipped
+            f'command="echo forced" {key_line(sandbox)}\n')
+    as_user(sandbox, sandbox.authorized_keys_path, text)
     checks, _ = report(sandbox, only="MK304,MK305,MK306")
     assert checks["MK304"]["status"] == "pass"  # the master runs no command
-    assert checks["MK305"]["status"] == "skip" and "forced command" in checks["MK305"]["summary"]
+    mk305 = checks["MK305"]
+    assert mk305["status"] == "fail", mk305
+    assert mk305["summary"].startswith("a forced command replaces every command: command=")
+    assert f"{sandbox.authorized_keys_path} line 2" in mk305["summary"]
+    assert f'remove command="..." from {sandbox.authorized_keys_path} line 2' in mk305["fix"]
+    assert any("echo" not in d and "forced" in d for d in mk305["details"])  # what ran instead
     assert checks["MK306"]["status"] == "fail"
     assert any("forced" in d for d in checks["MK306"]["details"])
+
+
+def test_login_shell_that_runs_no_command_fails_with_the_likely_causes(
+        sandbox_factory: Callable[..., SSHSandbox]) -> None:
+    """No forced command, but a login shell that runs nothing (nologin): MK304 logs in,
+    no command runs, and the server's -v lines name no forced command."""
+    nologin = next(p for p in ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false")
+                   if os.path.exists(p))
+    sb = sandbox_factory(login_shell=nologin)
+    checks, _ = report(sb, only="MK304,MK305")
+    assert checks["MK304"]["status"] == "pass"
+    mk305 = checks["MK305"]
+    assert mk305["status"] == "fail", mk305
+    assert mk305["summary"].startswith("remote commands do not run")
+    assert "getent passwd" in mk305["fix"] and "command=" in mk305["fix"]
+
+
+def test_from_refusing_line_is_skipped_like_sshd_does(sandbox: SSHSandbox) -> None:
+    """sshd skips a line whose from= refuses the client and uses the next line with the
+    key: MK305 judges that next line and names the skipped one in a note."""
+    as_user(sandbox, sandbox.authorized_keys_path,
+            f'from="10.99.0.0/16" {key_line(sandbox)}\n{key_line(sandbox)}\n')
+    checks, _ = report(sandbox, "--mode", "tunnel", only="MK304,MK305")
+    assert checks["MK304"]["status"] == "pass"
+    mk305 = checks["MK305"]
+    assert mk305["status"] == "pass", mk305
+    assert "authorized_keys line 2" in mk305["summary"]
+    assert any('line 1 also holds our key, but its from="10.99.0.0/16" refuses 127.0.0.1' in d
+               for d in mk305["details"]), mk305["details"]
+
+
+def test_from_refusing_line_then_no_port_forwarding(
+        netns_factory: Callable[..., Netns], sandbox_factory: Callable[..., SSHSandbox]) -> None:
+    """The line sshd really uses has no-port-forwarding: MK305 fails naming it, and the
+    real reverse forward of MK403 (the server in its own namespace) is refused too."""
+    from tests.harness.netns import link
+
+    laptop, work = netns_factory("mklap"), netns_factory("mkwks")
+    link(laptop, work, "10.88.0.1/24", "10.88.0.2/24")
+    sb = sandbox_factory(netns=work.name, address="10.88.0.2")
+    as_user(sb, sb.authorized_keys_path,
+            f'from="10.99.0.0/16" {key_line(sb)}\nno-port-forwarding {key_line(sb)}\n')
+    checks, _ = report(sb, "--mode", "tunnel", "--link-ports", "31517,31518", "--timeout", "3",
+                       only="MK301,MK302,MK303,MK304,MK305,MK403", netns=laptop.name)
+    assert checks["MK304"]["status"] == "pass"
+    mk305 = checks["MK305"]
+    assert mk305["status"] == "fail", mk305
+    assert mk305["summary"].startswith("~/.ssh/authorized_keys line 2 has no-port-forwarding")
+    assert "remove no-port-forwarding from ~/.ssh/authorized_keys line 2" in mk305["fix"]
+    assert checks["MK403"]["status"] == "fail", checks["MK403"]
+    assert "refused the reverse forward" in checks["MK403"]["summary"]
 
 
 def test_garbage_lines_do_not_hide_the_key(sandbox: SSHSandbox) -> None:

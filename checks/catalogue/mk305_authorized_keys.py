@@ -17,7 +17,11 @@ it or the remote kernel:
   replaces every command the front end sends, the kernel launch included;
   ``no-port-forwarding`` or ``restrict`` without ``port-forwarding`` refuse the tunnel's
   ``-R`` forwards; ``permitlisten=`` must allow both link ports; ``from=`` must match the
-  address the server sees us from;
+  address the server sees us from. The line judged is the one sshd uses: a line whose
+  ``from=`` refuses us is skipped for the next one holding our key (auth2-pubkeyfile.c);
+- a forced command (``command=`` or ``ForceCommand``) also replaces our own commands:
+  when nothing we send runs, a second ``ssh -v`` login reads the line sshd used from its
+  "Remote: FILE:N: key options" debug messages;
 - malformed lines, named by number (sshd skips them; a key broken in two when pasted is
   the usual cause), and a key found only in the deprecated ``authorized_keys2``.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import secrets
 import shlex
 from dataclasses import dataclass, field
@@ -234,6 +239,87 @@ def option_problems(line: KeyLine, where: str, mode: str, link_ports: tuple[int,
     return out
 
 
+def judged_line(found: list[tuple[str, KeyLine]], client_address: str
+                ) -> tuple[int, list[tuple[str, KeyLine, str]]]:
+    """The line of ours that sshd uses, as sshd picks it: files in AuthorizedKeysFile
+    order, lines in file order, skipping a line whose ``from=`` refuses the client's
+    address (auth_check_authkey_line: "Refused by key options", then the next line).
+    Returns its index in ``found`` and the lines skipped before it (file, line, pattern).
+    When every line refuses the address, the first one is judged (its from= fails)."""
+    skipped: list[tuple[str, KeyLine, str]] = []
+    if not client_address:
+        return 0, skipped
+    for index, (path, line) in enumerate(found):
+        refusing = [p for p in line.values("from") if from_matches(p, client_address) is False]
+        if not refusing:
+            return index, skipped
+        skipped.append((path, line, refusing[0]))
+    return 0, []
+
+
+# Remote debug lines sshd sends to a client that logged in (ssh -v shows them as
+# "debug1: Remote: ..."): auth_log_authopts names the file and line of the key that was
+# used and its options, "command" among them for a forced command (OpenSSH >= 7.7);
+# older servers say "Forced command." without a place.
+_KEY_OPTIONS = re.compile(r"Remote: (?P<file>\S.*?):(?P<line>\d+): key options: (?P<opts>.*)$")
+_FORCED_OLD = re.compile(r"Remote: Forced command", re.I)
+
+
+def forced_command_place(verbose_stderr: str) -> Optional[tuple[str, int]]:
+    """(file, line) of a forced command from ``ssh -v``'s Remote: lines; ("", 0) when
+    the server says only that a command is forced; None when it says nothing of one."""
+    place: Optional[tuple[str, int]] = None
+    for text in verbose_stderr.splitlines():
+        m = _KEY_OPTIONS.search(text)
+        if m and "command" in m.group("opts").split():
+            return m.group("file"), int(m.group("line"))
+        if _FORCED_OLD.search(text):
+            place = ("", 0)
+    return place
+
+
+def commands_replaced(ctx, info, settings: dict[str, str]) -> Result:
+    """MK304 logged in and ssh ended normally, but our framed command never ran: something
+    on the server runs instead of every command. Name it when the server says which."""
+    rc = info.ssh.returncode
+    printed = [ln for ln in (info.noise + info.stdout).strip().splitlines() if ln.strip()]
+    details = [f"ssh exited {rc}, and the command mkdoctor sent never started"]
+    if printed:
+        details.append("what ran instead printed: " + " | ".join(printed[:3])[:200])
+    # One more login with -v (not through the run's connection): sshd tells a client
+    # that logged in which key line it used and that line's options.
+    probe = ctx.run_local(ctx.ssh.base_args() + [
+        "-v", "-T", "-o", "ControlMaster=no", "-o", "ControlPath=none",
+        "--", ctx.ssh.destination, "true"])
+    place = forced_command_place(probe.stderr or "")
+    fix_other = "or use a separate key for the kernel"
+    try:
+        user = (ctx.ssh.config(ctx.step_timeout()).get("user") or ["USER"])[0]
+    except RemoteUnavailable:
+        user = "USER"
+    if place is not None:
+        path, number = place
+        where = f"{path} line {number}" if path else "our key's line in authorized_keys"
+        return failed(
+            f"a forced command replaces every command: command=\"...\" on {where}, so the "
+            "kernel never starts",
+            f"remove command=\"...\" from {where} on the server ({fix_other})",
+            details, forced_command_file=path, forced_command_line=number)
+    force = settings.get("forcecommand", "").strip()
+    if force and force.lower() != "none":
+        return failed(
+            f"sshd's ForceCommand {force} replaces every command, so the kernel never starts",
+            "remove ForceCommand from the server's sshd_config (or from the Match block that "
+            "applies to you) and reload sshd", details)
+    return failed(
+        "remote commands do not run: something on the server replaces them (likely a "
+        "command=\"...\" forced command on our key's line, ForceCommand, or a login shell "
+        "that is not a shell)",
+        "on the server, look for command=\"...\" on your key's line in ~/.ssh/authorized_keys, "
+        "ForceCommand in sudo sshd -T, and your login shell (the last field of "
+        f"getent passwd {shlex.quote(user)})", details)
+
+
 # --- the check -------------------------------------------------------------------------
 
 
@@ -314,6 +400,11 @@ def run(ctx) -> Result:
     info = ctx.ssh.run(["sh", "-c", INFO_SCRIPT], timeout)
     fields = info.stdout.split("\n")
     if info.exit_code != 0 or len(fields) < 3 or not fields[2].strip().isdigit():
+        ended = (info.exit_code is None and info.ssh is not None and not info.timed_out
+                 and info.ssh.returncode not in (None, 255) and ctx.ssh.token not in info.stdout
+                 and ctx.ssh.token not in info.noise)
+        if ended:
+            return commands_replaced(ctx, info, settings)
         said = (info.stderr or info.stdout or info.noise).strip().splitlines()
         why = ("remote commands do not run (a command=\"...\" forced command, or a login "
                "shell that refuses commands? see MK306)" if info.exit_code is None
@@ -414,8 +505,13 @@ def run(ctx) -> Result:
             [f"looked for: {fps}"] + ([f"AuthorizedKeysCommand {extra}"]
                                       if extra.lower() != "none" else [])))
     else:
-        path, line = found[0]
+        index, passed_over = judged_line(found, client_address)
+        path, line = found[index]
         where = f"{tilde(path, home)} line {line.number}"
+        for skipped_path, skipped_line, pattern in passed_over:
+            details.append(
+                f"{tilde(skipped_path, home)} line {skipped_line.number} also holds our key, but "
+                f"its from=\"{pattern}\" refuses {client_address}: sshd skips it and uses {where}")
         key = wanted[line.blob]
         details.insert(0, f"our key {key.keytype} {key.fingerprint} ({key.source}): {where}"
                        + (f", options {line.options_text}" if line.options_text else ""))
