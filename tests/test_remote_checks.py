@@ -337,13 +337,19 @@ def test_forced_command_fails(sandbox: SSHSandbox) -> None:
     assert any("forced" in d for d in checks["MK306"]["details"])
 
 
-def test_login_shell_that_runs_no_command_fails_with_the_likely_causes(
-        sandbox_factory: Callable[..., SSHSandbox]) -> None:
-    """No forced command, but a login shell that runs nothing (nologin): MK304 logs in,
-    no command runs, and the server's -v lines name no forced command."""
-    nologin = next(p for p in ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false")
-                   if os.path.exists(p))
-    sb = sandbox_factory(login_shell=nologin)
+@pytest.mark.parametrize("cause", ["nologin shell", "ForceCommand"])
+def test_commands_that_never_run_fail_with_the_likely_causes(
+        sandbox_factory: Callable[..., SSHSandbox], cause: str) -> None:
+    """No command= on the key line, but a login shell that runs nothing (nologin) or
+    sshd's ForceCommand: MK304 logs in, no command runs, and the server's -v lines name
+    no forced key line (nor can the server's configuration be read)."""
+    if cause == "ForceCommand":
+        sb = sandbox_factory()
+        sb.add_dropin("force", "ForceCommand echo forced")
+        sb.reload()
+    else:
+        sb = sandbox_factory(login_shell=next(p for p in ("/usr/sbin/nologin", "/sbin/nologin")
+                                              if os.path.exists(p)))
     checks, _ = report(sb, only="MK304,MK305")
     assert checks["MK304"]["status"] == "pass"
     mk305 = checks["MK305"]

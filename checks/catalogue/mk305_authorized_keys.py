@@ -278,7 +278,7 @@ def forced_command_place(verbose_stderr: str) -> Optional[tuple[str, int]]:
     return place
 
 
-def commands_replaced(ctx, info, settings: dict[str, str]) -> Result:
+def commands_replaced(ctx, info) -> Result:
     """MK304 logged in and ssh ended normally, but our framed command never ran: something
     on the server runs instead of every command. Name it when the server says which."""
     rc = info.ssh.returncode
@@ -305,12 +305,9 @@ def commands_replaced(ctx, info, settings: dict[str, str]) -> Result:
             "kernel never starts",
             f"remove command=\"...\" from {where} on the server ({fix_other})",
             details, forced_command_file=path, forced_command_line=number)
-    force = settings.get("forcecommand", "").strip()
-    if force and force.lower() != "none":
-        return failed(
-            f"sshd's ForceCommand {force} replaces every command, so the kernel never starts",
-            "remove ForceCommand from the server's sshd_config (or from the Match block that "
-            "applies to you) and reload sshd", details)
+    # sshd's ForceCommand is not among what it tells the client, and the server's
+    # configuration cannot be read when no command runs: name the likely causes.
+    details.append("the server names no key line with command= (ssh -v)")
     return failed(
         "remote commands do not run: something on the server replaces them (likely a "
         "command=\"...\" forced command on our key's line, ForceCommand, or a login shell "
@@ -404,7 +401,7 @@ def run(ctx) -> Result:
                  and info.ssh.returncode not in (None, 255) and ctx.ssh.token not in info.stdout
                  and ctx.ssh.token not in info.noise)
         if ended:
-            return commands_replaced(ctx, info, settings)
+            return commands_replaced(ctx, info)
         said = (info.stderr or info.stdout or info.noise).strip().splitlines()
         why = ("remote commands do not run (a command=\"...\" forced command, or a login "
                "shell that refuses commands? see MK306)" if info.exit_code is None
