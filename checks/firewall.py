@@ -15,6 +15,7 @@ application firewall (socketfilterfw) and pf. Windows: ``netsh advfirewall``.
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import shlex
@@ -568,12 +569,23 @@ def inspect(run: Run, ports: Sequence[int], system: Optional[str] = None) -> Rea
     return Reading(unreadable=[f"firewall inspection is not implemented for {system}"])
 
 
+# Where firewall programs live. A normal user's PATH on Debian and Ubuntu has no sbin
+# directory, yet iptables, nft, ufw and pfctl are there and list rules for anyone allowed.
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def program(name: str) -> Optional[str]:
+    """The path of ``name``: on PATH, else in :data:`SBIN`; None when not installed."""
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
+
+
 def _inspect_linux(run: Run, ports: Sequence[int]) -> Reading:
     out = Reading()
     # ufw: when active, it is what the user manages.
-    if shutil.which("ufw"):
+    ufw = program("ufw")
+    if ufw:
         out.found.append("ufw")
-        done = run(["ufw", "status", "verbose"])
+        done = run([ufw, "status", "verbose"])
         if done.returncode == 0 and "Status: active" in done.stdout:
             out.verdicts.append(_verdict("ufw", [ufw_port_state(done.stdout, p) for p in ports],
                                          ufw_open_command(ports)))
@@ -583,11 +595,12 @@ def _inspect_linux(run: Run, ports: Sequence[int]) -> Reading:
                                   f"(sudo ufw status verbose): {_err(done)}")
             return out
     # firewalld: the same, when running.
-    if shutil.which("firewall-cmd"):
+    firewall_cmd = program("firewall-cmd")
+    if firewall_cmd:
         out.found.append("firewalld")
-        state = run(["firewall-cmd", "--state"])
+        state = run([firewall_cmd, "--state"])
         if state.returncode == 0 and "running" in state.stdout and "not" not in state.stdout:
-            done = run(["firewall-cmd", "--list-all"])
+            done = run([firewall_cmd, "--list-all"])
             if done.returncode == 0:
                 out.verdicts.append(_verdict(
                     "firewalld", [firewalld_port_state(done.stdout, p) for p in ports],
@@ -597,20 +610,22 @@ def _inspect_linux(run: Run, ports: Sequence[int]) -> Reading:
             return out
     # The netfilter rules themselves.
     ipt_ok = nf_backend = False
-    if shutil.which("iptables"):
+    iptables = program("iptables")
+    if iptables:
         out.found.append("iptables")
-        done = run(["iptables", "-w", "-S"])
+        done = run([iptables, "-w", "-S"])
         if done.returncode == 0:
             ipt_ok = True
-            version = run(["iptables", "-V"])
+            version = run([iptables, "-V"])
             nf_backend = "nf_tables" in version.stdout
             out.verdicts.append(_verdict("iptables", [iptables_port_state(done.stdout, p) for p in ports],
                                          iptables_open_command(ports)))
         else:
             out.unreadable.append(f"iptables -S: {_err(done)}")
-    if shutil.which("nft"):
+    nft = program("nft")
+    if nft:
         out.found.append("nftables")
-        done = run(["nft", "list", "ruleset"])
+        done = run([nft, "list", "ruleset"])
         if done.returncode == 0:
             # iptables-nft keeps its rules in "table ip filter": already judged above.
             skip = [("ip", "filter")] if (ipt_ok and nf_backend) else []
@@ -668,9 +683,10 @@ def _inspect_macos(run: Run, ports: Sequence[int]) -> Reading:
             out.verdicts.append(Verdict("application firewall", OPEN, "the application firewall is off"))
         else:
             out.unreadable.append(f"socketfilterfw --getglobalstate: {_err(g)}")
-    if shutil.which("pfctl") or Path("/sbin/pfctl").exists():
+    pfctl = program("pfctl")
+    if pfctl:
         out.found.append("pf")
-        done = run(["pfctl", "-s", "rules"])
+        done = run([pfctl, "-s", "rules"])
         if done.returncode != 0:
             out.unreadable.append(f"pfctl -s rules: {_err(done)}")
         else:

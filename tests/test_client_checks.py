@@ -7,6 +7,7 @@ unprivileged user who cannot read the rules.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -181,9 +182,13 @@ def test_mk203_owner_invisible_to_an_unprivileged_user(holder):
 # --- MK204 local-firewall ----------------------------------------------------------------
 
 
-def mk204_in(ns, *args: str) -> dict:
+# A normal user's PATH on Debian and Ubuntu: no sbin directory, where iptables and nft live.
+USER_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def mk204_in(ns, *args: str, env: dict[str, str] | None = None) -> dict:
     report, _ = json_report("--only", "MK204", "--offline", "--link-ports", "31415,31416",
-                            *args, netns=ns.name)
+                            *args, netns=ns.name, env=env)
     return by_id(report)["MK204"]
 
 
@@ -255,13 +260,51 @@ def test_mk204_skips_in_tunnel_mode(netns_factory):
 
 @pytest.mark.integration
 def test_mk204_skips_when_the_rules_cannot_be_read():
-    """Not root: iptables and nft refuse; MK204 skips with the reason, never fails."""
+    """Not root, with a user's PATH (no sbin): iptables and nft are still found, and
+    refuse; MK204 skips with the reason, never fails."""
     python = unprivileged_python()
-    report = run_as_nobody(python, "--only", "MK204", "--mode", "direct")
+    report = run_as_nobody(python, "--only", "MK204", "--mode", "direct", PATH=USER_PATH)
     check = by_id(report)["MK204"]
-    assert check["status"] == "skip"
+    assert check["status"] == "skip", check
     assert "cannot read the firewall rules" in check["summary"]
     assert "Permission denied" in check["summary"] or "not permitted" in check["summary"]
+    assert "sudo mkdoctor --only MK204" in check["fix"]
+
+
+@pytest.mark.integration
+def test_mk204_finds_the_firewall_outside_a_users_path(netns_factory):
+    """iptables lives in /usr/sbin, which a Debian user's PATH lacks: it is found anyway."""
+    assert not any(Path(d, "iptables").exists() for d in USER_PATH.split(":")), \
+        "iptables is on the user PATH here: this test would prove nothing"
+    ns = netns_factory()
+    ns.iptables("-P", "INPUT", "DROP")
+    check = mk204_in(ns, "--mode", "direct", env={"PATH": USER_PATH})
+    assert check["status"] == "warn", check
+    assert "iptables looks closed" in check["summary"]
+    assert check["fix"].startswith("sudo iptables -I INPUT -p tcp --dport 31415 -j ACCEPT")
+
+
+@pytest.mark.integration
+def test_mk204_no_firewall_program_skips_with_a_fix(tmp_path):
+    """No firewall program anywhere (the sbin directories hidden by empty mounts in a
+    mount namespace of its own): skip, and the fix says what to do."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for a mount namespace")
+    hide = [d for d in ("/usr/local/sbin", "/usr/sbin", "/sbin")
+            if os.path.isdir(d) and not os.path.islink(d)]
+    script = "".join(f"mount -t tmpfs none {d} && " for d in hide) + 'exec "$@"'
+    env = mkdoctor_env(tmp_path, PATH=USER_PATH)
+    done = subprocess.run(
+        ["unshare", "--mount", "--", "/bin/sh", "-c", script, "sh", sys.executable, "-m", "checks",
+         "--only", "MK204", "--offline", "--mode", "direct", "--format", "json"],
+        capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    try:
+        check = by_id(json.loads(done.stdout))["MK204"]
+    except json.JSONDecodeError:
+        raise AssertionError(f"not JSON:\n{done.stdout}\n{done.stderr}") from None
+    assert check["status"] == "skip", check
+    assert check["summary"].startswith("no firewall found to read")
+    assert "sudo nft list ruleset" in check["fix"] and "31415 and 31416" in check["fix"]
 
 
 # --- MK205 local-sshd: a program named sshd that another user started ---------------------------
@@ -400,11 +443,10 @@ def unprivileged_python() -> str:
     pytest.fail(f"no {version} interpreter is executable by the user nobody")
 
 
-def run_as_nobody(python: str, *args: str) -> dict:
+def run_as_nobody(python: str, *args: str, **env_extra: str) -> dict:
     """Run mkdoctor as the user nobody. The checkout and the venv may live where nobody
     cannot read (under /root): the package and psutil are copied into a world-readable
     temporary directory first, so the test does not depend on where CI clones the repo."""
-    import json
     import tempfile
 
     import psutil
@@ -419,7 +461,7 @@ def run_as_nobody(python: str, *args: str) -> dict:
         cfg.mkdir()
         for d in (base, *base.rglob("*")):
             os.chmod(d, 0o777 if d == cfg else (0o755 if d.is_dir() else 0o644))
-        env = mkdoctor_env(cfg, HOME="/tmp")
+        env = mkdoctor_env(cfg, **{"HOME": "/tmp", **env_extra})
         env["PYTHONPATH"] = os.pathsep.join([str(src), str(site)])
         done = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-m", "checks",

@@ -5,7 +5,8 @@ laptop's firewall must let those inbound TCP connections in (tunnel mode needs n
 inbound: the check does not apply there). This reads the active firewall's own rules —
 ufw, firewalld, nftables/iptables on Linux; the application firewall and pf on macOS;
 Windows Firewall through ``netsh advfirewall`` — without administrator rights: rules it
-cannot read make it ``skip`` with the reason. It is a heuristic (see
+cannot read make it ``skip`` with the reason. The programs are looked for on PATH and in
+/usr/local/sbin, /usr/sbin and /sbin, which a normal user's PATH often lacks. It is a heuristic (see
 :mod:`checks.firewall`); MK403 link-path is the decisive test, connecting for real.
 """
 
@@ -45,8 +46,10 @@ def run(ctx) -> Result:
                        "run as root to read them (e.g. sudo mkdoctor --only MK204), or rely on "
                        "MK403 link-path", details, **facts)
     if not reading.verdicts:
-        return skipped("no firewall found to read (ufw, firewalld, nft or iptables)", "",
-                       details, **facts)
+        return skipped("no firewall found to read (ufw, firewalld, nft or iptables)",
+                       "if a firewall filters this computer, list its rules yourself "
+                       "(sudo nft list ruleset, or sudo iptables -S) and open TCP "
+                       f"{plist}; MK403 link-path tests the ports for real", details, **facts)
     names = ", ".join(v.firewall for v in reading.verdicts)
     return passed(f"{names}: inbound TCP {plist} allowed", details + [HEURISTIC], **facts)
 
