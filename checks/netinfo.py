@@ -315,6 +315,7 @@ class NatVerdict:
     summary: str
     details: list[str] = field(default_factory=list)
     vpn_addresses: list[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)  # the key sentences, for the summary line
 
     def facts(self) -> dict[str, Any]:
         return {
@@ -351,14 +352,13 @@ def nat_verdict(net: LocalNetwork, public: Optional[str]) -> NatVerdict:
         match = net.on_interface(str(public_ip))
         if match is not None:
             behind, reachable = False, True
-            summary = (f"no NAT: the public address {public_ip} is on {match.interface}; "
-                       "this laptop can be reached directly")
+            summary = (f"no NAT: the public address {public_ip} is on {match.interface}, "
+                       "reachable directly")
             cgnat = False  # the service saw this very interface address
         else:
             behind, reachable = True, False
             kind = "carrier-grade NAT" if cgnat else "NAT"
-            summary = (f"behind {kind}: the internet sees {public_ip}, an address of none "
-                       "of this laptop's interfaces")
+            summary = f"behind {kind}: the internet sees {public_ip}, not an address of this laptop"
             if vpn:
                 details.append("the traffic may leave through the VPN; its exit address is "
                                "what the service saw")
@@ -386,12 +386,21 @@ def nat_verdict(net: LocalNetwork, public: Optional[str]) -> NatVerdict:
         details.append("carrier-grade NAT: the provider shares one public address among many "
                        "customers; port forwarding on your router cannot make this laptop "
                        "reachable from outside")
+    advice: list[str] = []
+    if cgnat and behind:
+        advice.append("port forwarding on your router cannot work")
     vpn_addresses = [a.address for a in vpn]
     for a in vpn:
         details.append(f"VPN interface {a.interface} has {a.address}: if the remote host is on "
                        f"the same VPN, direct mode can use it (--mode direct --link-host {a.address})")
+    if vpn and behind is not False:
+        advice.append(f"the VPN address {vpn[0].address} ({vpn[0].interface}) may serve for "
+                      "direct mode if the remote host is on that VPN")
     if behind is False:
         details.append("home and mobile public addresses are often dynamic: a saved direct-mode "
                        "configuration breaks when the address changes")
+        advice.append("but home public addresses are often dynamic: a saved direct setup breaks "
+                      "when the address changes")
     mode = "direct" if behind is False else "tunnel"
-    return NatVerdict(behind, cgnat, reachable, mode, partial, summary, details, vpn_addresses)
+    return NatVerdict(behind, cgnat, reachable, mode, partial, summary, details, vpn_addresses,
+                      advice)

@@ -166,6 +166,8 @@ def test_public_on_interface_is_no_nat() -> None:
     assert (v.behind_nat, v.cgnat, v.reachable_from_internet, v.recommended_mode, v.partial) == \
         (False, False, True, "direct", False)
     assert any("dynamic" in d for d in v.details)
+    assert v.advice == ["but home public addresses are often dynamic: a saved direct setup "
+                        "breaks when the address changes"]
 
 
 def test_private_with_other_public_is_nat() -> None:
@@ -173,6 +175,7 @@ def test_private_with_other_public_is_nat() -> None:
     assert (v.behind_nat, v.cgnat, v.reachable_from_internet, v.recommended_mode) == \
         (True, False, False, "tunnel")
     assert "behind NAT" in v.summary and "203.0.113.7" in v.summary
+    assert v.advice == []  # plain NAT: tunnel mode, nothing more to say
 
 
 def test_cgnat_address() -> None:
@@ -180,6 +183,7 @@ def test_cgnat_address() -> None:
     assert v.behind_nat and v.cgnat and v.recommended_mode == "tunnel"
     assert "carrier-grade" in v.summary
     assert any("port forwarding" in d for d in v.details)
+    assert v.advice == ["port forwarding on your router cannot work"]
 
 
 def test_cgnat_gateway() -> None:
@@ -194,6 +198,8 @@ def test_tailscale_address_is_not_cgnat() -> None:
     assert v.behind_nat and not v.cgnat
     assert v.vpn_addresses == ["100.101.102.103"]
     assert any("--link-host 100.101.102.103" in d for d in v.details)
+    assert v.advice == ["the VPN address 100.101.102.103 (tailscale0) may serve for direct mode "
+                        "if the remote host is on that VPN"]
 
 
 def test_offline_private_is_partial_nat() -> None:

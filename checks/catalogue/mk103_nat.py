@@ -10,6 +10,9 @@ The verdict compares the public address the what-is-my-IP service saw (MK102) wi
 laptop's interface addresses (MK101): the same address on an interface means no NAT. A
 100.64.0.0/10 address on a VPN interface (tailscale0...) is the VPN's, not CGNAT. When
 MK102 was skipped (offline), the verdict comes from the interfaces alone and says so.
+The summary line carries the key advice, since the default report shows no details:
+behind carrier-grade NAT port forwarding cannot work; a VPN address may serve for direct
+mode; with no NAT, a home public address is often dynamic.
 
 Facts: ``recommended_mode`` (read by ``Context.mode``), ``behind_nat``, ``cgnat``,
 ``reachable_from_internet``, ``partial``, ``vpn_addresses``.
@@ -36,7 +39,9 @@ def run(ctx) -> Result:
         return skipped("skipped: no network interface but loopback (see MK101)",
                        "connect to a network (see MK101's fix), then re-run", details=details, **facts)
 
-    summary = f"{verdict.summary}; recommended mode: {verdict.recommended_mode}"
+    summary = "; ".join([verdict.summary, f"recommended mode: {verdict.recommended_mode}",
+                         *verdict.advice])
+    vpn_advice = [a for a in verdict.advice if a.startswith("the VPN address")]
     requested = ctx.options.mode
     link = ctx.options.link_host
     on_link = net.on_interface(link) if link else None
@@ -44,8 +49,8 @@ def run(ctx) -> Result:
     if requested == "direct" and not via_vpn:
         if verdict.cgnat:
             return failed(
-                "direct mode cannot work behind carrier-grade NAT: nothing outside can connect "
-                "back to this laptop",
+                "; ".join(["direct mode cannot work behind carrier-grade NAT: port forwarding "
+                           "cannot make this laptop reachable from outside", *vpn_advice]),
                 "use tunnel mode: --mode tunnel" + (
                     f" (or, if the remote host is on your VPN, --link-host {verdict.vpn_addresses[0]})"
                     if verdict.vpn_addresses else ""),
@@ -55,7 +60,7 @@ def run(ctx) -> Result:
             details.append("direct mode still works when the remote host is on the same local "
                            "network as this laptop (give --link-host with the LAN address)")
             return warned(
-                f"direct mode requested, but {verdict.summary}",
+                "; ".join([f"direct mode requested, but {verdict.summary}", *vpn_advice]),
                 "use tunnel mode (--mode tunnel), or forward the two link ports "
                 f"{ctx.link_ports[0]} and {ctx.link_ports[1]} (TCP) on your router to "
                 f"{ctx.fact('MK101', 'link_address') or net.link_address() or 'this laptop'}",
