@@ -18,11 +18,16 @@ from checks.options import (
     Options,
     Target,
     UsageError,
+    check_kernel,
     existing_file,
+    local_path,
+    nonempty,
+    output_path,
     parse_host,
     parse_link_host,
     parse_link_ports,
     parse_timeout,
+    ssh_config_file,
 )
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -56,6 +61,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]):  # noqa: ANN202
+        # An option that takes one value must get a string: Python 3.11 drops a '--'
+        # given as the value ('--host=--') and hands back an empty list instead.
+        value = super()._get_values(action, arg_strings)
+        if action.option_strings and action.nargs is None and isinstance(value, list):
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument, "
+                       "not '--'")
+        return value
 
 
 def add_target_args(p: argparse.ArgumentParser, for_setup: bool = False) -> None:
@@ -127,7 +141,7 @@ def interactive() -> bool:
 
 def read_hosts_file(path: str) -> list[str]:
     try:
-        lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
+        lines = local_path(path, "--hosts-file").read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--hosts-file {path}: cannot read: {exc}") from None
     hosts = [ln.split("#", 1)[0].strip() for ln in lines]
@@ -143,9 +157,9 @@ def options_from_args(args: argparse.Namespace) -> tuple[Options, list[Optional[
 
     opts = Options()
     prof = None
-    if args.profile:
+    if args.profile is not None:
         prof = profiles.load_profile(args.profile)
-    elif not args.host and not args.hosts_file:
+    elif not args.host and args.hosts_file is None:
         saved = profiles.list_profiles()
         if len(saved) == 1:  # one saved profile: it is the default target
             prof = profiles.load_profile(str(saved[0]))
@@ -163,31 +177,29 @@ def options_from_args(args: argparse.Namespace) -> tuple[Options, list[Optional[
         if prof.sshd_config:
             opts.sshd_config = prof.sshd_config
     hosts = list(args.host)
-    if args.hosts_file:
+    if args.hosts_file is not None:
         hosts += read_hosts_file(args.hosts_file)
     if hosts:
         targets = [parse_host(h) for h in hosts]
     if not targets:
         targets = [None]
-    if args.ssh_config:
-        opts.ssh_config = existing_file(args.ssh_config, "--ssh-config")
-    elif opts.ssh_config is not None and not opts.ssh_config.is_file():
-        raise UsageError(f"profile {prof.name}: ssh config {opts.ssh_config} does not exist")
-    if args.identity:
-        opts.identity = Path(args.identity).expanduser()
+    if args.ssh_config is not None:
+        opts.ssh_config = ssh_config_file(args.ssh_config, "--ssh-config")
+    elif prof is not None and prof.ssh_config:
+        opts.ssh_config = existing_file(prof.ssh_config, f"profile {prof.name}: ssh config")
+    if args.identity is not None:
+        opts.identity = existing_file(args.identity, "--identity")
     if args.kernel is not None:
-        if not args.kernel or any(c in args.kernel for c in "\x00\n\r"):
-            raise UsageError("--kernel: empty path, or a path with control characters")
-        opts.kernel = args.kernel
+        opts.kernel = check_kernel(args.kernel, "--kernel")
     if args.mode:
         opts.mode = args.mode
-    if args.link_ports:
+    if args.link_ports is not None:
         opts.link_ports = parse_link_ports(args.link_ports)
         opts.link_ports_given = True
-    if args.link_host:
+    if args.link_host is not None:
         opts.link_host = parse_link_host(args.link_host)
-    if args.sshd_config:
-        opts.sshd_config = args.sshd_config
+    if args.sshd_config is not None:
+        opts.sshd_config = nonempty(args.sshd_config, "--sshd-config")
     for url in args.ip_service:
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"--ip-service {url!r}: must be an http:// or https:// URL")
@@ -218,16 +230,13 @@ def cmd_check(argv: Sequence[str]) -> int:
     from checks.options import parse_ids
 
     known = check_ids()
-    if args.only:
+    if args.only is not None:
         opts.only = parse_ids(args.only, "--only", known)
-    if args.skip:
+    if args.skip is not None:
         opts.skip = parse_ids(args.skip, "--skip", known)
     selection = [c for c in all_checks()
                  if (not opts.only or c.id in opts.only) and c.id not in opts.skip]
-    if args.output:
-        out_path = Path(args.output).expanduser()
-        if out_path.is_dir() or not (out_path.parent if str(out_path.parent) else Path(".")).is_dir():
-            raise UsageError(f"--output {args.output}: not a writable file path")
+    out_path = output_path(args.output, "--output") if args.output is not None else None
 
     from checks.runner import run_targets
 
@@ -236,11 +245,18 @@ def cmd_check(argv: Sequence[str]) -> int:
     from checks.engine import exit_status
     from checks.reports import render
 
-    if args.output:
+    write_error = ""
+    if out_path is not None:
         from checks.fileio import atomic_write
 
-        atomic_write(args.output, render(args.format, reports, verbose=opts.verbose))
+        try:
+            atomic_write(out_path, render(args.format, reports, verbose=opts.verbose))
+        except OSError as exc:
+            write_error = f"--output {args.output}: cannot write the report: {exc.strerror or exc}"
         sys.stdout.write(render("text", reports, color=use_color(args.no_color), verbose=opts.verbose))
+        if write_error:  # the run's summary is printed all the same
+            sys.stdout.flush()
+            raise UsageError(write_error)
     elif args.format == "text":
         sys.stdout.write(render("text", reports, color=use_color(args.no_color), verbose=opts.verbose))
     else:

@@ -30,6 +30,7 @@ from checks.model import Check, Result, Status
 from checks.proc import set_current_log
 
 OnResult = Callable[[Check, Result], None]
+BUG_FIX = "this is a bug in mkdoctor; please report it with the output of -v"
 
 
 def _describe(status: Status) -> str:
@@ -81,7 +82,7 @@ def run_checks(
             result = Result(
                 Status.ERROR,
                 f"the check itself broke: {type(exc).__name__}: {exc}",
-                fix="this is a bug in mkdoctor; please report it with the output of -v",
+                fix=BUG_FIX,
                 traceback=traceback.format_exc(),
             )
         finally:
@@ -130,8 +131,9 @@ def run_checks(
                 try:
                     early = blocked(check)
                 except Exception as exc:  # noqa: BLE001 - a broken precondition is a bug
-                    early = Result(Status.ERROR, f"the check itself broke: {exc}",
-                                   traceback=traceback.format_exc())
+                    early = Result(Status.ERROR,
+                                   f"the check itself broke: {type(exc).__name__}: {exc}",
+                                   fix=BUG_FIX, traceback=traceback.format_exc())
                 if early is not None:
                     finish(check, early)
                     continue

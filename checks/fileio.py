@@ -1,12 +1,15 @@
 """Writing files the user owns: atomically, never half-written.
 
 A temp file in the same directory, fsync, then rename over the target; symlinks are
-written through to their target; the mode of an existing file is kept.
+written through to their target; the mode of an existing file is kept. A target that
+exists and is not a regular file (a fifo, ``/dev/null``, ``/dev/stdout``, a terminal) is
+opened and written, never replaced.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Optional, Union
@@ -18,11 +21,29 @@ def resolve_target(path: Union[str, Path]) -> Path:
     return p.resolve() if p.is_symlink() else p
 
 
+def _special_file(path: Union[str, Path]) -> Optional[Path]:
+    """``path`` when it exists (symlinks followed) and is neither a regular file nor a
+    directory: renaming a temp file over it would replace the device or fifo itself."""
+    p = Path(path).expanduser()
+    try:
+        mode = os.stat(p).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else p
+
+
 def atomic_write(path: Union[str, Path], data: Union[str, bytes], mode: Optional[int] = None) -> Path:
     """Replace ``path`` with ``data`` atomically. Returns the path really written.
 
     ``mode``: for a new file (default 0644 less the umask); an existing file keeps its own.
     """
+    special = _special_file(path)
+    if special is not None:
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        fd = os.open(special, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        return special
     target = resolve_target(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data

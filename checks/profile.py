@@ -13,7 +13,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from checks.options import UsageError
+from checks.options import (
+    MODES,
+    UsageError,
+    check_kernel,
+    local_path,
+    no_backquote,
+    parse_host,
+    parse_link_host,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -72,17 +80,19 @@ def _loads(text: str) -> dict[str, Any]:
 def profile_path(name_or_path: str) -> Path:
     if NAME_RE.match(name_or_path) and not name_or_path.endswith(".toml"):
         return profiles_dir() / f"{name_or_path}.toml"
-    return Path(name_or_path).expanduser()
+    return local_path(name_or_path, "--profile")
 
 
 def load_profile(name_or_path: str) -> Profile:
     """Read a profile; any problem is a :class:`UsageError` (one line, exit 2)."""
+    if not name_or_path:
+        raise UsageError("--profile: empty name or path")
     path = profile_path(name_or_path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"--profile {name_or_path}: no such profile ({path})") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"--profile {name_or_path}: cannot read {path}: {exc}") from None
     try:
         data = _loads(text)
@@ -103,17 +113,18 @@ def profile_from_dict(data: dict[str, Any], path: Optional[Path] = None) -> Prof
     if not isinstance(data.get("host"), str) or not data.get("host"):
         raise UsageError(f"{where}: missing 'host'")
     for key in ("port",):
-        if key in data and not isinstance(data[key], int):
-            raise UsageError(f"{where}: '{key}' must be a number")
+        if key in data and (not isinstance(data[key], int) or not 1 <= data[key] <= 65535):
+            raise UsageError(f"{where}: '{key}' must be a number from 1 to 65535")
     ports = data.get("link_ports", [31415, 31416])
     if (not isinstance(ports, list) or len(ports) != 2
             or not all(isinstance(p, int) and 1024 <= p <= 65535 for p in ports) or ports[0] == ports[1]):
         raise UsageError(f"{where}: 'link_ports' must be two distinct ports 1024-65535")
-    if data.get("mode", "tunnel") not in ("direct", "tunnel"):
+    if data.get("mode", "tunnel") not in MODES:
         raise UsageError(f"{where}: 'mode' must be direct or tunnel")
     for key, value in data.items():
         if key not in ("port", "link_ports", "files") and not isinstance(value, str):
             raise UsageError(f"{where}: '{key}' must be a string")
+    _validate_values(data, where)
     if "name" not in data:
         data["name"] = path.stem if path else "profile"
     return Profile(
@@ -122,6 +133,24 @@ def profile_from_dict(data: dict[str, Any], path: Optional[Path] = None) -> Prof
         mlopen_arguments=str(frontend.get("mlopen_arguments", "")),
         path=path,
     )
+
+
+def _validate_values(data: dict[str, Any], where: str) -> None:
+    """The values that a flag also sets are checked by that flag's own function, so a
+    profile cannot hold what the command line refuses (the message names file and key)."""
+    def label(key: str) -> str:
+        return f"{where}: {key}"
+
+    parse_host(data["host"], label("host"))
+    if data.get("kernel"):
+        check_kernel(data["kernel"], label("kernel"))
+    if data.get("link_host"):
+        parse_link_host(data["link_host"], label("link_host"))
+    if data.get("ssh_config"):
+        no_backquote(data["ssh_config"], label("ssh_config"))
+        local_path(data["ssh_config"], label("ssh_config"))
+    if data.get("identity"):
+        local_path(data["identity"], label("identity"))
 
 
 def list_profiles() -> list[Path]:

@@ -67,6 +67,32 @@ def test_help_and_version_import_nothing_heavy():
     (["--no-color", "config", "show"], "'config' is a command: put it first"),
     (["stray"], "unrecognized arguments: stray"),
     (["--profile", "x\ny"], "--profile x\\ny: no such profile"),
+    # '--' as an option's value: Python 3.11's argparse hands back [] (an internal error)
+    # or drops the value (the flag silently ignored)
+    *[([f"{flag}=--"], f"argument {flag}: expected one argument")
+      for flag in ("--host", "--timeout", "--deadline", "--kernel-timeout", "--jobs",
+                   "--ip-service", "--format", "--profile", "--only", "--skip", "--output",
+                   "--link-ports", "--ssh-config", "--identity", "--kernel", "--link-host",
+                   "--sshd-config", "--hosts-file", "--mode")],
+    (["setup", "--yes", "--host=--"], "argument --host: expected one argument"),
+    (["config", "show", "--profile=--"], "argument --profile: expected one argument"),
+    # an empty value is an error, never the same as no flag
+    (["--only", ""], "--only: no check ID given"),
+    (["--skip", ""], "--skip: no check ID given"),
+    (["--link-host", ""], "--link-host '': not an IP address"),
+    (["--identity", ""], "--identity: empty path"),
+    (["--output", ""], "--output: empty path"),
+    (["--profile", ""], "--profile: empty name or path"),
+    (["--sshd-config", ""], "--sshd-config: empty value"),
+    (["--ssh-config", ""], "--ssh-config: empty path"),
+    (["--link-ports", ""], "--link-ports '': give two ports"),
+    (["--hosts-file", ""], "--hosts-file: empty path"),
+    (["--identity", "/nonexistent/id_ed25519"], "--identity /nonexistent/id_ed25519: no such file"),
+    (["--identity", "/"], "--identity /: is a directory"),
+    (["--ssh-config", "/"], "--ssh-config /: is a directory"),
+    (["--kernel", "/opt/W`id`/MathKernel"], "--kernel '/opt/W`id`/MathKernel': contains a backquote"),
+    (["--ssh-config", "/dev/null`id`"], "contains a backquote"),
+    (["--profile", "~nosuchuser-mkd/p.toml"], "--profile ~nosuchuser-mkd/p.toml:"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(args, words):
     done = run_mkdoctor(*args)
@@ -76,6 +102,55 @@ def test_usage_errors_are_one_line_and_exit_2(args, words):
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("mkdoctor: error:") and words in lines[0]
     assert "Traceback" not in done.stderr
+
+
+def test_ssh_config_dev_null_is_accepted():
+    """``-F /dev/null`` is how ssh is told to ignore the user's config."""
+    done = run_mkdoctor("--ssh-config", "/dev/null", "--only", LOCAL, "--offline")
+    assert done.returncode == 0, done.stderr
+
+
+def test_ssh_config_with_a_backquote_is_refused_even_when_it_exists(tmp_path):
+    cfg = tmp_path / "ssh`config"
+    cfg.write_text("")
+    done = run_mkdoctor("--ssh-config", str(cfg), "--only", LOCAL, "--offline")
+    assert done.returncode == 2 and "backquote" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("link_host", '"not ip"', "link_host 'not ip': not an IP address"),
+    ("kernel", '"/opt/W/Math\\nKernel"', "kernel: empty path, or a path with control characters"),
+    ("kernel", '"/opt/W`id`/MathKernel"', "kernel '/opt/W`id`/MathKernel': contains a backquote"),
+    ("ssh_config", '"/tmp/a`id`"', "ssh_config '/tmp/a`id`': contains a backquote"),
+    ("port", "0", "'port' must be a number from 1 to 65535"),
+    ("host", '"x"\nhost = "-oProxyCommand=id"', None),  # TOML refuses the duplicate key
+])
+def test_profile_values_are_validated_like_the_flags(tmp_path, key, value, words):
+    prof = tmp_path / "p.toml"
+    prof.write_text(f'host = "mk-p"\n{key} = {value}\n' if key != "host" else f"host = {value}\n")
+    done = run_mkdoctor("--profile", str(prof), "--only", LOCAL, "--offline")
+    assert done.returncode == 2, done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(prof) in lines[0], done.stderr
+    if words:
+        assert words in lines[0], lines[0]
+
+
+def test_profile_host_is_validated_like_the_flag(tmp_path):
+    prof = tmp_path / "p.toml"
+    prof.write_text('host = "-oProxyCommand=id"\n')
+    done = run_mkdoctor("--profile", str(prof), "--only", LOCAL, "--offline")
+    assert done.returncode == 2
+    assert f"{prof}: host '-oProxyCommand=id': must not start with '-'" in done.stderr
+
+
+def test_a_valid_profile_still_loads(tmp_path):
+    prof = tmp_path / "p.toml"
+    prof.write_text('host = "mk-p"\nkernel = "/usr/local/Wolfram/Mathematica/14.1/Executables/'
+                    'MathKernel"\nlink_host = "192.0.2.7"\nmode = "direct"\nport = 2222\n')
+    data, done = json_report("--profile", str(prof), "--only", LOCAL, "--offline")
+    assert done.returncode == 0, done.stderr
+    assert data["target"]["destination"] == "mk-p"
 
 
 def test_malformed_profile_is_exit_2(tmp_path):
@@ -163,10 +238,38 @@ def test_text_report_lines_and_what_to_fix():
 def test_colour_only_when_forced_and_never_with_no_color():
     done = run_mkdoctor("--only", LOCAL, env={"FORCE_COLOR": "1", "NO_COLOR": ""})
     assert "\x1b[32m" in done.stdout
+    done = run_mkdoctor("--only", LOCAL, env={"FORCE_COLOR": "", "NO_COLOR": ""})
+    assert "\x1b[" not in done.stdout  # set but empty: not forced
     done = run_mkdoctor("--only", LOCAL, "--no-color", env={"FORCE_COLOR": "1", "NO_COLOR": ""})
     assert "\x1b[" not in done.stdout
     done = run_mkdoctor("--only", LOCAL, env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
     assert "\x1b[" not in done.stdout
+
+
+def _on_a_terminal(*args: str, **env: str) -> str:
+    """The text report as printed on a real terminal (a pty), with ``env`` over an
+    environment that has neither NO_COLOR nor FORCE_COLOR."""
+    import pexpect
+
+    full = mkdoctor_env()
+    full.pop("NO_COLOR", None)
+    full.pop("FORCE_COLOR", None)
+    full.update(env)
+    child = pexpect.spawn(sys.executable, ["-m", "checks", "--only", LOCAL, "--offline", *args],
+                          env=full, cwd=str(ROOT), encoding="utf-8", timeout=60)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    return child.before
+
+
+def test_colour_on_a_terminal_unless_no_color():
+    assert "\x1b[32m✓\x1b[0m MK201 ssh-client" in _on_a_terminal()
+    assert "\x1b[32m" in _on_a_terminal(NO_COLOR="")  # set but empty: does not count
+    plain = _on_a_terminal(NO_COLOR="1")
+    assert "✓ MK201 ssh-client" in plain and "\x1b[" not in plain
+    plain = _on_a_terminal("--no-color")
+    assert "✓ MK201 ssh-client" in plain and "\x1b[" not in plain
 
 
 def test_output_file_gets_the_report_and_stdout_the_text(tmp_path):
@@ -181,6 +284,89 @@ def test_output_file_gets_the_report_and_stdout_the_text(tmp_path):
 def test_output_to_a_missing_directory_is_a_usage_error(tmp_path):
     done = run_mkdoctor("--only", LOCAL, "--output", str(tmp_path / "no" / "r.json"))
     assert done.returncode == 2
+    assert "does not exist" in done.stderr and done.stdout == ""
+
+
+def test_output_under_a_regular_file_is_a_usage_error_before_the_run(tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    done = run_mkdoctor("--only", LOCAL, "--output", str(plain / "r.json"))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == (f"mkdoctor: error: --output {plain}/r.json: the directory "
+                                   f"{plain} is not a directory")
+
+
+def test_output_in_a_read_only_directory_is_a_usage_error_before_the_run(tmp_path):
+    """Root writes anywhere, except on a read-only mount: one, in a private mount namespace."""
+    import os
+    import shlex
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for a read-only bind mount")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    q = shlex.quote
+    script = (f"mount --bind {q(str(ro))} {q(str(ro))} && mount -o remount,bind,ro {q(str(ro))} "
+              f"&& exec {q(sys.executable)} -m checks --only {LOCAL} --offline --format json "
+              f"--output {q(str(ro / 'r.json'))}")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
+                          env=mkdoctor_env(), cwd=str(ROOT), timeout=60)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert done.stderr.strip() == (f"mkdoctor: error: --output {ro}/r.json: cannot write in the "
+                                   f"directory {ro}")
+
+
+def test_output_write_error_is_one_line_exit_2_after_the_summary(tmp_path):
+    # /dev/full: opened fine, every write fails with ENOSPC
+    done = run_mkdoctor("--only", LOCAL, "--offline", "--format", "json", "--output", "/dev/full")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == ("mkdoctor: error: --output /dev/full: cannot write the report: "
+                                   "No space left on device")
+    assert "✓ MK201 ssh-client" in done.stdout  # the run's summary is not lost
+
+
+def test_output_to_a_fifo_writes_through_it(tmp_path):
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    done = run_mkdoctor("--only", LOCAL, "--offline", "--format", "json", "--output", str(fifo))
+    reader.join(10)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still a fifo, not replaced by a file
+    assert json.loads(got[0])["checks"][0]["id"] == LOCAL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]  # no temp file left
+
+
+def test_output_to_a_character_device_writes_through_it(tmp_path):
+    """``--output /dev/null`` as root used to rename a temp file over /dev/null; a private
+    node of the same device stands in for it here."""
+    import os
+    import stat
+
+    if os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    null = tmp_path / "null"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    done = run_mkdoctor("--only", LOCAL, "--offline", "--format", "junit", "--output", str(null))
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISCHR(os.lstat(null).st_mode) and os.lstat(null).st_rdev == os.makedev(1, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
+
+
+def test_output_to_dev_stdout_goes_to_stdout():
+    done = run_mkdoctor("--only", LOCAL, "--offline", "--format", "json", "--output", "/dev/stdout")
+    assert done.returncode == 0, done.stderr
+    report, _, rest = done.stdout.partition("\n}\n")
+    assert json.loads(report + "\n}")["checks"][0]["id"] == LOCAL
+    assert "✓ MK201 ssh-client" in rest
 
 
 def test_verbose_shows_commands():
@@ -216,6 +402,7 @@ _values = st.one_of(st.text(max_size=12), st.sampled_from(
     ["", "-", "--", "0", "-1", "1e9", "nan", "inf", "70000,1", "MK201", "json", "/", "/dev/null",
      "a b", "x\x00y", "\udcff", "line\nbreak"]))
 _argv = st.lists(st.one_of(st.tuples(st.sampled_from(_FLAGS), _values).map(list),
+                           st.tuples(st.sampled_from(_FLAGS), _values).map(lambda fv: ["=".join(fv)]),
                            st.sampled_from(["--strict", "-v", "--no-color"]).map(lambda b: [b])),
                  max_size=5).map(lambda xs: [a for x in xs for a in x])
 

@@ -203,19 +203,67 @@ def test_not_applicable_is_said_before_a_skipped_prerequisite():
     assert "no remote host" in by["B"].summary
 
 
-def test_every_skip_a_check_returns_carries_a_fix():
-    """CHECKS.md: every non-pass result carries a concrete fix. Skips are built in many
-    places; this reads every ``skipped(...)`` call in the catalogue and wants a fix."""
+def _blank(node) -> bool:
+    """A fix argument that is missing, or a string constant / f-string with no text."""
+    import ast
+
+    if node is None:
+        return True
+    if isinstance(node, ast.Constant):
+        return not (isinstance(node.value, str) and node.value.strip())
+    if isinstance(node, ast.JoinedStr):
+        return all(isinstance(v, ast.Constant) and not str(v.value).strip() for v in node.values)
+    return False  # a name or an expression: its value is not known here
+
+
+def test_every_non_pass_result_a_check_builds_carries_a_fix():
+    """CHECKS.md: every non-pass result carries a concrete fix. Results are built in many
+    places; this reads every ``skipped/warned/failed(...)`` and non-pass ``Result(...)``
+    call under checks/ and wants a fix that is not an empty string."""
     import ast
     from pathlib import Path
 
     missing = []
     for path in sorted((Path(__file__).parent.parent / "checks").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "skipped":
-                if len(node.args) < 2 and not any(k.arg == "fix" for k in node.keywords):
-                    missing.append(f"{path.name}:{node.lineno}")
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", "") or getattr(node.func, "attr", "")
+            keyword = next((k.value for k in node.keywords if k.arg == "fix"), None)
+            if name in ("skipped", "warned", "failed"):
+                fix = node.args[1] if len(node.args) >= 2 else keyword
+            elif name == "Result":
+                status = node.args[0] if node.args else None
+                if getattr(status, "attr", "") == "PASS":
+                    continue
+                fix = node.args[3] if len(node.args) >= 4 else keyword
+            else:
+                continue
+            if _blank(fix):
+                missing.append(f"{path.name}:{node.lineno} {name}")
     assert missing == []
+
+
+def test_the_fix_rule_is_not_vacuous():
+    import ast
+
+    def fix_of(src):
+        return ast.parse(src).body[0].value.args[1]
+
+    assert _blank(fix_of('skipped("r", "")')) and _blank(fix_of('skipped("r", "  ")'))
+    assert _blank(fix_of('skipped("r", f"")')) and _blank(fix_of('skipped("r", None)'))
+    assert not _blank(fix_of('skipped("r", "run x")')) and not _blank(fix_of('skipped("r", f"run {x}")'))
+
+
+def test_a_broken_precondition_is_an_error_with_a_fix():
+    def broken(c):
+        raise KeyError("mode")
+
+    (check, result), = run_checks(ctx(), [make("A", lambda c: passed("x"), pre=(broken,))])
+    assert result.status is Status.ERROR
+    assert result.summary == "the check itself broke: KeyError: 'mode'"
+    assert result.fix.strip() and "bug in mkdoctor" in result.fix
+    assert "Traceback" in result.traceback
 
 
 def test_precondition_skips_carry_their_fix():
