@@ -1,10 +1,11 @@
 """Wizard pieces without a server: the key-install script (run by a real sh), hashed
 known_hosts entries (checked by the real ssh-keygen), answers files, unattended refusals,
-the sshd advice."""
+the sshd advice, the Host aliases of an ssh config and its Includes (real files)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from checks.hostkeys import HostKey
 from checks.options import UsageError, parse_host
-from wizard import remote, security
+from wizard import remote, security, sshconfig, writers
 from wizard.main import answers_argv, default_name, parse_args
 from wizard.prompts import Asker
 
@@ -32,13 +33,16 @@ def run_install(home: Path, sshd_config: Path) -> str:
 def test_install_script_default_file_modes_and_idempotence(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    out = run_install(home, tmp_path / "no_such_sshd_config")
+    missing = tmp_path / "no_such_sshd_config"
+    out = run_install(home, missing)
     ak = home / ".ssh" / "authorized_keys"
-    assert out == f"MKD-KEY added {ak}"
+    assert out == f"MKD-SRC missing {missing}\nMKD-KEY added {ak}"
+    note = remote.source_note(out, str(missing), str(ak))
+    assert f"{missing} does not exist on the server" in note and f"went to {ak}" in note
     assert stat.S_IMODE((home / ".ssh").stat().st_mode) == 0o700
     assert stat.S_IMODE(ak.stat().st_mode) == 0o600
     assert ak.read_text() == KEY + "\n"
-    assert run_install(home, tmp_path / "none") == f"MKD-KEY present {ak}"
+    assert run_install(home, tmp_path / "none").endswith(f"\nMKD-KEY present {ak}")
     assert ak.read_text() == KEY + "\n"
 
 
@@ -55,17 +59,56 @@ def test_install_script_respects_authorized_keys_file_and_keeps_lines(tmp_path):
     cfg.write_text(f"# main file\nInclude {dropins}/*.conf\nAuthorizedKeysFile .ssh/other\n"
                    "Match User nobody\n  AuthorizedKeysFile /dev/null\n")
     out = run_install(home, cfg)
-    assert out == f"MKD-KEY added {target}"
+    # the global setting is used; the Match block that also sets it is named, not evaluated
+    assert out == f"MKD-SRC match\nMKD-KEY added {target}"
+    assert "a Match block of" in remote.source_note(out, str(cfg), str(target))
     assert target.read_text() == "ssh-rsa AAAAB3existing other@host\n" + KEY + "\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o640  # an existing file keeps its mode
     assert not (home / ".ssh").exists()
+    # without the Match block there is nothing to say
+    cfg.write_text(f"Include {dropins}/*.conf\n")
+    assert run_install(home, cfg) == f"MKD-KEY present {target}"
+    assert remote.source_note(f"MKD-KEY present {target}", str(cfg)) == ""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root to run the script as another user")
+def test_install_script_says_when_an_include_cannot_be_read():
+    """Run as nobody (root reads everything): an Include that user cannot read (0600,
+    as /etc/ssh/sshd_config on RHEL/Fedora) is named; the key goes to the default."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:  # pytest's tmp_path is 0700 root's
+        os.chmod(tmp, 0o755)
+        _unreadable_include(Path(tmp))
+
+
+def _unreadable_include(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    hidden = tmp_path / "50-secret.conf"
+    hidden.write_text("AuthorizedKeysFile /etc/ssh/keys/%u\n")
+    hidden.chmod(0o600)
+    cfg = tmp_path / "sshd_config"
+    cfg.write_text(f"Include {hidden}\n")
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           "/bin/sh", "-c", remote.install_command(KEY, str(cfg))],
+                          capture_output=True, text=True, timeout=20,
+                          env={"HOME": str(home), "PATH": os.environ["PATH"]})
+    assert done.returncode == 0, done.stderr
+    ak = home / ".ssh" / "authorized_keys"
+    assert done.stdout.strip() == f"MKD-SRC unreadable-include {hidden}\nMKD-KEY added {ak}"
+    note = remote.source_note(done.stdout, str(cfg), str(ak))
+    assert f"{hidden} (an Include of {cfg}) cannot be read" in note and str(ak) in note
 
 
 def test_hashed_known_hosts_entry_is_found_by_ssh_keygen(tmp_path):
     blob = KEY.split()[1]
     state = remote.HostKeyState("unknown", "[192.0.2.9]:2222", HostKey("ssh-ed25519", blob),
                                 known_files=[str(tmp_path / "kh")], hashed=True)
-    path = remote.record_host_key(state, lambda p: None)
+    path, backup = remote.record_host_key(state, lambda p: None)
+    assert backup is None  # a new file: nothing to back up
     line = path.read_text()
     assert line.startswith("|1|") and "192.0.2.9" not in line
     found = subprocess.run(["ssh-keygen", "-F", "[192.0.2.9]:2222", "-f", str(path)],
@@ -80,6 +123,38 @@ def test_record_host_key_appends_after_a_line_without_newline(tmp_path):
     state = remote.HostKeyState("unknown", "h", HostKey("ssh-ed25519", "BBBB"), known_files=[str(kh)])
     remote.record_host_key(state, lambda p: None)
     assert kh.read_text() == "example.org ssh-ed25519 AAAA\nh ssh-ed25519 BBBB\n"
+
+
+def test_record_host_key_is_atomic_backed_up_and_undone(tmp_path):
+    """An existing known_hosts: its bytes kept exactly, then the new line; a timestamped
+    backup with the old bytes and mode; the mode kept; replaced by a rename (a new
+    inode), written through a symlink; a rollback restores it and removes the backup."""
+    real = tmp_path / "real_known_hosts"
+    old = b"# mine\r\n|1|abc=|def= ssh-ed25519 AAAA\r\n\xff odd bytes\n"
+    real.write_bytes(old)
+    real.chmod(0o644)
+    kh = tmp_path / "kh"
+    kh.symlink_to(real)
+    inode = real.stat().st_ino
+    state = remote.HostKeyState("unknown", "[192.0.2.9]:2222", HostKey("ssh-ed25519", "BBBB"),
+                                known_files=[str(kh)], hashed=True)
+    journal = writers.Journal()
+    path, backup = remote.record_host_key(state, journal.before_change)
+    assert path == kh and kh.is_symlink()
+    data = real.read_bytes()
+    assert data.startswith(old) and data.count(b"\n") == old.count(b"\n") + 1
+    assert data[len(old):].startswith(b"|1|") and data.endswith(b" ssh-ed25519 BBBB\n")
+    assert stat.S_IMODE(real.stat().st_mode) == 0o644
+    assert real.stat().st_ino != inode  # a new file renamed over, not appended in place
+    assert backup is not None and backup.parent == tmp_path
+    assert backup.name.startswith("real_known_hosts.mkdoctor-backup-")
+    assert backup.read_bytes() == old and stat.S_IMODE(backup.stat().st_mode) == 0o644
+    found = subprocess.run(["ssh-keygen", "-F", "[192.0.2.9]:2222", "-f", str(real)],
+                           capture_output=True, text=True)
+    assert found.returncode == 0 and "BBBB" in found.stdout
+    journal.rollback()  # Ctrl-C before step 10: every file as it was
+    assert real.read_bytes() == old and not backup.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kh", "real_known_hosts"]
 
 
 def test_unattended_asker_refuses_without_a_safe_default():
@@ -125,3 +200,79 @@ def test_sshd_advice_and_commands():
                          "KbdInteractiveAuthentication no"]
     assert "sudo sshd -t && sudo systemctl reload ssh" in adv.text
     assert security.DROPIN in adv.text
+
+
+def test_sshd_advice_never_locks_out_a_root_login():
+    """The setup logs in as root: PermitRootLogin no would lock it out, so the advice is
+    prohibit-password (only where root passwords are allowed), and it says why."""
+    from checks.model import Result, Status
+
+    def r310(value, status="warn"):
+        return Result(Status(status), "s", [], "", {"permitrootlogin": value})
+
+    pw = Result(Status("warn"), "s", ["password login is on: PasswordAuthentication yes"], "", {})
+    adv = security.advice({"MK310": r310("yes", "fail"), "MK311": pw}, "root")
+    assert adv.lines == ["PermitRootLogin prohibit-password", "PasswordAuthentication no",
+                         "KbdInteractiveAuthentication no"]
+    assert "PermitRootLogin no" not in adv.content
+    assert "this setup logs in as root" in adv.text and "lock" in adv.text
+    assert adv.expected.startswith("permitrootlogin prohibit-password\n")
+    # already key-only for root (sshd -T says without-password): nothing asked of it
+    for value in ("prohibit-password", "without-password", "forced-commands-only"):
+        assert security.advice({"MK310": r310(value)}, "root") is None
+        assert f"stays {value}" in security.kept_for_root({"MK310": r310(value)}, "root")
+    assert security.advice({"MK310": r310("without-password"), "MK311": pw}, "root").lines == [
+        "PasswordAuthentication no", "KbdInteractiveAuthentication no"]
+    # any other user: no, as before, and no note
+    adv = security.advice({"MK310": r310("prohibit-password")}, "alice")
+    assert adv.lines == ["PermitRootLogin no"] and adv.notes == []
+    assert security.kept_for_root({"MK310": r310("prohibit-password")}, "alice") is None
+
+
+def test_apply_script_reads_without_password_as_prohibit_password(tmp_path):
+    """sshd -T prints prohibit-password as without-password: the script's check that the
+    drop-in took effect must not call that "no effect". Run with a stand-in sshd."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "sshd"
+    fake.write_text("#!/bin/sh\ncase \"$1\" in -T) echo 'permitrootlogin without-password';; esac\n"
+                    "exit 0\n")
+    fake.chmod(0o755)
+    (tmp_path / "d").mkdir()
+    adv = security.Advice(["PermitRootLogin prohibit-password"])
+    script = security.APPLY_SCRIPT.replace("PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH",
+                                           f"PATH={bindir}:$PATH")
+    script = script.replace(security.RELOAD, "true")
+    done = subprocess.run(["/bin/sh", "-c", script, "sh", str(tmp_path / "d" / "50.conf"),
+                           adv.content, adv.expected, str(tmp_path / "cfg")],
+                          capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0 and "MKD-SSHD applied" in done.stdout, done.stdout + done.stderr
+    # and a value that really differs is still caught
+    done = subprocess.run(["/bin/sh", "-c", script, "sh", str(tmp_path / "d" / "50.conf"),
+                           "x", "permitrootlogin no\n", str(tmp_path / "cfg")],
+                          capture_output=True, text=True, timeout=20)
+    assert done.returncode == 5 and "permitrootlogin is still prohibit-password" in done.stdout
+
+
+def test_host_aliases_follow_include_like_ssh(tmp_path):
+    """Real files: relative Includes from ~/.ssh, ~, absolute paths, globs read in
+    lexical order, nested Includes, each alias with its file; a loop stops at ssh's
+    depth limit; missing files are passed over."""
+    home = tmp_path / "home"
+    dot = home / ".ssh"
+    (dot / "config.d").mkdir(parents=True)
+    (dot / "config.d" / "20-work").write_text("Host work-b\n  HostName b\n")
+    (dot / "config.d" / "10-lab").write_text("Host lab1 lab2 *.lab\nInclude nested\n")
+    (dot / "nested").write_text("Host deep\n")
+    (home / "extra.conf").write_text("host = tilde\n")
+    absolute = tmp_path / "abs.conf"
+    absolute.write_text('Host "quoted"\nInclude loop.conf\n')
+    (dot / "loop.conf").write_text("Host looped\nInclude loop.conf\n")
+    main = dot / "config"
+    main.write_text(f"Host first\nInclude config.d/* ~/extra.conf\n"
+                    f'Include "{absolute}" missing.conf # a comment\nHost last !neg\n')
+    got = sshconfig.config_aliases(main, home)
+    assert [a for a, _ in got] == ["first", "lab1", "lab2", "deep", "work-b", "tilde",
+                                   "quoted", "looped", "last"]
+    assert dict(got)["deep"] == dot / "nested" and dict(got)["tilde"] == home / "extra.conf"
+    assert dict(got)["looped"] == dot / "loop.conf"

@@ -14,6 +14,11 @@ was. The remote ``authorized_keys`` is the one change that stays (it is on the s
 Until the files are written, the checks run against a *staged* copy of the ssh config
 (the user's file with the new managed block, in a private 0700 temp directory), so the
 strings proven in step 9 are the written ones except for the ``-F`` path to that copy.
+Once written, MK501 (and MK304 + MK404) run again on the files as written: without
+``--ssh-config`` the written launch command has no ``-F`` and ssh reads other files.
+
+After step 10 the files stay: Ctrl-C or a failure from then on says so (they were
+written on the user's explicit yes) instead of "every file is as it was".
 """
 
 from __future__ import annotations
@@ -218,11 +223,16 @@ def setup_one(args: argparse.Namespace, unattended: bool) -> int:
         return wizard.run()
     except KeyboardInterrupt:
         wizard.abort()
-        print("\nmkdoctor setup: interrupted; every file is as it was", file=sys.stderr)
+        if wizard.committed:  # step 10 wrote the files (the user said yes): they stay
+            print(f"\nmkdoctor setup: interrupted; {wizard.written_note()}; "
+                  f"{wizard.hardening_note()}", file=sys.stderr)
+        else:
+            print("\nmkdoctor setup: interrupted; every file is as it was", file=sys.stderr)
         return EXIT_INTERRUPTED
     except StepFailed as exc:
         wizard.abort()
-        print(f"\nmkdoctor setup: {exc}\nNothing was written.", file=sys.stderr)
+        after = f"{wizard.written_note()}." if wizard.committed else "Nothing was written."
+        print(f"\nmkdoctor setup: {exc}\n{after}", file=sys.stderr)
         return EXIT_FAIL
     except BaseException:
         wizard.abort()
@@ -282,6 +292,12 @@ class Wizard:
         self.step_no = 0
         self.fixed_later: dict[str, str] = {}  # check ID -> the step that fixes it
         self.hardening_error = ""
+        self.committed = False  # step 10 is done: the files stay, whatever happens next
+        self.applying = False  # step 11 is changing the server
+        self.applied = False  # step 11 changed it
+        self.proved_link = False  # MK404 ran in step 9 (so it runs again on the written files)
+        self.verify_error = ""  # why the files as written do not work (step 10's re-check)
+        self.verified: list[str] = []  # the checks that passed on the files as written
         self._print_lock = threading.RLock()
 
     # --- output -----------------------------------------------------------------------
@@ -376,13 +392,20 @@ class Wizard:
         self.step_ports()
         self.step_prove()
         self.step_write()
+        self.verify_written()
         hardened = self.step_security()
         self.step_summary()
+        rc = EXIT_OK
+        if self.verify_error:
+            print(f"mkdoctor setup: the configuration is written, but it does NOT work as "
+                  f"written: {self.verify_error}\n{self.written_note()}; after the fix, "
+                  f"`mkdoctor --profile {self.name}` re-checks it.", file=sys.stderr)
+            rc = EXIT_FAIL
         if not hardened:
             print(f"mkdoctor setup: the sshd hardening was NOT applied: {self.hardening_error}\n"
                   "The configuration files above are written.", file=sys.stderr)
-            return EXIT_FAIL
-        return EXIT_OK
+            rc = EXIT_FAIL
+        return rc
 
     # 1 ------------------------------------------------------------------------------------
 
@@ -422,11 +445,11 @@ class Wizard:
             self.target = parse_host(f"{p.user}@{p.hostname}:{p.port}" if p.user else
                                      f"{p.hostname}:{p.port}")
         if self.target is None:
-            raw = sshconfig.read_text(writers.read_bytes(cfg_path) or b"")
-            aliases = [h for h in sshconfig.host_aliases(raw) if not h.startswith(sshconfig.ALIAS_PREFIX)]
+            aliases = [(h, f) for h, f in sshconfig.config_aliases(cfg_path)
+                       if not h.startswith(sshconfig.ALIAS_PREFIX)]
             choice = None
             if aliases:
-                choices = [(h, f"{h}  (Host alias in {cfg_path})") for h in aliases]
+                choices = [(h, f"{h}  (Host alias in {f})") for h, f in aliases]
                 choices.append(("", "another host: USER@HOST[:PORT]"))
                 choice = self.ask.select("Which remote host runs the kernel?", choices, None,
                                          "--host", safe=False)
@@ -692,8 +715,9 @@ class Wizard:
                              f"after verifying it, give --accept-host-key {fp}")
         if not ok:
             raise StepFailed("the host key was not confirmed")
-        path = remote.record_host_key(state, self.journal.before_change)
-        self.say(f"  recorded in {path}{' (hashed)' if state.hashed else ''}")
+        path, backup = remote.record_host_key(state, self.journal.before_change)
+        self.say(f"  recorded in {path}{' (hashed)' if state.hashed else ''}"
+                 + (f" (backup: {backup.name})" if backup else ""))
 
     # 6 ------------------------------------------------------------------------------------
 
@@ -730,11 +754,14 @@ class Wizard:
                              f"ssh-copy-id -i {pub} {t.display} first")
         argv = remote.install_argv(base, t.host, self.public_line, self.opts.sshd_config,
                                    batch=not self.ask.interactive, timeout=self.opts.timeout)
-        ok, message = remote.install_key(argv, self.ask.interactive)
+        ok, message, note = remote.install_key(argv, self.ask.interactive,
+                                               sshd_config=self.opts.sshd_config)
         if not ok:
             raise StepFailed(f"installing the key failed: {message}; install it by hand: "
                              f"ssh-copy-id -i {pub} {t.display}")
         self.say(f"  {message}")
+        if note:
+            self.say(f"  note: {note}")
         res = self.run_checks(["MK304"], self.remote_options(), Target(self.alias))
         if res["MK304"].status.value != "pass":
             raise StepFailed(f"MK304 still fails after installing the key: {res['MK304'].summary}; "
@@ -751,16 +778,21 @@ class Wizard:
         found = first_fact(r401, "kernel")
         installs = first_fact(r401, "installs", "candidates", default=[]) or []
         paths = []
+        versions: dict[str, str] = {}  # path -> the version MK401 reports
         for i in installs:
             p = i.get("path") if isinstance(i, dict) else (getattr(i, "path", None) or i)
+            v = i.get("version") if isinstance(i, dict) else getattr(i, "version", "")
             if isinstance(p, str) and p not in paths:
                 paths.append(p)
+                versions[p] = str(v or "")
         if found and found not in paths:
             paths.insert(0, found)
+            versions[found] = str(first_fact(r401, "version", default=""))
         if a.kernel:
             kernel = a.kernel
         elif len(paths) > 1 and self.ask.interactive:
-            kernel = self.ask.select("Which kernel?", [(p, p) for p in paths], found or paths[0], "--kernel")
+            choices = [(p, f"{p}  (version {versions.get(p) or 'unknown'})") for p in paths]
+            kernel = self.ask.select("Which kernel?", choices, found or paths[0], "--kernel")
         elif paths:
             kernel = found or paths[0]
         elif given:
@@ -873,6 +905,7 @@ class Wizard:
         for cid in ("MK403", "MK404"):
             if res[cid].status.value in ("fail", "error"):
                 raise StepFailed(f"{cid}: {res[cid].summary}; fix: {res[cid].fix}")
+        self.proved_link = res["MK404"].status.value != "skip"
         if any(r.status.value == "skip" for r in res.values()):
             self.say("  note: not everything could be proven (see the skips above); "
                      "`mkdoctor` re-checks after setup")
@@ -893,6 +926,7 @@ class Wizard:
         if not pending:
             self.say("  everything is already up to date: nothing written")
             self.journal.commit()
+            self.committed = True
             return
         ssh_change = changes[0]
         if ssh_change.changed:
@@ -905,8 +939,46 @@ class Wizard:
             raise StepFailed("you chose not to write the files")
         self.written = writers.apply(changes)
         self.journal.commit()
+        self.committed = True
         for w in self.written:
             self.say(f"  wrote {w.real}" + (f" (backup: {w.backup.name})" if w.backup else ""))
+
+    def verify_written(self) -> None:
+        """Step 9 proved the strings through a staged copy of the ssh config (``-F``),
+        and with ``-F`` ssh reads neither ``~/.ssh/config`` nor ``/etc/ssh/ssh_config``;
+        a launch command written without ``--ssh-config`` has no ``-F`` and reads both.
+        So the files as written are checked again, as ``mkdoctor --profile NAME`` would
+        (but logging in as the front end does, with the alias's own key): MK501, and
+        MK304 + MK404 when MK404 ran in step 9. A failure (a skip too: it was proven a
+        moment ago) is :attr:`verify_error`; the files stay written."""
+        from checks import profile as profiles
+
+        prof = profiles.load_profile(str(writers.profile_file(self.name)))
+        ids = ["MK501"] + (["MK304", "MK404"] if self.proved_link else [])
+        self.say(f"\n  checking the files as written ({', '.join(ids)}):")
+        opts = copy.copy(self.opts)
+        opts.profile = prof
+        opts.ssh_config = Path(prof.ssh_config).expanduser() if prof.ssh_config else None
+        opts.identity = None
+        opts.kernel = prof.kernel or None
+        opts.mode = prof.mode
+        opts.link_ports = (int(prof.link_ports[0]), int(prof.link_ports[1]))
+        opts.link_ports_given = True
+        opts.link_host = prof.link_host or None
+        res = self.run_checks(ids, opts, Target(prof.host))
+        for cid in ids:
+            r = res[cid]
+            if r.status.value in ("pass", "warn"):
+                self.verified.append(cid)
+                continue
+            if r.status.value == "skip":
+                self.verify_error = f"{cid} could not be re-checked: {r.summary}"
+            else:
+                self.verify_error = f"{cid}: {r.summary}; fix: {r.fix}"
+            home_note = home_mismatch() if not self.args.ssh_config else None
+            if home_note:
+                self.verify_error += f" (likely cause: {home_note})"
+            return
 
     # 11 -----------------------------------------------------------------------------------
 
@@ -921,7 +993,10 @@ class Wizard:
         opts.ssh_config = Path(self.final_ssh_config()) if self.final_ssh_config() else None
         opts.identity = None
         res = self.run_checks(["MK310", "MK311"], opts, Target(self.alias))
-        advice = security.advice(res)
+        advice = security.advice(res, self.user)
+        kept = security.kept_for_root(res, self.user)
+        if kept:
+            self.say(f"  note: {kept}")
         if not advice:
             self.say("  nothing to change")
             return True
@@ -934,15 +1009,18 @@ class Wizard:
             self.say("  not applied (--apply-sshd-hardening applies it)")
         if not apply:
             return True
+        self.applying = True
         ok, message = security.apply(advice, self.alias, opts.ssh_config, self.ask.interactive,
                                      sshd_config=str(self.opts.sshd_config))
+        self.applying = False
+        self.applied = ok
         self.say(f"  {message}")
         if not ok:
             self.hardening_error = message
             return False
         self.say("  after the change:")
         after = self.run_checks(["MK310", "MK311"], opts, Target(self.alias))
-        if security.advice(after):
+        if security.advice(after, self.user):
             self.hardening_error = ("applied, but MK310/MK311 still do not pass (see above): "
                                     "another file sets these values first")
             return False
@@ -954,6 +1032,10 @@ class Wizard:
         self.step("Done")
         prof = self.profile_written
         paths = writers.frontend_paths(prof.name)
+        if self.verify_error:
+            self.say(f"  NOT WORKING AS WRITTEN: {self.verify_error}")
+        else:
+            self.say(f"  checked as written: {', '.join(self.verified)} passed")
         self.say(f"  profile:        {writers.profile_file(prof.name)}")
         self.say(f"  ssh alias:      {self.alias} in {self.ssh_config_path()}")
         self.say(f"  front end:      {paths['text']}")
@@ -964,6 +1046,23 @@ class Wizard:
                  f"(mkdoctor config show --profile {prof.name} prints the strings)")
 
     # --- ending ----------------------------------------------------------------------------
+
+    def written_note(self) -> str:
+        """What step 10 left on disk, for the last message (after it committed)."""
+        if not self.written:
+            return "the configuration files were already up to date (nothing was changed)"
+        backups = [w.backup.name for w in self.written if w.backup]
+        return ("the configuration files of step 10 stay written"
+                + (f" (backups: {', '.join(backups)})" if backups else " (all new, no backups)"))
+
+    def hardening_note(self) -> str:
+        if self.applied:
+            return "the sshd hardening was applied"
+        if self.applying:
+            return ("the sshd hardening was interrupted while being applied: the server puts "
+                    "its previous configuration back unless the change had reached the reload; "
+                    f"mkdoctor --profile {self.name} --only MK310,MK311 shows which")
+        return "the sshd hardening was not applied"
 
     def abort(self) -> None:
         """Put back every file changed before the final write."""

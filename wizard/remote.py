@@ -15,7 +15,9 @@ The remote script appends the key only if absent, creates the directory 0700 and
 file 0600 when missing, keeps every existing line, and writes where the server looks:
 the first ``AuthorizedKeysFile`` of the sshd configuration (``%h``, ``%u``, ``%%``
 expanded, relative to the home directory; sshd_config(5)), default
-``.ssh/authorized_keys``.
+``.ssh/authorized_keys``. When that cannot be known (the file or one of its ``Include``s
+is not readable by the user, as ``/etc/ssh/sshd_config`` 0600 on RHEL/Fedora, or a
+``Match`` block sets it too), the script says so and the wizard prints one line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import hashlib
 import hmac
 import os
 import shlex
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,18 +109,34 @@ def known_hosts_line(state: HostKeyState) -> str:
     return f"{name} {state.key.keytype} {state.key.blob}\n"
 
 
-def record_host_key(state: HostKeyState, before_change: Callable[[Path], None]) -> Path:
-    """Append the key to the first UserKnownHostsFile (created 0600 in a 0700 directory)."""
+def record_host_key(state: HostKeyState, before_change: Callable[[Path], None]
+                    ) -> tuple[Path, Optional[Path]]:
+    """Add the key to the first UserKnownHostsFile: the old content byte for byte, then
+    the new line. An existing file is first copied to a timestamped backup (same mode)
+    and then replaced atomically, keeping its mode (a symlink is written through); a new
+    one is created 0600 in a 0700 directory. ``before_change`` is told of the file and
+    of the backup, so a rollback restores the one and removes the other. Returns (the
+    file, the backup or None)."""
+    from checks.fileio import atomic_write, resolve_target
+    from wizard.writers import backup_path, timestamp
+
     path = Path(state.known_files[0] if state.known_files else "~/.ssh/known_hosts").expanduser()
     before_change(path)
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=0o700)
-    old = path.read_bytes() if path.exists() else b""
+    target = resolve_target(path)
+    if not target.parent.exists():
+        target.parent.mkdir(parents=True, mode=0o700)
+    try:
+        old: Optional[bytes] = target.read_bytes()
+    except FileNotFoundError:
+        old = None
+    backup = None
+    if old is not None:
+        backup = backup_path(target, timestamp())
+        before_change(backup)
+        shutil.copy2(target, backup)  # content and mode
     sep = b"" if not old or old.endswith(b"\n") else b"\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "ab") as fh:
-        fh.write(sep + known_hosts_line(state).encode())
-    return path
+    atomic_write(path, (old or b"") + sep + known_hosts_line(state).encode(), mode=0o600)
+    return path, backup
 
 
 # --- a new key pair --------------------------------------------------------------------------
@@ -177,15 +196,26 @@ flatten() {
         shift
         for pat in "$@"; do
           case $pat in /*) ;; *) pat=/etc/ssh/$pat ;; esac
-          for f in $pat; do [ -r "$f" ] && flatten < "$f"; done
+          for f in $pat; do
+            if [ -r "$f" ]; then flatten < "$f"
+            elif [ -e "$f" ]; then printf 'MKD-UNREADABLE %s\n' "$f"
+            fi
+          done
         done ;;
       *) printf '%s\n' "$line" ;;
     esac
   done
 }
 akf=
-if [ -r "$cfg" ]; then
-  akf=$(flatten < "$cfg" | awk 'tolower($1)=="match"{exit} tolower($1)=="authorizedkeysfile"{print $2; exit}')
+if [ ! -e "$cfg" ]; then
+  echo "MKD-SRC missing $cfg"
+elif [ ! -r "$cfg" ]; then
+  echo "MKD-SRC unreadable $cfg"
+else
+  flat=$(flatten < "$cfg")
+  akf=$(printf '%s\n' "$flat" | awk 'tolower($1)=="match"{exit} tolower($1)=="authorizedkeysfile"{print $2; exit}')
+  printf '%s\n' "$flat" | awk '$1=="MKD-UNREADABLE"{print "MKD-SRC unreadable-include " substr($0, 16); exit}'
+  printf '%s\n' "$flat" | awk 'tolower($1)=="match"{m=1} m && tolower($1)=="authorizedkeysfile"{print "MKD-SRC match"; exit}'
 fi
 [ -n "$akf" ] && [ "$akf" != none ] || akf=.ssh/authorized_keys
 me=$(id -un)
@@ -226,9 +256,36 @@ def install_argv(base: list[str], destination: str, public_line: str, sshd_confi
     return argv + ["--", destination, install_command(public_line, sshd_config)]
 
 
-def install_key(argv: list[str], interactive: bool, timeout: float = 180) -> tuple[bool, str]:
+def source_note(out: str, sshd_config: str, used: str = "sshd's default file") -> str:
+    """One line saying why the file the key went to may not be the one sshd reads (from
+    the script's ``MKD-SRC`` lines), or "" when AuthorizedKeysFile was read (pure)."""
+    for line in out.splitlines():
+        if not line.startswith("MKD-SRC "):
+            continue
+        kind, _, what = line[len("MKD-SRC "):].partition(" ")
+        if kind == "unreadable":
+            return (f"{what} cannot be read by this user on the server (mode 0600, as on "
+                    f"RHEL/Fedora), so its AuthorizedKeysFile is unknown: the key went to "
+                    f"{used}, sshd's default; give --sshd-config PATH of a readable copy if sshd "
+                    "looks elsewhere")
+        if kind == "missing":
+            return (f"{what} does not exist on the server, so its AuthorizedKeysFile is unknown: "
+                    f"the key went to {used}, sshd's default; give --sshd-config PATH (sshd -T "
+                    "names the file it reads)")
+        if kind == "unreadable-include":
+            return (f"{what} (an Include of {sshd_config}) cannot be read by this user on the "
+                    f"server: an AuthorizedKeysFile set there is unknown; the key went to {used}")
+        if kind == "match":
+            return (f"a Match block of {sshd_config} sets AuthorizedKeysFile too: the key went to "
+                    f"{used}, from the global setting, not what the Match block may set")
+    return ""
+
+
+def install_key(argv: list[str], interactive: bool, timeout: float = 180,
+                sshd_config: str = "/etc/ssh/sshd_config") -> tuple[bool, str, str]:
     """Run the install. Interactive: ssh has the terminal (its password prompt); only
-    stdout (our script's one line) is captured. Returns (ok, message)."""
+    stdout (our script's lines) is captured. Returns (ok, message, note): ``note`` says
+    why the file used may not be the one sshd reads (see :func:`source_note`), or ""."""
     if interactive:
         done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=timeout)
         out, err = done.stdout, ""
@@ -239,6 +296,8 @@ def install_key(argv: list[str], interactive: bool, timeout: float = 180) -> tup
     line = next((ln for ln in out.splitlines() if ln.startswith("MKD-KEY ")), "")
     if done.returncode == 0 and line:
         _, state, where = line.split(" ", 2)
-        return True, f"public key {'already in' if state == 'present' else 'added to'} {where}"
+        note = source_note(out, sshd_config, where)
+        return (True, f"public key {'already in' if state == 'present' else 'added to'} {where}",
+                note)
     reason = (err.strip().splitlines() or [f"ssh exited with {done.returncode}"])[-1]
-    return False, reason
+    return False, reason, source_note(out, sshd_config)

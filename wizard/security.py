@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -81,6 +81,7 @@ eff=$(sshd -T -f "$cfg" 2>&1) || { undo; say invalid; printf '%s\n' "$eff"; exit
 wrong=$(printf '%s\n' "$expect" | while read -r k v; do
   [ -n "$k" ] || continue
   cur=$(printf '%s\n' "$eff" | awk -v k="$k" '$1 == k {print $2; exit}')
+  [ "$cur" = without-password ] && cur=prohibit-password
   if [ -n "$cur" ] && [ "$cur" != "$v" ]; then printf '%s is still %s; ' "$k" "$cur"; fi
 done)
 if [ -n "$wrong" ]; then
@@ -111,9 +112,19 @@ FAILURES = {
 }
 
 
+# The values of PermitRootLogin that already refuse root passwords (``sshd -T`` prints
+# ``prohibit-password`` as ``without-password``, its older name).
+NO_ROOT_PASSWORD = ("prohibit-password", "without-password", "forced-commands-only")
+
+ROOT_NOTE = ("PermitRootLogin prohibit-password, not no: this setup logs in as root, and "
+             "no would lock that login out; prohibit-password keeps root's key logins and "
+             "refuses root passwords")
+
+
 @dataclass
 class Advice:
     lines: list[str]
+    notes: list[str] = field(default_factory=list)  # why the advice is what it is
 
     @property
     def content(self) -> str:
@@ -130,26 +141,50 @@ class Advice:
         q = shlex.quote(self.content)
         return (f"  Recommended drop-in {DROPIN}:\n"
                 + "".join(f"    {ln}\n" for ln in self.content.splitlines())
+                + "".join(f"  note: {n}\n" for n in self.notes)
                 + "  On the remote host (keep this session open until a new login works):\n"
                 + f"    printf '%s' {q} | sudo tee {DROPIN} >/dev/null\n"
                 + "    sudo sshd -t && sudo systemctl reload ssh   # (sshd on Fedora/RHEL)\n"
                 + f"  To undo: sudo rm {DROPIN} && sudo systemctl reload ssh")
 
 
-def advice(results: dict) -> Optional[Advice]:
+def advice(results: dict, user: str = "") -> Optional[Advice]:
     """The lines MK310/MK311's results call for (None: nothing to change). A warning
     that is only about a broken configuration (to_result turns such a pass into a
     warn) asks for no setting: the drop-in would not help, and MK310/MK311's fix says
-    to run ``sshd -t``."""
+    to run ``sshd -t``.
+
+    ``user`` is the remote user of the setup: when it is root, ``PermitRootLogin no``
+    would lock out the very login the front end uses, so the advice is
+    ``prohibit-password`` (only where root passwords are still allowed), with a note."""
     lines: list[str] = []
     r310, r311 = results.get("MK310"), results.get("MK311")
-    if (r310 is not None and r310.status.value in ("warn", "fail")
-            and r310.facts.get("permitrootlogin", "") != "no"):
-        lines.append("PermitRootLogin no")
+    current = (r310.facts.get("permitrootlogin") or "") if r310 is not None else ""
+    if r310 is not None and r310.status.value in ("warn", "fail") and current != "no":
+        if user != "root":
+            lines.append("PermitRootLogin no")
+        elif current not in NO_ROOT_PASSWORD:
+            lines.append("PermitRootLogin prohibit-password")
     if (r311 is not None and r311.status.value in ("warn", "fail")
             and any(d.startswith("password login is on") for d in r311.details)):
         lines += ["PasswordAuthentication no", "KbdInteractiveAuthentication no"]
-    return Advice(lines) if lines else None
+    if not lines:
+        return None
+    notes = [ROOT_NOTE] if "PermitRootLogin prohibit-password" in lines else []
+    return Advice(lines, notes)
+
+
+def kept_for_root(results: dict, user: str) -> Optional[str]:
+    """Why MK310's warning asks for no change when the setup logs in as root (None
+    otherwise): one line for the wizard to say instead of a silent "nothing"."""
+    r310 = results.get("MK310")
+    if user != "root" or r310 is None or r310.status.value not in ("warn", "fail"):
+        return None
+    current = r310.facts.get("permitrootlogin") or ""
+    if current not in NO_ROOT_PASSWORD:
+        return None
+    return (f"PermitRootLogin stays {current}: this setup logs in as root, and no would lock "
+            "that login out (root passwords are refused already)")
 
 
 def remote_command(adv: Advice, interactive: bool, sshd_config: str = DEFAULT_SSHD_CONFIG) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from checks.options import UsageError
@@ -220,13 +221,72 @@ def host_aliases(text: str) -> list[str]:
     """Concrete Host aliases of a config file (no patterns, no negations), in order."""
     out: list[str] = []
     for line in text.splitlines():
-        m = re.match(r"\s*host(?:\s*=\s*|\s+)(.*)$", line, re.IGNORECASE)
-        if not m:
-            continue
-        for name in m.group(1).split("#", 1)[0].split():
-            name = name.strip('"')
-            if name and not any(c in name for c in "*?!,") and name not in out:
+        for name in _host_names(line):
+            if name not in out:
                 out.append(name)
+    return out
+
+
+def _host_names(line: str) -> list[str]:
+    m = re.match(r"\s*host(?:\s*=\s*|\s+)(.*)$", line, re.IGNORECASE)
+    if not m:
+        return []
+    names = (n.strip('"') for n in m.group(1).split("#", 1)[0].split())
+    return [n for n in names if n and not any(c in n for c in "*?!,")]
+
+
+# OpenSSH stops at this depth of nested Include (readconf.c, READCONF_MAX_DEPTH).
+MAX_INCLUDE_DEPTH = 16
+
+
+def include_paths(line: str, home: Path) -> list[Path]:
+    """The files an ``Include`` line names, as ssh reads them for a user configuration
+    (ssh_config(5), Include): ``~`` is the home directory, a relative path is relative
+    to ``~/.ssh``, globs are expanded and read in lexical order. [] for another line."""
+    import glob
+    import os
+
+    m = re.match(r"\s*include(?:\s*=\s*|\s+)(.*)$", line, re.IGNORECASE)
+    if not m:
+        return []
+    out: list[Path] = []
+    for word in re.findall(r'"[^"]*"|\S+', m.group(1)):
+        if word.startswith("#"):
+            break
+        word = word.strip('"')
+        if word == "~" or word.startswith("~/"):
+            word = str(home) + word[1:]
+        elif word.startswith("~"):
+            word = os.path.expanduser(word)
+        if not os.path.isabs(word):
+            word = str(home / ".ssh" / word)
+        out += [Path(f) for f in sorted(glob.glob(word))]
+    return out
+
+
+def config_aliases(path: Path, home: Optional[Path] = None) -> list[tuple[str, Path]]:
+    """Concrete Host aliases of the ssh config ``path`` and of the files it includes
+    (recursively, in the order ssh reads them, at most :data:`MAX_INCLUDE_DEPTH` deep),
+    each with the file that names it. Files that cannot be read are passed over."""
+    home = home if home is not None else Path.home()
+    out: list[tuple[str, Path]] = []
+    seen: set[str] = set()
+
+    def walk(file: Path, depth: int) -> None:
+        try:
+            text = read_text(file.read_bytes())
+        except OSError:  # missing, unreadable, a directory
+            return
+        for line in text.splitlines():
+            for name in _host_names(line):
+                if name not in seen:
+                    seen.add(name)
+                    out.append((name, file))
+            if depth < MAX_INCLUDE_DEPTH:
+                for inc in include_paths(line, home):
+                    walk(inc, depth + 1)
+
+    walk(Path(path), 0)
     return out
 
 
