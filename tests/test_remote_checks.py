@@ -141,6 +141,57 @@ def test_dropped_packets_time_out_within_the_step_timeout(
     assert elapsed < 15, f"the whole run took {elapsed:.1f} s"
 
 
+def _server_elsewhere(netns_factory: Callable[..., Netns],
+                      sandbox_factory: Callable[..., SSHSandbox]) -> tuple[Netns, Netns, SSHSandbox]:
+    """A laptop namespace linked to a server namespace where the sandbox sshd runs."""
+    from tests.harness.netns import link
+
+    laptop, work = netns_factory("mklap"), netns_factory("mkwks")
+    link(laptop, work, "10.88.0.1/24", "10.88.0.2/24")
+    return laptop, work, sandbox_factory(netns=work.name, address="10.88.0.2")
+
+
+@pytest.mark.parametrize("how", ["icmp-host-unreachable", "unreachable route"])
+def test_no_route_to_host(netns_factory: Callable[..., Netns],
+                          sandbox_factory: Callable[..., SSHSandbox], how: str) -> None:
+    """EHOSTUNREACH for real: the server's firewall answers the SYN with ICMP host
+    unreachable, or the laptop's routing table says the host is unreachable."""
+    laptop, work, sb = _server_elsewhere(netns_factory, sandbox_factory)
+    assert report(sb, "--timeout", "3", only="MK301,MK302", netns=laptop.name)[0][
+        "MK302"]["status"] == "pass"
+    if how == "icmp-host-unreachable":
+        work.iptables("-A", "INPUT", "-p", "tcp", "--dport", str(sb.port), "-j", "REJECT",
+                      "--reject-with", "icmp-host-unreachable")
+    else:
+        laptop.exec(["ip", "route", "add", "unreachable", "10.88.0.2/32"])
+    started = time.monotonic()
+    checks, _ = report(sb, "--timeout", "5", netns=laptop.name)
+    mk302 = checks["MK302"]
+    assert mk302["status"] == "fail", mk302
+    assert mk302["summary"] == f"10.88.0.2 port {sb.port}: no route to host"
+    assert mk302["details"] == ["no route to host 10.88.0.2"]
+    assert "VPN" in mk302["fix"]
+    assert mk302["duration_s"] < 4, mk302  # told at once, not after the timeout
+    assert checks["MK304"]["status"] == "skip" and "MK302" in checks["MK304"]["summary"]
+    assert time.monotonic() - started < 15
+
+
+def test_network_unreachable(netns_factory: Callable[..., Netns],
+                             sandbox_factory: Callable[..., SSHSandbox]) -> None:
+    """ENETUNREACH for real: mkdoctor runs in a namespace whose routing table has no
+    route to the server's network (only loopback)."""
+    _, _, sb = _server_elsewhere(netns_factory, sandbox_factory)
+    isolated = netns_factory("mkiso")
+    checks, _ = report(sb, "--timeout", "5", netns=isolated.name)
+    mk302 = checks["MK302"]
+    assert mk302["status"] == "fail", mk302
+    assert mk302["summary"] == f"10.88.0.2 port {sb.port}: network unreachable"
+    assert mk302["details"] == ["network unreachable for 10.88.0.2"]
+    assert "no route to that network" in mk302["fix"]
+    assert mk302["duration_s"] < 4, mk302
+    assert checks["MK304"]["status"] == "skip"
+
+
 # --- MK303 ----------------------------------------------------------------------------------
 
 
