@@ -12,18 +12,38 @@ run them through the run's SSH connection. Facts about the Wolfram kernel used h
 - ``-noprompt``: "Do not print banner or In[] and Out[] prompts or ask for user input due
   to startup errors (useful for batch scripts)"; ``-run cmd``: "Run the command on
   startup" (same pages).
-- Standard install locations: Linux ``/usr/local/Wolfram/<Product>/<version>/Executables``
-  (products Mathematica, Wolfram, WolframEngine; ``/opt/Wolfram`` is the other common
-  prefix); macOS ``/Applications/Mathematica.app/Contents/MacOS`` (or "Wolfram*.app", with
-  the version in ``Contents/Info.plist``, CFBundleShortVersionString); Windows
-  ``C:\\Program Files\\Wolfram Research\\<Product>\\<version>\\WolframKernel.exe``
-  (e.g. the path in github.com/vanbaalon/wolfbook/issues/19).
-- Licence failures print, depending on the product and version: "Mathematica cannot find a
-  valid password." (classic mathpass failure; e.g. quoted by scripts that detect it,
-  github.com search "cannot find a valid password"), "Your Wolfram Engine installation is
-  not activated or is experiencing a license-related problem." (Wolfram Engine,
-  github.com/njpipeorgan/wolfram-language-notebook/issues/3), "The product exited during
-  an activation attempt because an error occurred." (github.com/mmatera/iwolfram/issues/17).
+- Standard install locations. Documented: the installation directory is typically
+  ``/usr/local/Wolfram/Wolfram/<version>`` on Linux, ``/Applications/Wolfram.app/Contents``
+  on macOS and ``C:\\Program Files\\Wolfram Research\\Wolfram\\<version>`` on Windows
+  (reference.wolfram.com/language/ref/$InstallationDirectory.html,
+  reference.wolfram.com/language/tutorial/WolframSystemFileOrganization.html). Observed,
+  not in those pages: the kernels sit in ``<dir>/Executables`` on Linux and
+  ``Contents/MacOS`` on macOS; older products and the Wolfram Engine use the product
+  names ``Mathematica``, ``WolframEngine`` (``Wolfram Engine`` on Windows) in place of
+  ``Wolfram``, and app bundles named ``Mathematica.app``/``Mathematica <version>.app``
+  (a path quoted on documents.wolfram.com/v5/GettingStarted/System-SpecificInformation/
+  SpecialWaysToRunTheKernel.html: "/Applications/Mathematica 5.0.app/Contents/MacOS/
+  MathKernel"); ``/opt/Wolfram`` is a prefix administrators commonly choose.
+- macOS app version: ``CFBundleShortVersionString`` in ``Contents/Info.plist`` is "the
+  release or version number of the bundle" (developer.apple.com/documentation/
+  bundleresources/information-property-list/cfbundleshortversionstring); that the Wolfram
+  apps carry their version there is observed. It wins over a number in the bundle's name,
+  which the user may have changed.
+- Licence failures print, depending on the product and version (observed wordings,
+  as users quote them; no Wolfram reference page lists the messages): "Mathematica
+  cannot find a valid password." (the classic mathpass failure), "Your Wolfram Engine
+  installation is not activated or is experiencing a license-related problem." (Wolfram
+  Engine, github.com/njpipeorgan/wolfram-language-notebook/issues/3), "The product exited
+  during an activation attempt because an error occurred."
+  (github.com/mmatera/iwolfram/issues/17). Licence passwords live in a ``mathpass`` file,
+  and a line ``!server`` there names a MathLM licence server
+  (reference.wolfram.com/language/tutorial/RegistrationAndPasswords.html,
+  support.wolfram.com/112).
+- Windows: the Windows OpenSSH server's default shell is cmd.exe
+  (learn.microsoft.com/windows-server/administration/openssh/openssh_server_configuration),
+  where no ``sh`` script of ours runs; cmd.exe and PowerShell answer an unknown command
+  with "... is not recognized as ..." (observed wording), which :func:`non_posix_shell`
+  recognises.
 """
 
 from __future__ import annotations
@@ -180,7 +200,7 @@ def parse_discovery(text: str) -> Discovery:
         elif tag == "K" and len(parts) >= 4:
             source, path, resolved = parts[1], parts[2], parts[3] or parts[2]
             plist = parts[4].strip() if len(parts) > 4 else ""
-            version = version_from_path(path) or version_from_path(resolved) or plist
+            version = plist or version_from_path(path) or version_from_path(resolved)
             install = Install(path, resolved, version, source)
             old = by_resolved.get(resolved)
             # A standard path is a better name than a PATH symlink to the same file.
@@ -188,6 +208,14 @@ def parse_discovery(text: str) -> Discovery:
                 by_resolved[resolved] = install
     found.installs = list(by_resolved.values())
     return found
+
+
+def non_posix_shell(text: str) -> bool:
+    """Did the remote login shell reject our command line the way cmd.exe or PowerShell
+    do (``'exec' is not recognized as an internal or external command``, ``The term
+    'exec' is not recognized as the name of a cmdlet``)? See the module docstring."""
+    return bool(re.search(r"is not recognized as (?:an internal or external command|the name of a cmdlet)",
+                          text, re.I))
 
 
 def choose(installs: list[Install]) -> Optional[Install]:

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -24,8 +25,10 @@ from typing import Callable, Iterable, Iterator
 import pytest
 from hypothesis import given, strategies as st
 
-from checks.kernel import (Install, choose, classify_run, discovery_script, parse_discovery,
-                           run_expression, start_script, version_from_path, version_key)
+from checks import kernel as kernel_mod
+from checks.kernel import (Install, choose, classify_run, discovery_script, non_posix_shell,
+                           parse_discovery, run_expression, start_script, version_from_path,
+                           version_key)
 from tests.harness.sshd import SSHSandbox
 from tests.helpers import by_id, json_report, mkdoctor_env
 
@@ -158,6 +161,49 @@ def test_discovery_script_quotes_a_hostile_given_path(tmp_path: Path) -> None:
     assert missing.given_state == "missing"
 
 
+def _plist(version: str) -> str:
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<plist version="1.0">\n<dict>\n'
+            "\t<key>CFBundleName</key>\n\t<string>Mathematica</string>\n"
+            f"\t<key>CFBundleShortVersionString</key>\n\t<string>{version}</string>\n"
+            "</dict>\n</plist>\n")
+
+
+def test_discovery_script_finds_mac_and_windows_installs(tmp_path: Path, monkeypatch) -> None:
+    """The real discovery script, run by the real sh, with the macOS and Windows places
+    pointed at temp directories: app bundles (version from Info.plist, which wins over the
+    bundle's name; none at all: unknown, ranked oldest) and a Git-Bash style Windows tree."""
+    apps, win = tmp_path / "Applications", tmp_path / "c" / "Program Files" / "Wolfram Research"
+    install_standin(apps, "Mathematica 13.app/Contents/MacOS/MathKernel")
+    (apps / "Mathematica 13.app/Contents/Info.plist").write_text(_plist("13.0.1"))
+    install_standin(apps, "Mathematica.app/Contents/MacOS/WolframKernel")  # no Info.plist
+    exe = win / "Mathematica" / "13.3" / "WolframKernel.exe"
+    exe.parent.mkdir(parents=True)
+    exe.write_bytes(b"MZ")
+    exe.chmod(0o755)
+    monkeypatch.setattr(kernel_mod, "MAC_APPS", (f"{apps}/Mathematica*.app", f"{apps}/Wolfram*.app"))
+    monkeypatch.setattr(kernel_mod, "WINDOWS_ROOTS", (str(win),))
+    monkeypatch.setattr(kernel_mod, "LINUX_PREFIXES", (str(tmp_path / "none"),))
+    done = subprocess.run(["sh", "-c", discovery_script(None)], capture_output=True, text=True,
+                          timeout=30, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    found = parse_discovery(done.stdout)
+    versions = {i.path: i.version for i in found.installs}
+    assert versions == {
+        f"{apps}/Mathematica 13.app/Contents/MacOS/MathKernel": "13.0.1",
+        f"{apps}/Mathematica.app/Contents/MacOS/WolframKernel": "",
+        str(exe): "13.3",
+    }
+    assert choose(found.installs).path == str(exe)  # the newest; the unknown one ranks last
+
+
+def test_non_posix_shell_is_recognised() -> None:
+    assert non_posix_shell("'exec' is not recognized as an internal or external command,\r\n"
+                           "operable program or batch file.")
+    assert non_posix_shell("exec : The term 'exec' is not recognized as the name of a cmdlet, "
+                           "function, script file, or operable program.")
+    assert not non_posix_shell("sh: 1: exec: WolframKernel: not found")
+
+
 versions = st.lists(st.integers(0, 30), min_size=1, max_size=3).map(lambda v: ".".join(map(str, v)))
 
 
@@ -246,8 +292,21 @@ def _standard_layout(root: Path) -> tuple[Path, Path]:
     opt = root / "opt-Wolfram"
     install_standin(usr, "Mathematica/13.3/Executables/WolframKernel")
     install_standin(usr, "WolframEngine/14.1/Executables/WolframKernel")
+    install_standin(usr, "Wolfram/14.2/Executables/WolframKernel")  # the product's name since 14.1
     install_standin(opt, "Mathematica/9.0/Executables/MathKernel")
     return usr, opt
+
+
+def _on_path(box: SSHSandbox, name: str, target: str) -> None:
+    """``~/bin/NAME -> TARGET`` on the sandbox user's PATH (bash reads ~/.bashrc for a
+    command run by sshd)."""
+    bin_dir = box.home / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / name).symlink_to(target)
+    rc = box.home / ".bashrc"
+    if not rc.exists():
+        rc.write_text('PATH="$HOME/bin:$PATH"; export PATH\n')
+        rc.chmod(0o644)
 
 
 @integration
@@ -256,17 +315,30 @@ def test_discovery_in_the_standard_linux_paths(sandbox_factory, sandbox_dir: Pat
     usr, opt = _standard_layout(sandbox_dir / "layout")
     box = sandbox_factory(bind_mounts={"/usr/local/Wolfram": usr, "/opt/Wolfram": opt})
     assert not Path("/usr/local/Wolfram").exists()  # the real machine is untouched
+    # On the PATH: `math`, a link to a kernel outside the standard places, and `wolfram`,
+    # a link to a standard install (listed once, under its standard name).
+    # `MathKernel`, a link to a kernel whose path has no version.
+    private = install_standin(box.home, "opt/Mathematica/12.0/Executables/MathKernel")
+    _on_path(box, "math", str(private))
+    newest = "/usr/local/Wolfram/Wolfram/14.2/Executables/WolframKernel"
+    _on_path(box, "wolfram", newest)
+    unversioned = install_standin(box.home, "kernels/MathKernel")
+    _on_path(box, "MathKernel", str(unversioned))
     checks = report(box, f"{LOGIN},MK401,MK402", "--kernel-timeout", "10")
     mk401, mk402 = checks["MK401"], checks["MK402"]
     assert mk401["status"] == "pass", (mk401, checks)
-    newest = "/usr/local/Wolfram/WolframEngine/14.1/Executables/WolframKernel"
-    assert mk401["summary"].startswith(newest)
+    assert mk401["summary"].startswith(newest + " (version 14.2); 6 installs found")
     details = "\n".join(mk401["details"])
     assert "/usr/local/Wolfram/Mathematica/13.3/Executables/WolframKernel: version 13.3" in details
+    assert "/usr/local/Wolfram/WolframEngine/14.1/Executables/WolframKernel: version 14.1" in details
     assert "/opt/Wolfram/Mathematica/9.0/Executables/MathKernel: version 9.0" in details
+    assert f"{box.home}/bin/math (-> {private}): version 12.0 [on PATH]" in details
+    assert f"{box.home}/bin/wolfram" not in details  # the same file as the standard 14.2
+    assert f"{box.home}/bin/MathKernel (-> {unversioned}): version unknown [on PATH]" in details
+    assert "cannot be read from its path counts as the oldest" in details
     assert "--kernel" in details  # how to choose another
     assert mk402["status"] == "pass", mk402
-    assert "version 14.1" in mk402["summary"]
+    assert "version 14.2" in mk402["summary"]
     assert "-wstp" in "\n".join(mk402["details"])
 
 
@@ -308,6 +380,54 @@ def test_given_kernel_missing_or_not_executable(sandbox_factory, nothing_left: N
     assert checks["MK401"]["fix"].startswith("make it executable")
 
 
+@integration
+def test_given_kernel_is_a_directory(sandbox_factory, sandbox_dir: Path, nothing_left: None) -> None:
+    """--kernel names the install directory, not the executable in it: the fix names the
+    executable inside it; with a kernel found in the standard places, that one."""
+    box = sandbox_factory()
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    install_dir = kernel.parent.parent
+    mk401 = report(box, f"{LOGIN},MK401", "--kernel", str(install_dir))["MK401"]
+    assert mk401["status"] == "fail", mk401
+    assert mk401["summary"] == f"--kernel {install_dir} is a directory, not the kernel executable"
+    assert mk401["fix"] == f"give the executable inside it, e.g. --kernel {kernel}"
+
+    usr, opt = _standard_layout(sandbox_dir / "layout")
+    box = sandbox_factory(bind_mounts={"/usr/local/Wolfram": usr, "/opt/Wolfram": opt})
+    mk401 = report(box, f"{LOGIN},MK401", "--kernel", "/usr/local/Wolfram/Wolfram/14.2")["MK401"]
+    assert mk401["status"] == "fail", mk401
+    assert "is a directory" in mk401["summary"]
+    assert mk401["fix"] == ("use the kernel that exists: --kernel "
+                            "/usr/local/Wolfram/Wolfram/14.2/Executables/WolframKernel")
+
+
+# A stand-in for cmd.exe as the login shell of a Windows OpenSSH server (its default shell):
+# it runs nothing and answers as cmd.exe does for an unknown command (observed wording).
+FAKE_CMD = """#!/bin/sh
+w=$(printf '%s\\n' "$2" | awk '{print $1; exit}')
+printf "'%s' is not recognized as an internal or external command,\\r\\noperable program or batch file.\\r\\n" "$w" >&2
+exit 1
+"""
+
+
+@integration
+def test_windows_cmd_login_shell_is_named(sandbox_factory, sandbox_dir: Path,
+                                          nothing_left: None) -> None:
+    """A remote login shell that is not a POSIX sh (Windows OpenSSH's cmd.exe): login works
+    (ssh -N runs no shell), the search cannot run, and MK401 says why instead of guessing."""
+    shell = sandbox_dir / "fake-cmd"
+    shell.write_text(FAKE_CMD)
+    shell.chmod(0o755)
+    box = sandbox_factory(login_shell=str(shell))
+    checks = report(box, f"{LOGIN},MK401,MK402")
+    assert checks["MK304"]["status"] == "pass", checks["MK304"]
+    mk401 = checks["MK401"]
+    assert mk401["status"] == "skip", (mk401["summary"], mk401["details"])
+    assert "cmd.exe or PowerShell" in mk401["summary"]
+    assert "POSIX sh" in mk401["fix"]
+    assert any("is not recognized as an internal or external command" in d for d in mk401["details"])
+
+
 FAULTS = {
     "licence": ("no valid licence", "activate"),
     "activation": ("not activated", "wolframscript -activate"),
@@ -338,11 +458,93 @@ def test_kernel_faults(fault: str, sandbox_factory, nothing_left: None) -> None:
 
 @integration
 def test_slow_start_within_the_timeout_passes(sandbox_factory, nothing_left: None) -> None:
+    """A kernel that takes 3 s to start, under an 8 s kernel timeout: MK402 waits for it
+    (and took at least those 3 s: the fault was really there) and passes."""
     box = sandbox_factory()
     kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
-    (box.home / ".standin-fault").write_text("slow:1\n")
+    (box.home / ".standin-fault").write_text("slow:3\n")
     checks = report(box, f"{LOGIN},MK402", "--kernel", str(kernel), "--kernel-timeout", "8")
     assert checks["MK402"]["status"] == "pass", checks["MK402"]
+    assert checks["MK402"]["duration_s"] >= 3, checks["MK402"]
+
+
+@integration
+def test_slow_start_past_the_timeout_is_a_hang(sandbox_factory, nothing_left: None) -> None:
+    """The same slow start (5 s) under a 2 s kernel timeout: a hang, stopped after 2 s, not
+    waited for; nothing_left: the sleeping kernel was killed."""
+    box = sandbox_factory()
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    (box.home / ".standin-fault").write_text("slow:5\n")
+    checks = report(box, f"{LOGIN},MK402", "--kernel", str(kernel), "--kernel-timeout", "2")
+    mk402 = checks["MK402"]
+    assert mk402["status"] == "fail", mk402
+    assert mk402["summary"] == "the kernel did not answer within 2 s (stopped; nothing left running)"
+    assert 2 <= mk402["duration_s"] < 5, mk402
+
+
+class KernelWatch:
+    """Every process running ``kernel`` (its path on the command line), seen while a run
+    goes on: pid, parent pid and start time, polled with psutil."""
+
+    def __init__(self, kernel: Path) -> None:
+        self.kernel = str(kernel)
+        self.seen: dict[tuple[int, float], int] = {}  # (pid, create_time) -> ppid
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            for proc in psutil.process_iter(["pid", "ppid", "cmdline", "create_time"]):
+                if self.kernel in (proc.info.get("cmdline") or [])[:2]:
+                    # the first parent seen: an orphan's parent changes when it is adopted
+                    self.seen.setdefault((proc.info["pid"], proc.info["create_time"]),
+                                         proc.info["ppid"])
+            time.sleep(0.05)
+
+    def __enter__(self) -> "KernelWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def parent_and_child(self) -> bool:
+        pids = {pid for pid, _ in self.seen}
+        return any(ppid in pids for ppid in self.seen.values())
+
+    def alive(self) -> list[int]:
+        import psutil
+
+        out = []
+        for pid, created in self.seen:
+            try:
+                proc = psutil.Process(pid)
+                if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                    out.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+
+@integration
+def test_hung_kernel_with_a_child_is_killed_with_its_process_group(sandbox_factory,
+                                                                   nothing_left: None) -> None:
+    """The kernel forks a helper and both hang: MK402's timeout kills the whole process
+    group, not just the kernel it started (a child left behind would hold a licence)."""
+    box = sandbox_factory()
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    (box.home / ".standin-fault").write_text("spawn-hang\n")
+    with KernelWatch(kernel) as watch:
+        checks = report(box, f"{LOGIN},MK402", "--kernel", str(kernel), "--kernel-timeout", "2")
+        time.sleep(0.5)
+    mk402 = checks["MK402"]
+    assert mk402["status"] == "fail", mk402
+    assert "did not answer within 2 s" in mk402["summary"]
+    assert watch.parent_and_child(), watch.seen  # the fault was there: a kernel and its child
+    assert watch.alive() == [], watch.seen
 
 
 @integration

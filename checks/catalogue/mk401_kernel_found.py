@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import shlex
 
-from checks.kernel import Discovery, choose, discovery_script, ensure_login, parse_discovery, where_we_look
+from checks.kernel import (Discovery, choose, discovery_script, ensure_login, non_posix_shell,
+                           parse_discovery, where_we_look)
 from checks.model import Check, Result, failed, needs_target, passed, skipped
 
 
@@ -37,18 +38,27 @@ def run(ctx) -> Result:
     if blocked:
         return blocked
     given = ctx.options.kernel
-    done = ctx.ssh.run(discovery_script(given), ctx.step_timeout(ctx.options.timeout * 2))
+    limit = ctx.step_timeout(ctx.options.timeout * 2)
+    done = ctx.ssh.run(discovery_script(given), limit)
     if done.exit_code is None:
         text = (done.stderr or done.stdout).strip()
         if done.timed_out:
-            return skipped(f"skipped: the remote search did not finish within "
-                           f"{ctx.step_timeout():g} s", "re-run with a longer --timeout")
+            return skipped(f"skipped: the remote search did not finish within {limit:g} s",
+                           "re-run with a longer --timeout")
+        shown = [text[-300:]] if text else []
+        if non_posix_shell(text):
+            return skipped(
+                "skipped: the remote login shell is cmd.exe or PowerShell (Windows OpenSSH's "
+                "default), not a POSIX sh: mkdoctor's remote checks cannot run there",
+                "use a Windows host whose ssh login shell is a POSIX sh (Git Bash, Cygwin, "
+                "WSL: set OpenSSH's DefaultShell), or run the kernel on a Linux or macOS host; "
+                "see mkdoctor explain MK401", shown, shell="not-posix")
         return skipped(
             "skipped: the remote shell did not run the search (is the remote host Windows "
             "without a POSIX sh?)",
             "give the kernel's path with --kernel PATH, e.g. --kernel "
             "'C:\\Program Files\\Wolfram Research\\Mathematica\\14.1\\WolframKernel.exe'",
-            [text[-300:]] if text else [],
+            shown,
         )
     found = parse_discovery(done.stdout)
     details = [f"remote OS: {found.uname or 'unknown (uname failed)'}"]
@@ -101,6 +111,9 @@ def run(ctx) -> Result:
     details.append(f"chosen: {best.describe()}")
     if len(found.installs) > 1:
         details += ["all installs found:"] + others + [how]
+        if any(not i.version for i in found.installs):
+            details.append("an install whose version cannot be read from its path counts as "
+                           "the oldest; MK402 asks the chosen kernel for $Version")
     summary = f"{best.path}" + (f" (version {best.version})" if best.version else " (version unknown)")
     if len(found.installs) > 1:
         summary += f"; {len(found.installs)} installs found, the newest chosen"
