@@ -29,10 +29,13 @@ from tests.helpers import by_id, json_report
 PASSPHRASE = "correct horse battery"
 
 
-def keygen(path: Path, kind: str, bits: Optional[int] = None, passphrase: str = "") -> Path:
+def keygen(path: Path, kind: str, bits: Optional[int] = None, passphrase: str = "",
+           fmt: Optional[str] = None) -> Path:
     argv = ["ssh-keygen", "-q", "-t", kind, "-N", passphrase, "-C", f"test-{path.name}", "-f", str(path)]
     if bits:
         argv[4:4] = ["-b", str(bits)]
+    if fmt:  # "PEM": the old "BEGIN RSA PRIVATE KEY" format, encrypted with Proc-Type/DEK-Info
+        argv[4:4] = ["-m", fmt]
     subprocess.run(argv, check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
     return path
 
@@ -48,6 +51,9 @@ def keystore(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "rsa2048": keygen(d / "id_rsa2048", "rsa", 2048),
         "rsa4096": keygen(d / "id_rsa4096", "rsa", 4096),
         "ed25519-enc": keygen(d / "id_enc", "ed25519", passphrase=PASSPHRASE),
+        "ecdsa-enc": keygen(d / "id_ecdsa_enc", "ecdsa", passphrase=PASSPHRASE),
+        "rsa2048-enc": keygen(d / "id_rsa2048_enc", "rsa", 2048, passphrase=PASSPHRASE),
+        "rsa-pem-enc": keygen(d / "id_rsa_pem_enc", "rsa", passphrase=PASSPHRASE, fmt="PEM"),
         "other": keygen(d / "id_other", "ed25519"),
     }
     # OpenSSH 9.2 still generates DSA keys (compile-time support was removed in 9.8/10.0).
@@ -244,8 +250,30 @@ def test_not_a_key_fails(home):
     assert "ssh-keygen cannot read" in check["summary"]
 
 
-def test_encrypted_key_without_agent_fails(keystore, home):
-    key = install(keystore, "ed25519-enc", home)
+# Every kind of key with a passphrase: (keystore name, MK202's status once it is in the agent,
+# words of that summary). In the agent, a key is judged like the same key without one.
+ENCRYPTED = [
+    ("ed25519-enc", "pass", "ed25519 256 bits, passphrase in the agent"),
+    ("ecdsa-enc", "pass", "ecdsa 256 bits, passphrase in the agent"),
+    ("rsa2048-enc", "warn", "RSA key of 2048 bits"),  # the size still warns
+    ("rsa-pem-enc", "pass", "rsa 3072 bits, passphrase in the agent"),  # -m PEM, default size
+]
+ENCRYPTED_NAMES = [name for name, _, _ in ENCRYPTED]
+
+
+def test_the_encrypted_keys_are_encrypted(keystore):
+    """The keystore's passphrase keys really need the passphrase (and the PEM one is PEM)."""
+    for name in ENCRYPTED_NAMES:
+        done = subprocess.run(["ssh-keygen", "-y", "-P", "", "-f", str(keystore[name])],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        assert done.returncode != 0 and "passphrase" in done.stderr, (name, done.stderr)
+    pem = keystore["rsa-pem-enc"].read_text()
+    assert pem.startswith("-----BEGIN RSA PRIVATE KEY-----") and "Proc-Type: 4,ENCRYPTED" in pem
+
+
+@pytest.mark.parametrize("name", ENCRYPTED_NAMES)
+def test_encrypted_key_without_agent_fails(keystore, home, name):
+    key = install(keystore, name, home)
     check, out = mk202(home, "--identity", str(key))
     assert check["status"] == "fail"
     assert "passphrase" in check["summary"] and "no ssh-agent" in check["summary"]
@@ -254,21 +282,31 @@ def test_encrypted_key_without_agent_fails(keystore, home):
         assert line not in out
 
 
-def test_encrypted_key_not_in_agent_fails(keystore, home, agent):
-    key = install(keystore, "ed25519-enc", home)
-    check, _ = mk202(home, "--identity", str(key), env=agent)
-    assert check["status"] == "fail"
+@pytest.mark.parametrize("name", ENCRYPTED_NAMES)
+def test_encrypted_key_not_in_agent_fails(keystore, home, agent, tmp_path, name):
+    key = install(keystore, name, home)
+    ssh_add(keystore["other"], agent, tmp_path)  # the agent holds a key, just not this one
+    check, out = mk202(home, "--identity", str(key), env=agent)
+    assert check["status"] == "fail", check
     assert "not loaded in the agent" in check["summary"]
     assert "front end cannot type a passphrase" in check["summary"]
     assert check["fix"] == f"ssh-add {key}"
+    assert "passphrase: yes; in the agent: no" in check["details"]
+    for line in private_body(key):
+        assert line not in out
 
 
-def test_encrypted_key_in_agent_passes(keystore, home, agent, tmp_path, monkeypatch):
-    key = install(keystore, "ed25519-enc", home)
+@pytest.mark.parametrize("name,status,words", ENCRYPTED)
+def test_encrypted_key_in_agent_passes(keystore, home, agent, tmp_path, monkeypatch, name, status, words):
+    key = install(keystore, name, home)
     ssh_add(key, agent, tmp_path)
-    check, _ = mk202(home, "--identity", str(key), env=agent)
-    assert check["status"] == "pass", check
-    assert "passphrase in the agent" in check["summary"]
+    check, out = mk202(home, "--identity", str(key), env=agent)
+    assert check["status"] == status, check
+    assert words in check["summary"]
+    assert "passphrase: yes; in the agent: yes" in check["details"]
+    assert "passphrase" not in check["fix"] and "ssh-add" not in check["fix"]
+    for line in private_body(key):
+        assert line not in out
     monkeypatch.setenv("SSH_AUTH_SOCK", agent["SSH_AUTH_SOCK"])
     result = run_in_process(home, monkeypatch, identity=key)
     assert result.facts["encrypted"] is True and result.facts["in_agent"] is True
