@@ -11,6 +11,7 @@ config used here names its known_hosts file explicitly.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import shutil
 import stat
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.netns import link
-from tests.helpers import by_id, json_report, run_mkdoctor
+from tests.helpers import ROOT as ROOT_DIR, by_id, json_report, mkdoctor_env, run_mkdoctor
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "standin_kernel.py"
@@ -109,11 +110,19 @@ finally:
 
 
 def test_tunnel_mode_end_to_end_and_idempotent(pair, tmp_path):
+    """The first run takes every answer from an --answers file (no --yes: the file makes
+    it unattended); the second gives the same answers as flags and changes nothing."""
     laptop, box, kernel, cfg, env = pair
     confdir = tmp_path / "conf"
-    done = setup(laptop, cfg, confdir, env, "--host", "sandbox", "--name", "lab", "--mode", "tunnel",
-                 "--kernel", str(kernel))
+    answers = tmp_path / "answers.toml"
+    answers.write_text(f'host = "sandbox"\nname = "lab"\nmode = "tunnel"\nkernel = "{kernel}"\n'
+                       f'ssh-config = "{cfg}"\noffline = true\n')
+    done = run_mkdoctor("setup", "--answers", str(answers), netns=laptop.name, config_dir=confdir,
+                        env=env, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "Connection mode? ->" not in done.stdout  # the file's mode, not the recommendation
+    # the files as written were checked again, with the written launch command
+    assert "checked as written: MK501, MK304, MK404 passed" in done.stdout, done.stdout
     # the ssh config: our block first, the user's bytes after it unchanged
     text = cfg.read_bytes()
     assert text.startswith(b"# >>> mkdoctor mk-lab >>>")
@@ -210,6 +219,65 @@ def test_direct_mode_unknown_host_key_and_traps(pair, tmp_path):
     report, _ = json_report("--profile", "direct", "--only", "MK501", config_dir=confdir, env=env)
     assert by_id(report)["MK501"]["status"] == "pass"
 
+    # a second identical run changes no byte and makes no backup
+    before = snapshot(tmp_path, confdir)
+    again = setup(laptop, cfg, confdir, env, *args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "nothing written" in again.stdout
+    assert snapshot(tmp_path, confdir) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a private mount namespace needs root")
+def test_written_files_that_do_not_work_as_written_fail_the_setup(sandbox, tmp_path):
+    """Step 9 proves the strings through a staged copy (-F); the written launch command
+    has no -F without --ssh-config, so ssh reads ~/.ssh/config of the password
+    database's home. Here HOME is another directory (as with sudo -E): the files are
+    written where HOME says and ssh never sees them. The re-check of the files as written
+    catches it: exit 1, said clearly with the cause, the files stay written and their
+    backups are named. Setup runs in a private mount namespace where /etc/passwd is a copy
+    naming a temp directory as this user's home (the real one is never read or written)."""
+    kernel = install_standin(sandbox.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    ssh_home = tmp_path / "ssh-home"  # what ssh sees as its home
+    (ssh_home / ".ssh").mkdir(parents=True, mode=0o700)
+    shutil.copyfile(sandbox.known_hosts, ssh_home / ".ssh" / "known_hosts")
+    home = tmp_path / "home"  # $HOME: where setup writes
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    user_cfg = home / ".ssh" / "config"
+    mine = b"# my own settings\nHost *\n    ServerAliveCountMax 3\n"
+    user_cfg.write_bytes(mine)
+    user_cfg.chmod(0o600)
+    confdir = tmp_path / "conf"
+    args = ["setup", "--yes", "--offline", "--host", f"{sandbox.user}@127.0.0.1:{sandbox.port}",
+            "--identity", str(sandbox.client_key), "--name", "asw", "--mode", "direct",
+            "--link-host", "127.0.0.1", "--kernel", str(kernel)]
+    passwd = tmp_path / "passwd"  # root's home in the password database: ssh_home
+    passwd.write_text("".join(
+        ":".join(f[:5] + [str(ssh_home)] + f[6:]) if f[2] == str(os.getuid()) else ":".join(f)
+        for f in (line.split(":") for line in Path("/etc/passwd").read_text().splitlines(True))))
+    done = subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$1" /etc/passwd && shift && exec "$@"',
+                           "sh", str(passwd), sys.executable, "-m", "checks", *args],
+                          capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+                          cwd=str(ROOT_DIR), env=mkdoctor_env(confdir, HOME=str(home)))
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    step9, tail = done.stdout.split("checking the files as written", 1)
+    assert "pass  MK404" in step9, out  # proven through the staged copy
+    assert "fail  MK501" in tail and "fail  MK304" in tail, out
+    assert "NOT WORKING AS WRITTEN: MK501" in done.stdout
+    assert "does NOT work as written: MK501" in done.stderr
+    # the fix is the one that helps (not MK501's "rewrite the files")
+    assert f"fix: HOME is {home}, but ssh reads ~/.ssh from {ssh_home}" in done.stderr
+    assert f"--ssh-config {ssh_home}/.ssh/config" in done.stderr
+    assert "Nothing was written" not in out
+    # written, with the backup of the user's own file named
+    text = user_cfg.read_bytes()
+    assert text.startswith(b"# >>> mkdoctor mk-asw >>>") and text.endswith(mine)
+    backups = list((home / ".ssh").glob("config.mkdoctor-backup-*"))
+    assert len(backups) == 1 and backups[0].read_bytes() == mine
+    assert f"backups: {backups[0].name}" in done.stderr
+    assert (confdir / "profiles" / "asw.toml").is_file()
+    assert sorted(p.name for p in (ssh_home / ".ssh").iterdir()) == ["known_hosts"]
+
 
 def test_new_key_installed_with_a_working_login(sandbox, tmp_path):
     """--new-key --install-key: the new key is appended to authorized_keys through the
@@ -248,6 +316,32 @@ def test_new_key_installed_with_a_working_login(sandbox, tmp_path):
     assert ak.read_text().splitlines().count(new_line) == 1
 
 
+def test_key_install_says_when_sshd_config_cannot_be_read(sandbox, tmp_path):
+    """sshd_config 0600, as on RHEL/Fedora: the user cannot read its AuthorizedKeysFile,
+    so the key goes to sshd's default file, and setup says which file and why."""
+    kernel = install_standin(sandbox.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    cfg = tmp_path / "ssh_config"
+    shutil.copyfile(sandbox.client_config, cfg)
+    home = tmp_path / "home"
+    home.mkdir()
+    sandbox.sshd_config_path.chmod(0o600)  # root's; the sandbox user cannot read it
+    done = run_mkdoctor("setup", "--yes", "--ssh-config", str(cfg), "--offline", "--host", "sandbox",
+                        "--name", "unread", "--mode", "direct", "--link-host", "127.0.0.1",
+                        "--kernel", str(kernel), "--new-key", "--install-key",
+                        "--sshd-config", str(sandbox.sshd_config_path),
+                        config_dir=tmp_path / "conf", env={"HOME": str(home)}, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ak = sandbox.authorized_keys_path
+    notes = [ln for ln in done.stdout.splitlines() if ln.startswith("  note: ")
+             and "AuthorizedKeysFile" in ln]
+    assert notes == [f"  note: {sandbox.sshd_config_path} cannot be read by this user on the "
+                     f"server (mode 0600, as on RHEL/Fedora), so its AuthorizedKeysFile is "
+                     f"unknown: the key went to {ak}, sshd's default; give --sshd-config PATH "
+                     "of a readable copy if sshd looks elsewhere"], done.stdout
+    new_line = (home / ".ssh" / "id_ed25519_mk-unread.pub").read_text().strip()
+    assert new_line in ak.read_text().splitlines()
+
+
 def test_setup_help_and_several_hosts_usage(tmp_path):
     done = run_mkdoctor("setup", "--help", config_dir=tmp_path)
     assert done.returncode == 0
@@ -279,7 +373,7 @@ def test_setup_without_terminal_or_yes_fails_at_once(tmp_path):
     assert done.returncode == 2 and "--accept-host-key" in done.stderr
 
 
-def test_answers_file(tmp_path):
+def test_answers_file_usage_errors(tmp_path):
     answers = tmp_path / "a.toml"
     answers.write_text('name = "bad name"\n')
     done = run_mkdoctor("setup", "--answers", str(answers), config_dir=tmp_path)

@@ -971,13 +971,14 @@ class Wizard:
             if r.status.value in ("pass", "warn"):
                 self.verified.append(cid)
                 continue
-            if r.status.value == "skip":
-                self.verify_error = f"{cid} could not be re-checked: {r.summary}"
-            else:
-                self.verify_error = f"{cid}: {r.summary}; fix: {r.fix}"
+            # ssh reading another ~/.ssh than the one written is the cause a check's own
+            # fix ("rewrite the files") would not cure
             home_note = home_mismatch() if not self.args.ssh_config else None
-            if home_note:
-                self.verify_error += f" (likely cause: {home_note})"
+            fix = home_note or r.fix
+            if r.status.value == "skip":
+                self.verify_error = f"{cid} could not be re-checked: {r.summary}; fix: {fix}"
+            else:
+                self.verify_error = f"{cid}: {r.summary}; fix: {fix}"
             return
 
     # 11 -----------------------------------------------------------------------------------
