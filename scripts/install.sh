@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Install mkdoctor from this checkout into its own virtualenv, link it into ~/.local/bin,
 # and run it once (the checks of this computer; add --host USER@HOST for a remote kernel).
+# Checks that find problems (mkdoctor's exit status 1, e.g. no SSH key yet on a fresh
+# machine) do not make the installation fail: it says so and exits 0. A usage error (2)
+# or any other failure is passed through.
 # On Debian/Ubuntu it installs what is missing with apt (sudo when not root):
 # python3-venv, and gcc + python3-dev for netifaces, which builds from source.
 set -euo pipefail
@@ -30,4 +33,14 @@ fi
 mkdir -p "$HOME/.local/bin"
 ln -sf "$venv/bin/mkdoctor" "$HOME/.local/bin/mkdoctor"
 echo "mkdoctor: installed as $HOME/.local/bin/mkdoctor" >&2
-exec "$venv/bin/mkdoctor" "$@"
+status=0
+"$venv/bin/mkdoctor" "$@" || status=$?
+if [ "$status" -eq 1 ]; then
+  echo "mkdoctor: installation succeeded; the checks found problems: the report above lists what to fix" >&2
+  status=0
+fi
+case ":$PATH:" in
+  *":$HOME/.local/bin:"*) ;;
+  *) echo "mkdoctor: $HOME/.local/bin is not on your PATH: run  export PATH=\"\$HOME/.local/bin:\$PATH\"  (and add that line to ~/.profile to keep it)" >&2 ;;
+esac
+exit "$status"
