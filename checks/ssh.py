@@ -241,12 +241,14 @@ class SSHClient:
 
     def wrap(self, command: Union[Sequence[str], str]) -> str:
         """The remote command line: the body framed by sentinels on stdout and stderr,
-        run by ``sh`` whatever the login shell is."""
+        run by ``sh`` whatever the login shell is. The body runs in a subshell, so a
+        script that ends with ``exit N`` still reports N after it."""
         body = command if isinstance(command, str) else shlex.join(list(command))
         t = self.token
         script = (
-            f"printf '%s\\n' {t}; printf '%s\\n' {t} >&2; "
+            f"printf '%s\\n' {t}; printf '%s\\n' {t} >&2; (\n"
             f"{body}\n"
+            f")\n"
             f"__mkd_rc=$?; printf '\\n%s %s\\n' {t}-END \"$__mkd_rc\"; exit 0"
         )
         return login_shell_command(script)

@@ -443,3 +443,26 @@ def test_any_flags_give_a_result_or_one_line_error_never_a_traceback(tmp_path_fa
     assert rc in (0, 1, 2), (full, rc, text)
     if rc == 2:
         assert text.strip().count("\n") == 0, (full, text)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "junit", "markdown"])
+def test_no_report_carries_a_raw_control_character(fmt):
+    """Remote output quoted in a result (colour codes, a NUL, an undecodable byte) is
+    written visibly in every format; newline and tab stay as they are."""
+    from checks.model import Check, Result, Status
+    from checks.reports import Report, render
+
+    check = Check(id="MK306", name="clean-shell", group="server", title="t", run=None)
+    raw = "\x1b[1mhi\x1b[0m\x00\x07\r\x9b\udcff"
+    result = Result(Status.FAIL, f"prints {raw}", [f"line\t{raw}"], fix=f"remove {raw}",
+                    commands=[f"printf {raw}"])
+    text = render(fmt, [Report("1", None, [(check, result)], 0.1, [f"note {raw}"])],
+                  verbose=True)
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]", text), repr(text)
+    assert "\\x1b[1mhi\\x1b[0m\\x00\\x07\\r\\x9b\\udcff" in text.replace("\\\\", "\\")
+    text.encode("utf-8")  # no lone surrogate left to break the output stream
+    if fmt == "junit":
+        ET.fromstring(text)
+    if fmt == "json":
+        assert json.loads(text)["checks"][0]["details"] == [
+            "line\t\\x1b[1mhi\\x1b[0m\\x00\\x07\\r\\x9b\\udcff"]

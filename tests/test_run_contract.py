@@ -117,3 +117,18 @@ def test_json_stdout_carries_the_report_alone(sandbox: SSHSandbox) -> None:
     assert done.stdout.lstrip().startswith("{") and done.stdout.rstrip().endswith("}")
     assert by_id(data)["MK306"]["status"] == "fail"
     assert not any(line.startswith("noise-from-bashrc") for line in done.stdout.splitlines())
+
+
+def test_control_characters_from_the_remote_never_reach_a_report_raw(sandbox: SSHSandbox) -> None:
+    """A .bashrc that prints colour codes: MK306 quotes its output. The JUnit report is
+    still XML, and the terminal gets ESC written out (\\x1b), never the byte itself."""
+    (Path(sandbox.home) / ".bashrc").write_text("printf '\\033[1mhi\\033[0m'\n")
+    done = run_mkdoctor(*target(sandbox), "--only", ",".join(REMOTE), "--format", "junit")
+    assert done.returncode == 1, done.stderr
+    root = ET.fromstring(done.stdout)  # raw ESC is not allowed in XML 1.0
+    (case,) = [c for c in root.iter("testcase") if c.get("name").startswith("MK306")]
+    assert "\\x1b[1mhi\\x1b[0m" in case.find("failure").text
+    assert "\x1b" not in done.stdout
+    text = run_mkdoctor(*target(sandbox), "--only", ",".join(REMOTE))  # NO_COLOR=1: no ESC of ours
+    assert "\\x1b[1mhi\\x1b[0m" in text.stdout, text.stdout
+    assert "\x1b" not in text.stdout
