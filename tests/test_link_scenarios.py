@@ -14,6 +14,7 @@ Also the pure parts of checks/listen.py and checks/catalogue/mk404_kernel_link.p
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -27,10 +28,13 @@ from checks.catalogue.mk404_kernel_link import forwards_of, with_run_options
 from checks.listen import LinkListener, ListenError, parse_probe, probe_script
 from tests.harness.netns import Netns, NatTopology, link
 from tests.harness.sshd import SSHSandbox
-from tests.helpers import by_id, json_report
+from tests.helpers import ROOT, by_id, empty_config_dir, json_report, mkdoctor_env
 from tests.test_kernel_checks import LOGIN, assert_nothing_left, install_standin
+from tests.test_network_checks import start_whoami
 
 PORTS = (31415, 31416)
+TUNNEL_FIX = ("use tunnel mode (--mode tunnel; mkdoctor setup writes it): it needs nothing "
+              "inbound on the laptop")
 FAST = ("--offline", "--timeout", "2", "--kernel-timeout", "10", "--deadline", "40")
 
 
@@ -134,10 +138,44 @@ def test_nat_direct_mode_fails_and_recommends_tunnel(nat_topology: NatTopology, 
                  f"{PORTS[0]},{PORTS[1]}", netns=topo.laptop.name)
     mk403 = checks["MK403"]
     assert mk403["status"] == "fail", mk403
-    assert "tunnel" in mk403["fix"]
-    assert "--mode tunnel" in mk403["fix"]
+    # The server (on the "internet") has no route to the laptop's private address.
+    assert mk403["summary"] == (f"the server has no route to {topo.laptop_addr} "
+                                "(a private address it cannot reach)"), mk403
+    assert mk403["fix"] == TUNNEL_FIX
     details = "\n".join(mk403["details"])
-    assert f"sees this laptop as {topo.router_wan_addr}" in details
+    assert (f"NAT: the server sees this laptop as {topo.router_wan_addr}, not {topo.laptop_addr}"
+            in details)
+
+
+@integration
+def test_nat_seen_by_mk103_alone_makes_tunnel_mode_the_fix(nat_topology: NatTopology,
+                                                          sandbox_factory, nothing_left: None) -> None:
+    """--link-host is the address the server sees us from (the router's), so the address
+    gives no hint of NAT; MK103, with a what-is-my-IP service on the "internet", sees it.
+    The router refuses the connection: the fix is tunnel mode alone. Without MK103's
+    verdict (--offline) the same failure also suggests checking --link-host."""
+    topo = nat_topology
+    box = sandbox_factory(netns=topo.internet.name, address=topo.internet_addr)
+    url = start_whoami(topo.internet, topo.internet_addr)
+    args = ("--ssh-config", str(box.client_config), "--host", box.alias, "--mode", "direct",
+            "--link-host", topo.router_wan_addr, "--timeout", "2", "--deadline", "40")
+    data, done = json_report(*args, "--only", f"{LOGIN},MK101,MK102,MK103,MK403", "--ip-service",
+                             url, netns=topo.laptop.name, env={"NO_PROXY": "*", "no_proxy": "*"})
+    assert "Traceback" not in done.stderr, done.stderr
+    checks = by_id(data)
+    assert checks["MK103"]["status"] == "warn", checks["MK103"]  # behind NAT, direct mode asked
+    mk403 = checks["MK403"]
+    assert mk403["status"] == "fail", mk403
+    assert mk403["summary"].startswith(f"{topo.router_wan_addr} port {PORTS[0]} refused the connection")
+    assert mk403["fix"] == TUNNEL_FIX
+    assert "MK103 saw NAT" in mk403["details"]
+
+    data, done = json_report(*args, "--only", f"{LOGIN},MK101,MK403", "--offline",
+                             netns=topo.laptop.name)
+    mk403 = by_id(data)["MK403"]
+    assert mk403["status"] == "fail", mk403
+    assert mk403["fix"] == f"{TUNNEL_FIX}; or check --link-host {topo.router_wan_addr}"
+    assert not any("NAT" in d for d in mk403["details"]), mk403["details"]
 
 
 @integration
@@ -155,14 +193,107 @@ def test_nat_tunnel_mode_link_path_and_kernel_link_pass(nat_topology: NatTopolog
     assert f"-R {PORTS[0]}:127.0.0.1:{PORTS[0]}" in details
     assert "ControlMaster=no" in details  # the run's connection, no second login
     assert box.accepted_count() == 1
-    # The forwards were cancelled: nothing listens on the link ports on the server.
+    # After the run the master is gone, and with it every forward (the run's connection was
+    # closed). That forwards are cancelled while it is still open: test_forwards_cancelled_*.
     for p in PORTS:
         assert topo.internet.exec(["ss", "-Hltn", f"sport = :{p}"]).stdout.strip() == ""
 
 
-def _same_network(netns_factory, sandbox_factory) -> tuple[Netns, Netns, SSHSandbox]:
+# Runs the engine in this process (inside the laptop's namespace) and, before the run's
+# SSH master is closed, asks the server what listens on the link ports: a forward left
+# open by MK403 or MK404 would still be there. Prints one JSON object.
+DRIVE = r"""
+import json, sys, time
+from checks.cli import build_parser, options_from_args
+from checks.context import Context
+from checks.engine import run_checks
+from checks.registry import all_checks
+
+ids = sys.argv[1].split(",")
+opts, (target,) = options_from_args(build_parser().parse_known_args(sys.argv[2:])[0])
+ctx = Context(opts, target)
+try:
+    results = run_checks(ctx, [c for c in all_checks() if c.id in ids])
+    listening, end = [], time.monotonic() + 3  # a cancel takes effect a moment later
+    while True:
+        look = ctx.ssh.run(["ss", "-Hltn"], 5)
+        listening = [ln for ln in look.stdout.splitlines() if len(ln.split()) > 3
+                     and ln.split()[3].rpartition(":")[2] in {str(p) for p in ctx.link_ports}]
+        if look.exit_code != 0 or not listening or time.monotonic() > end:
+            break
+        time.sleep(0.2)
+    print(json.dumps({"checks": {c.id: [r.status.value, r.summary] for c, r in results},
+                      "ss_ok": look.exit_code == 0, "listening": listening}))
+finally:
+    ctx.close()
+"""
+
+
+def drive(box: SSHSandbox, ns: Netns, ids: str, *extra: str) -> dict:
+    """Run checks ``ids`` in-process in ``ns``; what listens on the server's link ports
+    while the run's master is still open."""
+    env = mkdoctor_env(empty_config_dir())
+    done = subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-c", DRIVE, ids,
+                           "--ssh-config", str(box.client_config), "--host", box.alias, *FAST,
+                           *extra], capture_output=True, text=True, timeout=90, env=env,
+                          cwd=str(ROOT))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["ss_ok"], out
+    return out
+
+
+@integration
+def test_forwards_cancelled_by_mk403_while_the_run_goes_on(netns_factory, sandbox_factory,
+                                                           nothing_left: None) -> None:
+    """MK403 opens the two reverse forwards on the run's master and must cancel them: the
+    master lives on for the checks after it (MK404 asks for the same ports)."""
+    laptop, _, box = _same_network(netns_factory, sandbox_factory)
+    out = drive(box, laptop, f"{LOGIN},MK403", "--mode", "tunnel")
+    assert out["checks"]["MK403"][0] == "pass", out
+    assert out["listening"] == [], out
+
+
+@integration
+def test_forwards_cancelled_by_mk404_while_the_run_goes_on(netns_factory, sandbox_factory,
+                                                           nothing_left: None) -> None:
+    """MK404's launch command asks the master (ssh -R through the run's ControlPath) for
+    the forwards: they outlive that ssh, so MK404 must cancel them itself."""
+    laptop, _, box = _same_network(netns_factory, sandbox_factory)
+    out = drive(box, laptop, f"{LOGIN},MK401,MK402,MK403,MK404", "--mode", "tunnel",
+                "--kernel", kernel_in(box))
+    assert out["checks"]["MK404"][0] == "pass", out
+    assert out["listening"] == [], out
+
+
+@integration
+def test_kernel_that_outlives_its_link_is_killed_and_reported(netns_factory, sandbox_factory,
+                                                              nothing_left: None) -> None:
+    """The kernel connects, the link is closed, and it keeps running (it would hold a
+    licence): MK404 finds it by its link name, kills it, and warns; nothing is left."""
+    laptop, _, box = _same_network(netns_factory, sandbox_factory)
+    kernel = kernel_in(box)
+    (box.home / ".standin-fault").write_text("link-linger\n")
+    checks = run(box, f"{LOGIN},MK401,MK402,MK403,MK404", "--mode", "tunnel", "--kernel", kernel,
+                 netns=laptop.name)
+    assert checks["MK402"]["status"] == "pass", checks["MK402"]
+    mk404 = checks["MK404"]
+    assert mk404["status"] == "warn", mk404
+    assert mk404["summary"].startswith("the kernel connected to both link ports, but did not exit")
+    assert "pgrep -af Kernel" in mk404["fix"]
+    details = "\n".join(mk404["details"])
+    assert "killed on the server:" in details
+    assert f"{kernel} -wstp -LinkMode Connect" in details.split("killed on the server:")[1]
+    # nothing_left: the lingering kernel is gone
+
+
+def _same_network(netns_factory, sandbox_factory, second: str = "") -> tuple[Netns, Netns, SSHSandbox]:
+    """laptop 10.88.0.1 -- workstation 10.88.0.2 (the sandbox); ``second``: another
+    address of the laptop on the same link."""
     laptop, work = netns_factory("mklap"), netns_factory("mkwks")
-    link(laptop, work, "10.88.0.1/24", "10.88.0.2/24")
+    wire = link(laptop, work, "10.88.0.1/24", "10.88.0.2/24")
+    if second:
+        laptop.exec(["ip", "addr", "add", f"{second}/24", "dev", wire.if_a])
     box = sandbox_factory(netns=work.name, address="10.88.0.2")
     return laptop, work, box
 
@@ -170,14 +301,24 @@ def _same_network(netns_factory, sandbox_factory) -> tuple[Netns, Netns, SSHSand
 @integration
 def test_firewall_drop_fails_direct_mode_and_accept_fixes_it(netns_factory, sandbox_factory,
                                                               nothing_left: None) -> None:
-    laptop, _, box = _same_network(netns_factory, sandbox_factory)
+    laptop, _, box = _same_network(netns_factory, sandbox_factory, second="10.88.0.5")
     ports = ",".join(map(str, PORTS))
     laptop.iptables("-A", "INPUT", "-p", "tcp", "-m", "multiport", "--dports", ports, "-j", "DROP")
     args = ("--mode", "direct", "--link-host", "10.88.0.1")
     mk403 = run(box, f"{LOGIN},MK403", *args, netns=laptop.name)["MK403"]
     assert mk403["status"] == "fail", mk403
-    assert "firewall" in mk403["summary"]
-    assert "iptables -I INPUT" in mk403["fix"] or "ufw allow" in mk403["fix"]
+    assert mk403["summary"].startswith(f"no answer from 10.88.0.1 port {PORTS[0]}: a firewall")
+    assert mk403["fix"].startswith("let the link ports in on this laptop's firewall")  # no NAT
+    assert "iptables -I INPUT" in mk403["fix"] and TUNNEL_FIX in mk403["fix"]
+
+    # The link address is the laptop's other address; the server sees us from 10.88.0.1:
+    # another address of this laptop, not NAT, so the firewall stays the first fix.
+    mk403 = run(box, f"{LOGIN},MK403", "--mode", "direct", "--link-host", "10.88.0.5",
+                netns=laptop.name)["MK403"]
+    assert mk403["status"] == "fail", mk403
+    assert "sees us from 10.88.0.1" in mk403["details"][0], mk403["details"]
+    assert mk403["fix"].startswith("let the link ports in on this laptop's firewall"), mk403
+    assert not any("NAT" in d for d in mk403["details"]), mk403["details"]
 
     laptop.iptables("-I", "INPUT", "1", "-p", "tcp", "-m", "multiport", "--dports", ports,
                     "-j", "ACCEPT")

@@ -16,8 +16,9 @@ it passes only when the bytes arrive here.
 - direct mode: the remote host connects back to the link address (``--link-host``, else
   MK101's ``link_address``, else the address the server sees us from, the first field of
   ``$SSH_CONNECTION``). No answer means a firewall or NAT drops the inbound connection;
-  when the server sees us from another address than the link address, or MK103 saw NAT,
-  tunnel mode is the fix.
+  when the server sees us from an address that is neither the link address (a host name
+  is resolved first) nor one of this laptop's own, or MK103 saw NAT, tunnel mode is the
+  fix.
 
 Forwards and listeners are always removed afterwards. Facts: ``mode``, ``link_host``
 (direct mode), ``seen_from``.
@@ -30,10 +31,12 @@ import secrets
 import shlex
 from typing import Optional
 
+from checks.catalogue.mk301_host_resolves import is_address, resolve
 from checks.kernel import ensure_login
 from checks.listen import (LinkListener, ListenError, ProbeResult, bind_address, parse_probe,
                            probe_script, same_network_stack)
 from checks.model import Check, Result, failed, needs_target, passed, skipped
+from checks.netinfo import local
 
 
 def _probe_timeout(ctx) -> float:
@@ -239,16 +242,43 @@ def direct(ctx) -> Result:
         listener.close()
 
 
+def _ip(text: str) -> Optional[ipaddress._BaseAddress]:
+    """An address in one form (IPv4-mapped IPv6 as IPv4, zone dropped); None if not one."""
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return mapped or ip
+
+
+def _seen_from_elsewhere(ctx, host: str, seen_from: str) -> bool:
+    """Does the server see us from an address that is neither the link address (a host
+    name resolved here first) nor one of this laptop's own addresses (several interfaces:
+    the server may see another of ours)? Only then is it a translated address (NAT)."""
+    seen = _ip(seen_from) if seen_from else None
+    if seen is None:
+        return False
+    own = {_ip(host)} if is_address(host) else {
+        _ip(a) for a in resolve(host, 0, ctx.step_timeout()).addresses}
+    if seen in own:
+        return False
+    return local(ctx).on_interface(str(seen)) is None
+
+
 def _direct_failed(ctx, host, seen_from, results, listener, tokens, details, facts) -> Result:
     ports = ctx.link_ports
     bad = [r for p, r in sorted(results.items()) if tokens[p].encode() not in listener.states[p].data]
     first = bad[0] if bad else ProbeResult(ports[0], "?", "error", "")
-    natted = bool(ctx.fact("MK103", "behind_nat")) or bool(seen_from and seen_from != host)
+    translated = _seen_from_elsewhere(ctx, host, seen_from)
+    natted = bool(ctx.fact("MK103", "behind_nat")) or translated
     tunnel_fix = ("use tunnel mode (--mode tunnel; mkdoctor setup writes it): it needs nothing "
                   "inbound on the laptop")
-    if natted:
-        details.append(f"NAT: the server sees this laptop as {seen_from or '(unknown)'}, not {host}"
-                       if seen_from and seen_from != host else "MK103 saw NAT")
+    if translated:
+        details.append(f"NAT: the server sees this laptop as {seen_from}, not {host} "
+                       "(not an address of this laptop)")
+    elif natted:
+        details.append("MK103 saw NAT")
     p = first.port
     if first.result == "timeout":
         summary = (f"no answer from {host} port {p}: a firewall (this laptop's, or one on the way) "
