@@ -38,9 +38,11 @@ from typing import Optional
 
 LINKNAME = "`linkname`"
 IPADDRESS = "`ipaddress`"
-# Placeholders are swapped for inert tokens while quoting, then put back. The tokens hold
-# NUL characters, which no host name, user name or path given to mkdoctor can contain, so
-# user input can never turn into a placeholder.
+# Placeholders are swapped for inert tokens while quoting (so that the quoting is chosen
+# for the text the front end puts in, not for the backquotes), then put back. User input
+# can never carry a placeholder: a destination, kernel path or ssh config path with a
+# backquote is refused (ValueError, see _refuse_backquote), so the only placeholders in
+# the command are the whole words kernel_argv puts there in direct mode.
 _TOKENS = {LINKNAME: "\x00MKDLINKNAME\x00", IPADDRESS: "\x00MKDIPADDRESS\x00"}
 
 
@@ -86,8 +88,20 @@ def mlopen_arguments(spec: LaunchSpec) -> str:
     return f"-LinkMode Listen -LinkProtocol TCPIP -LinkName {name} -LinkOptions MLDontInteract"
 
 
+def _refuse_backquote(spec: LaunchSpec) -> None:
+    """The front end fills in every `` `name` `` of the launch command, so a backquote in
+    user text could smuggle a placeholder in (or leave the template unbalanced)."""
+    for what, value in (("destination", spec.destination), ("kernel path", spec.kernel),
+                        ("ssh config path", spec.ssh_config or "")):
+        if "`" in value:
+            raise ValueError(f"{value!r}: a {what} with a backquote cannot go into the launch "
+                             "command (the front end treats `...` as a placeholder)")
+
+
 def kernel_argv(spec: LaunchSpec) -> list[str]:
-    """The kernel's command line on the remote host (placeholders in direct mode)."""
+    """The kernel's command line on the remote host (placeholders in direct mode).
+    A kernel path with a backquote is a ValueError."""
+    _refuse_backquote(spec)
     if spec.mode == "tunnel":
         name, host = tunnel_linkname(spec.link_ports), "127.0.0.1"
     else:
@@ -98,7 +112,9 @@ def kernel_argv(spec: LaunchSpec) -> list[str]:
 
 def ssh_argv(spec: LaunchSpec) -> list[str]:
     """The local command line: ssh, the forwards (tunnel mode), the alias, the remote command.
-    The destination must be one word that ssh cannot take for an option (ValueError)."""
+    The destination must be one word that ssh cannot take for an option, and no
+    argument may hold a backquote (ValueError)."""
+    _refuse_backquote(spec)
     dest = spec.destination
     if not dest or dest.startswith("-") or re.search(r"[\s\x00-\x1f\x7f]", dest):
         raise ValueError(f"{spec.destination!r}: not a usable ssh destination")
@@ -119,7 +135,9 @@ def launch_command(spec: LaunchSpec) -> str:
 
 def quote_readable(word: str) -> str:
     """Quote for a POSIX shell, preferring double quotes where they are safe (no ``$``,
-    backquote, backslash or ``"`` inside) because they read better in the dialog."""
+    backquote, backslash or ``"`` inside) because they read better in the dialog.
+    The launch command targets a macOS or Linux front end (a POSIX shell runs it): the
+    single-quoted fallback is not quoting for a Windows front end (see docs/checks/MK501.md)."""
     if word and re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", word):
         return word
     if not re.search(r'[$`\\"!]', word):

@@ -114,3 +114,44 @@ def test_mk501_wl_file_edited(written):
     result, _ = mk501(conf)
     assert any("LoginScript/MLOpenArguments differ" in d for d in result["details"])
     assert load_profile("work").launch_command == p.launch_command
+
+
+@pytest.mark.parametrize("edit, words", [
+    # the parallel kernels go to another port, kernel or key than the profile's
+    (lambda t: t.replace(":2222/", ":2223/"), "port 2223, the profile 2222"),
+    (lambda t: t.replace("/WolframKernel?", "/math?"), "kernel '/opt/Wolfram/math'"),
+    (lambda t: t.replace('"SSHIdentity" -> "/home/alice/.ssh/id_ed25519"', '"SSHIdentity" -> "/k"'),
+     "SSHIdentity '/k'"),
+    # a kernel count that is not the one the file's header states
+    (lambda t: t.replace("?2\"", "?64\""), "launches 64 parallel kernel(s), its header says 2"),
+    # nothing left to launch
+    (lambda t: t.replace("LaunchKernels", "Print"), "cannot read its parallel-kernels launch"),
+])
+def test_mk501_parallel_file_edited(written, edit, words):
+    conf, _, _ = written
+    path = writers.frontend_paths("work")["parallel"]
+    before = path.read_text()
+    path.write_text(edit(before))
+    assert path.read_text() != before
+    result, done = mk501(conf)
+    assert result["status"] == "fail" and done.returncode == 1
+    assert any(words in d and "parallel" in d for d in result["details"]), result["details"]
+
+
+def test_mk501_parallel_file_names_the_alias_with_the_default_ssh_config(tmp_path, monkeypatch):
+    """Without --ssh-config the URL names the alias alone; a URL that bypasses it (so its
+    IdentityFile and ProxyJump do not apply) is reported."""
+    from checks.catalogue import mk501_config_consistent as mk501_mod
+
+    monkeypatch.setenv("MKDOCTOR_CONFIG_DIR", str(tmp_path / "conf"))
+    p = make_profile(tmp_path)
+    writers.apply(writers.plan(p, block_for(p), tmp_path / "ssh_config", processors=4))
+    prof = load_profile("work")
+    assert mk501_mod.inspect(prof) == []
+    path = writers.frontend_paths("work")["parallel"]
+    path.write_text(path.read_text().replace("ssh://mk-work/", "ssh://alice@ws.example.org:2222/"))
+    problems = mk501_mod.inspect(prof)
+    assert any("use host 'ws.example.org', the profile 'mk-work'" in d for d in problems), problems
+    # a profile with a kernel version before 13.1 needs RemoteMachine, not a URL
+    prof.kernel_version = "12.0"
+    assert any("RemoteMachine (before 13.1)" in d for d in mk501_mod.inspect(prof))

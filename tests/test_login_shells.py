@@ -142,8 +142,9 @@ def os_chown_tree(box, path) -> None:
 
 # Kernel paths as installs have them (spaces, parentheses, quotes, $, non-ASCII): every
 # printable character but the two that csh and fish treat specially even inside single
-# quotes, '!' (csh history) and '\' (fish), which no install path contains.
-kernel_paths = st.text(st.characters(blacklist_characters="\x00\n\r!\\", blacklist_categories=("Cs", "Cc")),
+# quotes, '!' (csh history) and '\' (fish), which no install path contains; and no
+# backquote, which the launch command refuses (the front end's placeholders).
+kernel_paths = st.text(st.characters(blacklist_characters="\x00\n\r!\\`", blacklist_categories=("Cs", "Cc")),
                        min_size=1, max_size=40).map(lambda s: "/" + s)
 
 

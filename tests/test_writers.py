@@ -203,7 +203,59 @@ def test_frontend_files_carry_the_profile_strings(tmp_path, cfgdir):
     assert wl.find_rule(install, "MLOpenArguments") == p.mlopen_arguments
     assert "SetOptions[$FrontEnd, EvaluatorNames" in install and "DeleteCases" in install
     par = by["work-parallel-kernels.wl"]
-    assert 'LaunchKernels["ssh://alice@ws.example.org:2222/opt/Wolfram/WolframKernel?4"]' in par
+    # the ssh config is the default one: the URL names the tested alias alone
+    assert par.endswith('\nLaunchKernels["ssh://mk-work/opt/Wolfram/WolframKernel?4"]\n')
+    assert "Windows" not in text  # plain paths: the launch command reads the same in cmd
+
+
+def test_parallel_file_with_its_own_ssh_config_names_host_user_port_and_key():
+    """--ssh-config: a plain ssh does not see the alias, so the URL carries user, host and
+    port, "SSHIdentity" the key, and a ProxyJump the URL cannot use is a warning."""
+    text = wl.parallel_file(profile="w", alias="mk-w", user="al ice", hostname="ws.example.org",
+                            port=2222, kernel="/opt/Wolfram Mathematica/14.1/WolframKernel",
+                            kernel_version="14.1", processors=8, ssh_config="/home/a/cfg",
+                            identity="/home/a/.ssh/id_ed25519_mk-w", proxy_jump="bastion")
+    assert text.endswith(
+        '\nLaunchKernels[KernelConfiguration["ssh://al%20ice@ws.example.org:2222/opt/Wolfram%20'
+        'Mathematica/14.1/WolframKernel?8", "SSHIdentity" -> "/home/a/.ssh/id_ed25519_mk-w"]]\n')
+    assert "(* Warning: mk-w reaches the host through ProxyJump bastion," in text
+    assert "%20 is a space" in text
+    alias = wl.parallel_file(profile="w", alias="mk-w", user="a", hostname="h", port=22,
+                             kernel="/opt/k", kernel_version="", processors=2, proxy_jump="bastion")
+    assert "Warning" not in alias and "IdentityFile, ProxyJump)" in alias
+    assert alias.endswith('\nLaunchKernels["ssh://mk-w/opt/k?2"]\n')
+
+
+def test_parallel_file_kernel_command_and_backquote():
+    text = wl.parallel_file(profile="w", alias="mk-w", user="a", hostname="h", port=22,
+                            kernel="wolfram", kernel_version="14.1", processors=3)
+    # a URL path is absolute: a command looked up in PATH goes in as "KernelCommand"
+    assert text.endswith('\nLaunchKernels[KernelConfiguration["ssh://mk-w", "KernelCommand" -> '
+                         '"wolfram", "KernelCount" -> 3]]\n')
+    assert wl.read_parallel(text) == wl.ParallelLaunch("url", "mk-w", "wolfram", 3)
+    with pytest.raises(ValueError, match="backquote"):
+        wl.parallel_file(profile="w", alias="mk-w", user="a", hostname="h", port=22,
+                         kernel="/opt/`2`/math", kernel_version="9.0", processors=3)
+
+
+def test_parallel_ssh_config_default_file_counts_as_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text("")
+    p = make_profile(tmp_path, ssh_config=str(tmp_path / ".ssh" / "config"))
+    assert writers.parallel_ssh_config(p) is None
+    p.ssh_config = str(tmp_path / "other")
+    assert writers.parallel_ssh_config(p) == str(tmp_path / "other")
+    p.ssh_config = ""
+    assert writers.parallel_ssh_config(p) is None
+
+
+def test_frontend_text_warns_a_windows_front_end_only_when_needed(tmp_path, cfgdir):
+    p = make_profile(tmp_path, kernel="/opt/$odd/WolframKernel")
+    assert " mk-work '" in p.launch_command  # the single-quoted fallback
+    changes = writers.plan(p, block_for(p), tmp_path / "config", processors=1)
+    text = next(c.new.decode() for c in changes if c.path.name == "work-kernel-configuration.txt")
+    assert f"Launch command:\n{p.launch_command}\nWindows front end: " in text
 
 
 def test_parallel_file_before_13_1_uses_remote_machine():
@@ -213,6 +265,30 @@ def test_parallel_file_before_13_1_uses_remote_machine():
     assert "RemoteMachine[\"mk-old\"" in text and "-mathlink" in text and ", 2]]" in text
     template = wl.parse_wl_string(wl.STRING_RE.findall(text.split("RemoteMachine[")[1])[1])
     assert template.startswith("ssh -x -f `1` ") and "'`2`'" in template
+    assert wl.read_parallel(text) == wl.ParallelLaunch("remote-machine", "mk-old", "/opt/M 9/math", 2)
+
+
+INSTALL_UPDATE = """\
+  current = EvaluatorNames /. Options[$FrontEnd, EvaluatorNames];
+  pos = Position[current, (Rule | RuleDelayed)[name, _], {1}, 1, Heads -> False];
+  SetOptions[$FrontEnd, EvaluatorNames -> If[pos === {},
+    Append[current, entry],
+    With[{i = pos[[1, 1]]},
+      Join[Take[current, i - 1], {entry},
+        DeleteCases[Drop[current, i], (Rule | RuleDelayed)[name, _]]]]]];
+  name
+]
+"""
+
+
+def test_install_file_replaces_an_entry_where_it_stands():
+    """The entry takes the first same-name entry's place (the dialog's order stays), later
+    duplicates go, a new name is appended. No Wolfram kernel here to evaluate it: the WL
+    text is checked as written."""
+    text = wl.install_file("hpc", "ssh mk-hpc", "-LinkMode Listen", "hpc")
+    assert text.endswith(INSTALL_UPDATE)
+    assert "Append[others" not in text
+    assert text.count("[") == text.count("]") and text.count("{") == text.count("}")
 
 
 @settings(max_examples=300, deadline=None)
@@ -223,6 +299,29 @@ def test_wl_string_round_trips(text):
     assert wl.parse_wl_string(lit) == text
     # no unescaped quote ends the literal early
     assert wl.STRING_RE.fullmatch(lit)
+
+
+# Wolfram's string escapes (reference.wolfram.com/language/tutorial/InputSyntax.html:
+# \\ backslash, \" double quote, \t tab, \n newline, \r carriage return, \:nnnn "a
+# character with hexadecimal code nnnn", \|nnnnnn one with code nnnnnn; hex digits 0-9,
+# a-f, A-F, reference.wolfram.com/language/ref/HexadecimalCharacter.html). Each expected
+# value is the WL source text, written out by hand (raw strings: one \ is one backslash).
+@pytest.mark.parametrize("text, source", [
+    ('say "hi"', r'"say \"hi\""'),
+    ("C:\\Wolfram\\", r'"C:\\Wolfram\\"'),
+    ("a\nb", r'"a\nb"'),
+    ("a\tb", r'"a\tb"'),
+    ("a\rb", r'"a\rb"'),
+    ("\x01\x7f", r'"\:0001\:007f"'),
+    ("é", r'"\:00e9"'),
+    ("α→∞", r'"\:03b1\:2192\:221e"'),
+    ("\U0001F600", r'"\|01f600"'),
+    ("`linkname` (*x*) $H", r'"`linkname` (*x*) $H"'),
+    ("", '""'),
+])
+def test_wl_string_fixed_vectors(text, source):
+    assert wl.wl_string(text) == source
+    assert wl.parse_wl_string(source) == text
 
 
 def test_wl_string_escapes_quote_and_backslash():

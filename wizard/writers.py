@@ -16,6 +16,7 @@ Safety rules (docs/setup.md, "What is written, and how"):
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -116,6 +117,34 @@ def default_ssh_config() -> Path:
     return Path.home() / ".ssh" / "config"
 
 
+def parallel_ssh_config(p: Profile) -> Optional[str]:
+    """The profile's ssh config for the parallel-kernels file: None when it is the one a
+    plain ``ssh`` reads (~/.ssh/config), so that the file can name the alias alone."""
+    if not p.ssh_config:
+        return None
+    given = Path(p.ssh_config).expanduser()
+    try:
+        same = given.resolve() == default_ssh_config().resolve()
+    except OSError:  # pragma: no cover - a symlink loop
+        same = False
+    return None if same else p.ssh_config
+
+
+def windows_note(launch_command: str) -> str:
+    """One line for a Windows front end when the launch command needs POSIX quoting that
+    cmd.exe would not read (single quotes: a path with $ \\ " or !)."""
+    from checks.launch import split_launch, substitute
+
+    try:
+        local, _ = split_launch(substitute(launch_command, "1@127.0.0.1,2@127.0.0.1", "127.0.0.1"))
+    except ValueError:
+        return ""
+    if not any(re.search(r'[$`\\"!]', w) for w in local[1:]):
+        return ""
+    return ("Windows front end: this launch command is quoted for a POSIX shell (macOS, Linux);\n"
+            "use paths without $ \\ \" ! (e.g. a symlink) and run mkdoctor setup again.\n")
+
+
 def frontend_dir() -> Path:
     return config_dir() / "frontend"
 
@@ -157,7 +186,7 @@ Arguments to MLOpen:
 
 Launch command:
 {p.launch_command}
-
+{windows_note(p.launch_command)}
 Click by click:
   1. Evaluation > Kernel Configuration Options...
   2. Click Add (or select "{p.name}" and click Edit to replace it).
@@ -195,7 +224,8 @@ def plan(p: Profile, block: sshconfig.HostBlock, ssh_config: Path, processors: i
         "parallel": ("parallel kernels on the remote host",
                      wl.parallel_file(profile=p.name, alias=p.host, user=p.user, hostname=p.hostname,
                                       port=p.port, kernel=p.kernel, kernel_version=p.kernel_version,
-                                      processors=processors, ssh_config=p.ssh_config or None)),
+                                      processors=processors, ssh_config=parallel_ssh_config(p),
+                                      identity=p.identity, proxy_jump=block.extra.get("ProxyJump", ""))),
     }
     for key, (what, body) in texts.items():
         path = paths[key]

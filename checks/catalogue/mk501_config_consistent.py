@@ -13,7 +13,10 @@ known traps that break the remote kernel in confusing ways:
 - a launch command ("LoginScript") that does not use the managed alias ``mk-NAME``: the
   front end then uses other ssh settings than the ones mkdoctor tested;
 - link ports in the launch command or the Arguments to MLOpen that differ from the
-  profile (or from ``--link-ports``): the kernel connects where nobody listens.
+  profile (or from ``--link-ports``): the kernel connects where nobody listens;
+- a parallel-kernels file that launches another host, port, user, key or kernel than the
+  profile's, or a kernel count that is not the one its own header states (the profile
+  does not record the count).
 
 The strings are rebuilt from the profile with :mod:`checks.launch` (the same code that
 wrote them) and compared; ``ssh -G`` on the alias shows whether an earlier block of the
@@ -109,8 +112,13 @@ def inspect(prof, ssh_g: Optional[dict[str, str]] = None) -> list[str]:
     from wizard import sshconfig, wl
 
     problems: list[str] = []
-    want_launch, want_mlopen = expected_strings(prof)
-    if prof.launch_command != want_launch or prof.mlopen_arguments != want_mlopen:
+    try:
+        want_launch, want_mlopen = expected_strings(prof)
+    except ValueError as exc:  # e.g. a hand-edited kernel path with a backquote
+        want_launch = want_mlopen = None
+        problems.append(f"profile: its settings make no launch command ({exc})")
+    if want_launch is not None and (prof.launch_command != want_launch
+                                    or prof.mlopen_arguments != want_mlopen):
         problems.append("profile: the saved front-end strings do not match its settings "
                         "(host, kernel, mode, ports)")
     problems += string_traps("profile", prof.launch_command, prof.mlopen_arguments, prof)
@@ -144,7 +152,7 @@ def inspect(prof, ssh_g: Optional[dict[str, str]] = None) -> list[str]:
             if launch is not None and mlopen is not None:
                 problems += string_traps(str(path), launch, mlopen, prof)
         elif name.endswith("-parallel-kernels.wl"):
-            continue
+            problems += parallel_problems(str(path), text, prof)
         else:  # the ssh config
             try:
                 block = sshconfig.parse_block(text, prof.host)
@@ -167,6 +175,36 @@ def inspect(prof, ssh_g: Optional[dict[str, str]] = None) -> list[str]:
             if value and got is not None and got != value:
                 problems.append(f"ssh -G {prof.host}: {key} is {got!r}, the managed block says "
                                 f"{value!r} (an earlier line of the ssh config overrides it)")
+    return problems
+
+
+def parallel_problems(label: str, text: str, prof) -> list[str]:
+    """The parallel-kernels file against the launch the profile makes (same code as setup)."""
+    from wizard import wl, writers
+
+    try:
+        got = wl.read_parallel(text)
+        want = wl.parallel_launch(alias=prof.host, user=prof.user, hostname=prof.hostname,
+                                  port=int(prof.port), kernel=prof.kernel,
+                                  kernel_version=prof.kernel_version, count=got.count,
+                                  identity=prof.identity,
+                                  ssh_config=writers.parallel_ssh_config(prof))
+    except ValueError as exc:
+        return [f"{label}: cannot read its parallel-kernels launch ({exc})"]
+    if got.form != want.form:
+        kinds = {"url": "an ssh:// URL (13.1 and later)", "remote-machine": "RemoteMachine (before 13.1)"}
+        return [f"{label}: launches with {kinds[got.form]}, the profile's kernel version "
+                f"{prof.kernel_version or 'unknown'} needs {kinds[want.form]}"]
+    problems = []
+    for field, what in (("host", "host"), ("user", "user"), ("port", "port"), ("kernel", "kernel"),
+                        ("identity", "SSHIdentity"), ("ssh_config", "ssh config")):
+        g, w = getattr(got, field), getattr(want, field)
+        if g != w:
+            problems.append(f"{label}: the parallel kernels use {what} {g!r}, the profile {w!r}")
+    stated = re.search(r"(\d+) processor\(s\)", text)
+    if got.count < 1 or (stated and int(stated.group(1)) != got.count):
+        problems.append(f"{label}: launches {got.count} parallel kernel(s), its header says "
+                        f"{stated.group(1) if stated else 'nothing'}")
     return problems
 
 
