@@ -64,11 +64,19 @@ def run(ctx) -> Result:
             major=major, processor_count=outcome.processor_count, link_flag=flag,
         )
     if outcome.outcome == "licence":
+        # mathpass: one licence source per line, read top to bottom; a line "!server" names
+        # a MathLM licence server (support.wolfram.com/112, "Structure of a Mathpass File
+        # Referencing a MathLM Server"; reference.wolfram.com/language/tutorial/
+        # RegistrationAndPasswords.html). The user's file is $UserBaseDirectory/Licensing/
+        # mathpass, $UserBaseDirectory being ~/.Wolfram on Linux and ~/Library/Wolfram on
+        # macOS (reference.wolfram.com/language/tutorial/ConfigurationFiles.html); older
+        # versions used ~/.Mathematica (observed).
         return failed(
             "the kernel has no valid licence (password) for this computer",
             "activate it on the remote host: run the kernel once interactively "
             f"(ssh -t {host} {shlex.quote(q)}) and enter your activation key, or put a "
-            "'!your-mathlm-server' line in ~/.Mathematica/Licensing/mathpass",
+            "'!your-mathlm-server' line in its mathpass file (Linux: ~/.Wolfram/Licensing/"
+            "mathpass; older versions: ~/.Mathematica/Licensing/mathpass)",
             ["the kernel said:"] + shown, reason="licence")
     if outcome.outcome == "activation":
         return failed(
