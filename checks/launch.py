@@ -7,20 +7,34 @@ launch command exactly as the front end would, and MK501 reads them back: all th
 this module, so what is tested is what is written.
 
 Facts this relies on:
-- The front end's default remote launch command is
+- The front end's *Kernel Configuration Options* dialog adds, edits and removes kernels
+  (reference.wolfram.com/language/ref/frontendobject/ModifyEvaluatorNames.html). Its
+  default remote launch command is
   ``… math -mathlink -LinkMode Connect -LinkProtocol TCPIP -LinkName "`linkname`"
-  -LinkHost `ipaddress` `` (the Advanced Options template, as shown in the front end's
-  Kernel Configuration Options dialog); before running it, the front end replaces the
+  -LinkHost `ipaddress` `` and, before running it, the front end replaces the
   placeholders `` `linkname` `` with the name of the link it created
-  (``port1@host,port2@host``) and `` `ipaddress` `` with its own address.
-- A TCPIP link name is two ports, ``port1@host,port2@host`` (LinkCreate/LinkProtocol,
-  reference.wolfram.com/language/ref/LinkProtocol.html, and the "TCPIP" link names in
-  the WSTP documentation). Both ports must reach the front end, which is why tunnel mode
-  forwards both with ``ssh -R``.
-- Kernels before version 10 take ``-mathlink``; 10 and later ``-wstp`` (MathLink was
-  renamed WSTP in version 10; reference.wolfram.com/language/ref/program/WolframKernel.html
-  documents ``-wstp``). Both accept ``-LinkMode/-LinkProtocol/-LinkName/-LinkHost``,
-  case-insensitively.
+  (``port1@host,port2@host``) and `` `ipaddress` `` with its own address: observed (the
+  dialog's Advanced Options, as users quote them); no Wolfram reference page documents
+  the template or the placeholders.
+- A TCPIP link name is two ports, "port1@host,port2@host"
+  (reference.wolfram.com/language/tutorial/RunningProgramsOnRemoteComputers.html);
+  ``LinkProtocol -> "TCPIP"`` is a documented protocol
+  (reference.wolfram.com/language/ref/LinkProtocol.html). Both ports must reach the
+  front end, which is why tunnel mode forwards both with ``ssh -R``.
+- ``-wstp`` is the kernel's option to "communicate only via WSTP"
+  (reference.wolfram.com/language/ref/program/WolframKernel.html); ``-mathlink`` is its
+  MathLink-era name (``"/usr/local/bin/math -mathlink"`` in the example of
+  reference.wolfram.com/language/ref/c/WSOpenString.html). That kernels before version 10
+  take only ``-mathlink`` and 10 and later ``-wstp`` (MathLink became WSTP in version 10)
+  is observed, not stated on a reference page.
+- Link arguments: ``-linkname`` and ``-linkprotocol`` are what WSOpenArgcArgv() reads,
+  and it "is not sensitive to the case of argument names" and "ignores argument names
+  that it does not recognize" (reference.wolfram.com/language/ref/c/WSOpenArgcArgv.html,
+  and the same words on .../ref/c/MLOpenArgcArgv.html for MathLink); ``-linkmode`` is
+  one of the "standard MathLink/WSTP specifications for establishing a link"
+  (reference.wolfram.com/language/NETLink/ref/net/html/
+  M_Wolfram_NETLink_MathLinkFactory_CreateKernelLink_1.htm). ``-LinkHost`` is in no
+  reference page (observed in the default launch command above).
 - The front end runs the launch command with a POSIX shell on macOS and Linux, and ssh
   hands the remote command to the remote user's shell: the command is quoted for two
   shells, the local one (the whole remote command is one argument) and the remote one
