@@ -9,6 +9,7 @@ intended argv, for any alias, kernel path and ssh config path the wizard accepts
 
 from __future__ import annotations
 
+import re
 import subprocess
 from urllib.parse import unquote, urlsplit
 
@@ -169,6 +170,7 @@ def test_block_and_parallel_url_round_trip(tmp_path, name, host_text, user_text,
     url = urlsplit(wl.parse_wl_string(wl.STRING_RE.search(expr).group(0)))
     assert url.scheme == "ssh" and unquote(url.path) == kernel and url.query == str(count)
     assert url.fragment == "" and " " not in url.geturl()
+    assert re.fullmatch(r"(?:[^%]|%[0-9A-Fa-f]{2})*", url.geturl())  # every % starts an escape
     if own_config:  # the URL carries user, host and port; the key goes in as SSHIdentity
         userinfo, _, hostport = url.netloc.rpartition("@")
         url_host = hostport[1:hostport.index("]")] if ":" in host else hostport.rsplit(":", 1)[0]
