@@ -3,6 +3,7 @@ ssh's own prompt to install the key, and Ctrl-C leaving every file as it was."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -42,7 +43,17 @@ def spawn(box, tmp_path: Path, kernel: Path) -> tuple[pexpect.spawn, dict]:
             "--link-host", "127.0.0.1", "--kernel", str(kernel)]
     child = pexpect.spawn(sys.executable, args, env=env, cwd=str(ROOT), encoding="utf-8",
                           timeout=30, dimensions=(40, 200))
-    return child, {"home": home, "kh": kh, "cfg": cfg, "conf": tmp_path / "conf"}
+    log = io.StringIO()
+    child.logfile_read = log  # everything the terminal showed, start to end
+    return child, {"home": home, "kh": kh, "cfg": cfg, "conf": tmp_path / "conf", "log": log}
+
+
+def assert_secret_nowhere(secret: str, shown: str, *dirs: Path) -> None:
+    """Not on the terminal (the whole session) and in no file under ``dirs``."""
+    assert secret not in shown
+    leaked = [str(f) for d in dirs for f in d.rglob("*")
+              if f.is_file() and secret.encode() in f.read_bytes()]
+    assert leaked == []
 
 
 def answer_key_questions(child: pexpect.spawn) -> None:
@@ -86,8 +97,9 @@ def test_interactive_setup_installs_the_key_with_a_password(box, tmp_path):
         child.expect(pexpect.EOF)
     finally:
         child.close()
-    assert child.exitstatus == 0, child.before
-    assert PASSWORD not in (child.before or "")
+    assert child.exitstatus == 0, where["log"].getvalue()
+    assert "password:" in where["log"].getvalue()  # ssh's own prompt was on this terminal
+    assert_secret_nowhere(PASSWORD, where["log"].getvalue(), where["home"], where["conf"])
     key_pub = (where["home"] / ".ssh" / "id_ed25519_mk-tty.pub").read_text().strip()
     assert box.authorized_keys_path.read_text().splitlines() == [key_pub]
     # the key login works now, with the written configuration

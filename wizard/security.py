@@ -291,6 +291,13 @@ def apply(adv: Advice, alias: str, ssh_config: Optional[Path], interactive: bool
             detail = outcome_message(done.returncode, output)
             if interactive and done.returncode in FAILURES:
                 detail += " (sshd's message is above)"
+            elif interactive and done.returncode == 255:
+                # the master is open, so ssh itself worked: the command on the server was
+                # killed (Ctrl-C at sudo's prompt reaches it through the terminal) or the
+                # connection broke. The script undoes a change cut off before the reload.
+                detail = ("the command on the server did not finish (interrupted there, e.g. "
+                          "Ctrl-C at sudo's prompt, or the connection broke); a change it had "
+                          "begun is undone on the server")
             return False, f"not applied: {detail}"
         ok, problem = _fresh_login(base, alias, adv, wait)
         if not ok:
