@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from checks.launch import LaunchSpec
@@ -39,10 +39,12 @@ def home(tmp_path_factory):
     return tmp_path_factory.mktemp("shell-home")
 
 
-def run_in(shell: str, command_line: str, home) -> subprocess.CompletedProcess:
-    """``SHELL -c LINE``, as sshd runs a command."""
+def run_in(shell: str, command_line: str, home, text: bool = True
+           ) -> subprocess.CompletedProcess:
+    """``SHELL -c LINE``, as sshd runs a command (``text=False``: the bytes as they came,
+    without the newline translation of text mode, which turns a ``\r`` into ``\n``)."""
     return subprocess.run([shell_path(shell), "-c", command_line], capture_output=True,
-                          text=True, timeout=30, env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
+                          text=text, timeout=30, env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
 
 
 # A script with everything that broke before: several lines, quotes of both kinds,
@@ -76,11 +78,12 @@ def test_the_plain_command_line_is_what_broke_tcsh(home):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
                max_size=40))
+@example(text="a\rb\r\n")
 def test_any_argument_arrives_intact_through_every_shell(home, text):
     line = login_shell_command("printf '%s' " + shlex.quote(text))
     for shell in ("dash", "tcsh", "fish"):
-        got = run_in(shell, line, home)
-        assert got.stdout == text, (shell, got.stderr)
+        got = run_in(shell, line, home, text=False)
+        assert got.stdout == text.encode(), (shell, got.stderr)
 
 
 # --- a real sshd whose user logs in with tcsh or fish ------------------------------------
