@@ -52,9 +52,12 @@ def test_pick_a_host_alias_and_one_of_two_kernels(sandbox_factory, sandbox_dir, 
     install_standin(layout, "Mathematica/14.1/Executables/WolframKernel")
     box = sandbox_factory(bind_mounts={"/usr/local/Wolfram": layout})
     cfg = tmp_path / "ssh_config"
-    # the sandbox is the SECOND alias: the choice must really move the selection
+    # the sandbox is the SECOND alias, and it is in a file the config Includes (a glob):
+    # the list follows Include as ssh does; the choice must really move the selection
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "lab.conf").write_text(box.client_config.read_text())
     cfg.write_text("Host elsewhere\n    HostName 192.0.2.7\n    User nobody\n\n"
-                   + box.client_config.read_text())
+                   f"Host *\nInclude {tmp_path}/conf.d/*.conf\n")
     cfg.chmod(0o600)
     child, conf = spawn(tmp_path, "--ssh-config", str(cfg), "--mode", "direct",
                         "--link-host", "127.0.0.1")
@@ -62,6 +65,7 @@ def test_pick_a_host_alias_and_one_of_two_kernels(sandbox_factory, sandbox_dir, 
     newer = "/usr/local/Wolfram/Mathematica/14.1/Executables/WolframKernel"
     try:
         child.expect("Which remote host runs the kernel")
+        child.expect(f"sandbox  \\(Host alias in {tmp_path}/conf.d/lab.conf\\)")
         child.expect("another host")  # the whole list is drawn
         child.send(DOWN + ENTER)  # elsewhere -> sandbox
         child.expect(f"profile sandbox, ssh alias mk-sandbox")

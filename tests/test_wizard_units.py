@@ -262,17 +262,20 @@ def test_host_aliases_follow_include_like_ssh(tmp_path):
     dot = home / ".ssh"
     (dot / "config.d").mkdir(parents=True)
     (dot / "config.d" / "20-work").write_text("Host work-b\n  HostName b\n")
-    (dot / "config.d" / "10-lab").write_text("Host lab1 lab2 *.lab\nInclude nested\n")
+    (dot / "config.d" / "10-lab").write_text("Include nested\nHost lab1 lab2 *.lab\n")
     (dot / "nested").write_text("Host deep\n")
     (home / "extra.conf").write_text("host = tilde\n")
     absolute = tmp_path / "abs.conf"
-    absolute.write_text('Host "quoted"\nInclude loop.conf\n')
-    (dot / "loop.conf").write_text("Host looped\nInclude loop.conf\n")
+    absolute.write_text('Include loop.conf\nHost "quoted"\n')
+    (dot / "loop.conf").write_text("Include loop.conf\nHost looped\n")  # a loop
     main = dot / "config"
-    main.write_text(f"Host first\nInclude config.d/* ~/extra.conf\n"
-                    f'Include "{absolute}" missing.conf # a comment\nHost last !neg\n')
+    (dot / "only-for-first").write_text("Host never\n")
+    main.write_text(f"Include config.d/* ~/extra.conf\nHost first\n  Include only-for-first\n"
+                    f'Host * !x\nInclude "{absolute}" missing.conf # a comment\nHost last !neg\n')
     got = sshconfig.config_aliases(main, home)
-    assert [a for a, _ in got] == ["first", "lab1", "lab2", "deep", "work-b", "tilde",
-                                   "quoted", "looped", "last"]
+    # (an Include inside "Host first" is read by ssh for that host only: "never" would
+    # never apply, so it is not offered)
+    assert [a for a, _ in got] == ["deep", "lab1", "lab2", "work-b", "tilde", "first",
+                                   "looped", "quoted", "last"]
     assert dict(got)["deep"] == dot / "nested" and dict(got)["tilde"] == home / "extra.conf"
     assert dict(got)["looped"] == dot / "loop.conf"

@@ -264,10 +264,25 @@ def include_paths(line: str, home: Path) -> list[Path]:
     return out
 
 
+def _applies_to_all(line: str) -> Optional[bool]:
+    """For a ``Host``/``Match`` line: whether it applies to every host (``Host *``, a
+    ``*`` among its patterns, ``Match all``); None for any other line."""
+    m = re.match(r"\s*(host|match)(?:\s*=\s*|\s+)(.*)$", line, re.IGNORECASE)
+    if not m:
+        return None
+    words = [w.strip('"') for w in m.group(2).split("#", 1)[0].split()]
+    if m.group(1).lower() == "match":
+        return [w.lower() for w in words] == ["all"]
+    return "*" in words
+
+
 def config_aliases(path: Path, home: Optional[Path] = None) -> list[tuple[str, Path]]:
     """Concrete Host aliases of the ssh config ``path`` and of the files it includes
     (recursively, in the order ssh reads them, at most :data:`MAX_INCLUDE_DEPTH` deep),
-    each with the file that names it. Files that cannot be read are passed over."""
+    each with the file that names it. An ``Include`` inside a ``Host``/``Match`` block
+    counts only when the block applies to every host: ssh reads the others only for
+    the hosts they match (readconf.c, SSHCONF_NEVERMATCH), so their aliases would
+    never apply. Files that cannot be read are passed over."""
     home = home if home is not None else Path.home()
     out: list[tuple[str, Path]] = []
     seen: set[str] = set()
@@ -277,12 +292,16 @@ def config_aliases(path: Path, home: Optional[Path] = None) -> list[tuple[str, P
             text = read_text(file.read_bytes())
         except OSError:  # missing, unreadable, a directory
             return
+        everywhere = True  # before any Host/Match line
         for line in text.splitlines():
+            block = _applies_to_all(line)
+            if block is not None:
+                everywhere = block
             for name in _host_names(line):
                 if name not in seen:
                     seen.add(name)
                     out.append((name, file))
-            if depth < MAX_INCLUDE_DEPTH:
+            if everywhere and depth < MAX_INCLUDE_DEPTH:
                 for inc in include_paths(line, home):
                     walk(inc, depth + 1)
 
