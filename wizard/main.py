@@ -54,8 +54,9 @@ EPILOG = """\
 unattended examples:
   mkdoctor setup --yes --host alice@hpc.example.org --name hpc
   mkdoctor setup --yes --host hpc --accept-host-key SHA256:... --new-key --install-key
-exit status: 0 written (or already up to date), 1 a step failed (nothing written) or
-the requested sshd hardening was not applied (the files are written),
+exit status: 0 written (or already up to date), 1 a step failed (nothing written), the
+files as written do not work or the requested sshd hardening was not applied (the files
+are written),
 2 usage error or an answer is missing (the message names the flag), 130 interrupted."""
 
 

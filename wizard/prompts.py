@@ -8,7 +8,8 @@ Without ``--yes`` and without a terminal, the command fails before any question
 (see :func:`wizard.main.main`).
 
 Ctrl-C at a prompt raises KeyboardInterrupt (questionary's ``unsafe_ask``), which the
-wizard turns into "nothing was changed", exit status 130.
+wizard turns into exit status 130: before step 10 wrote the files, "every file is as it
+was"; after, that the written files stay (see :func:`wizard.main.setup_one`).
 """
 
 from __future__ import annotations
