@@ -70,7 +70,25 @@ def test_host_aliases_skip_patterns():
 
 def test_bad_identity_path_refused():
     with pytest.raises(UsageError):
-        sshconfig.config_path_value('/a"b')
+        sshconfig.config_path_value('/a\nb')
+
+
+@pytest.mark.parametrize("path", ["/home/o'brien/.ssh/id", '/a"b/k', "/a\\b\\\\c",
+                                  "/x y/'q' \"z\"", "/h#x/k", "/p%d/k", "/t\tab/k"])
+def test_identity_paths_with_quotes_read_back_by_real_ssh(tmp_path, path):
+    """Quotes and backslashes are shell-like quoting in OpenSSH 8.7+ config values: written
+    unescaped, ``o'brien`` made the whole config unreadable ("invalid quotes")."""
+    import subprocess
+
+    cfg = tmp_path / "config"
+    cfg.write_text(sshconfig.render_block(sshconfig.HostBlock("mk-q", "h", "u", 22, path)))
+    done = subprocess.run(["ssh", "-G", "-F", str(cfg), "mk-q"], capture_output=True,
+                          text=True, timeout=10)
+    assert done.returncode == 0, done.stderr
+    got = [line.split(" ", 1)[1] for line in done.stdout.splitlines()
+           if line.startswith("identityfile ")]
+    assert [g.replace("%%", "%") for g in got] == [path]
+    assert sshconfig.parse_block(cfg.read_text(), "mk-q")["identityfile"] == path
 
 
 def test_the_block_takes_effect_before_a_user_host_star(tmp_path):

@@ -104,13 +104,51 @@ def _checked_words(key: str, value: str) -> str:
 
 
 def config_path_value(path: str) -> str:
-    """A file name as an ssh_config value: ``%`` is a token character there (``%%`` is a
-    literal percent, ssh_config(5) TOKENS), and a value with spaces is double-quoted."""
-    if '"' in path or any(c in path for c in "\r\n\x00"):
-        raise UsageError(f"{path!r}: a key path with a double quote or a line break cannot be "
-                         "written to the ssh config")
+    """A file name as an ssh_config value, read back by ssh as exactly ``path``.
+
+    ``%`` is a token character there (``%%`` is a literal percent, ssh_config(5) TOKENS).
+    Since OpenSSH 8.7 a value is split like a shell word (misc.c ``argv_split``): ``'`` and
+    ``"`` open quotes, and ``\\``, ``\'``, ``\"`` are escapes, so those three characters are
+    escaped with a backslash; a value with white space or ``#`` is double-quoted. A line
+    break or NUL cannot be written at all."""
+    if any(c in path for c in "\r\n\x00"):
+        raise UsageError(f"{path!r}: a key path with a line break cannot be written to the "
+                         "ssh config")
     value = path.replace("%", "%%")
-    return f'"{value}"' if re.search(r"\s", value) else value
+    value = re.sub(r"""([\\'"])""", r"\\\1", value)
+    return f'"{value}"' if re.search(r"[\s#]", value) else value
+
+
+def config_words(value: str) -> list[str]:
+    """The words of an ssh_config value as OpenSSH 8.7+ splits them (misc.c ``argv_split``):
+    quotes of either kind, and the escapes ``\\\\``, ``\\'``, ``\\"`` (and ``\\ `` outside
+    quotes); the inverse of :func:`config_path_value` (``%%`` is left as it is)."""
+    words: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        while i < n and value[i] in " \t":
+            i += 1
+        if i == n:
+            break
+        word, quote = [], ""
+        while i < n:
+            c = value[i]
+            if c == "\\" and i + 1 < n and (value[i + 1] in "'\"\\" or
+                                             (not quote and value[i + 1] == " ")):
+                word.append(value[i + 1])
+                i += 2
+                continue
+            if not quote and c in " \t":
+                break
+            if not quote and c in "'\"":
+                quote = c
+            elif quote and c == quote:
+                quote = ""
+            else:
+                word.append(c)
+            i += 1
+        words.append("".join(word))
+    return words
 
 
 def render_block(block: HostBlock, eol: str = "\n") -> str:
@@ -209,7 +247,9 @@ def parse_block(text: str, alias: str) -> Optional[dict[str, str]]:
             continue
         if not in_host:
             continue
-        if len(value) >= 2 and value[0] == value[-1] == '"':
+        if key in ("identityfile", "userknownhostsfile"):
+            value = " ".join(config_words(value))
+        elif len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
         if key in ("identityfile", "hostname"):
             value = value.replace("%%", "%")
