@@ -14,7 +14,8 @@ Reachable from the internet: the server has a public (global) address on an inte
 address it sees us coming from, is public (we reach it across the internet, through port
 forwarding perhaps). Decision: password logins on a server seen only on a private network
 pass, with a note and the fix, because they are no risk from the internet; they warn as
-soon as the server is exposed.
+soon as the server is exposed. MK103's "reachable from the internet" is not consulted: it
+judges the laptop, not the server (MK205 uses it for the laptop's own sshd).
 """
 
 from __future__ import annotations
