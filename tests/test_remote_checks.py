@@ -6,6 +6,7 @@ the port) makes it fail with the right cause. mkdoctor runs as a user runs it.
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -305,10 +306,24 @@ def test_strictmodes_refuses_world_writable(sandbox: SSHSandbox, which: str, mod
     path = sandbox.home / ".ssh" if which == ".ssh" else sandbox.authorized_keys_path
     path.chmod(mode)
     checks, _ = report(sandbox, only="MK304,MK305")
-    assert checks["MK304"]["status"] == "fail"
-    assert "Permission denied (publickey)" in checks["MK304"]["summary"]
-    assert any("StrictModes" in d for d in checks["MK304"]["details"])
-    assert "bad ownership or modes" in sandbox.log_text()
+    mk304 = checks["MK304"]
+    assert mk304["status"] == "fail"
+    assert "Permission denied (publickey)" in mk304["summary"]
+    assert "bad ownership or modes" in sandbox.log_text()  # what sshd says, to its log only
+    # From the client this looks exactly like a missing key, so the fix gives both, the
+    # modes first: the command that makes them safe, through the same ssh config.
+    modes = (f"ssh -F {sandbox.client_config} {sandbox.alias} "
+             "'chmod go-w ~ && chmod 700 ~/.ssh && chmod 600 ~/.ssh/authorized_keys'")
+    assert mk304["fix"].startswith("if your key is already in ~/.ssh/authorized_keys on the "
+                                   "server, sshd refuses it for unsafe modes (StrictModes)")
+    assert modes in mk304["fix"]
+    assert mk304["fix"].index(modes) < mk304["fix"].index("install your public key")
+    # and what that command runs on the server (run here on the sandbox home: the
+    # sandbox user exists only inside sshd's namespace) makes the login work
+    script = shlex.split(modes)[-1]
+    subprocess.run(["sh", "-c", script], check=True, timeout=30,
+                   env={"PATH": "/usr/bin:/bin", "HOME": str(sandbox.home)})
+    assert report(sandbox, only="MK304")[0]["MK304"]["status"] == "pass"
 
 
 # --- MK305 ----------------------------------------------------------------------------------

@@ -24,10 +24,21 @@ PUBLICKEY_CAUSES = [
 ]
 
 
-def classify(stderr: str, timed_out: bool, destination: str, install_key: str = ""
-             ) -> tuple[str, str, list[str], str]:
+# What makes the remote files StrictModes-safe (sshd(8) FILES: ~/.ssh and
+# authorized_keys must not be writable by others; auth_secure_path checks home too).
+SAFE_MODES = "chmod go-w ~ && chmod 700 ~/.ssh && chmod 600 ~/.ssh/authorized_keys"
+
+
+def classify(stderr: str, timed_out: bool, destination: str, install_key: str = "",
+             fix_modes: str = "") -> tuple[str, str, list[str], str]:
     """ssh's own words -> (summary, fix, details, reason). ``install_key`` is the
-    command that installs our public key on the server."""
+    command that installs our public key on the server, ``fix_modes`` the one that makes
+    the files there StrictModes-safe.
+
+    A refused key says only "Permission denied (publickey)": sshd sends the client no
+    reason, so a key missing from authorized_keys and a key in a file that sshd ignores
+    for its modes (StrictModes) look the same from here, and both fixes are given, the
+    modes first (the key may well be installed: a re-install would not help)."""
     text = stderr.strip()
     last = [ln for ln in text.splitlines() if ln.strip()]
     shown = last[-3:] if last else ["(ssh printed nothing)"]
@@ -53,7 +64,13 @@ def classify(stderr: str, timed_out: bool, destination: str, install_key: str = 
             return (f"the server does not accept public keys (offers: {methods})",
                     "enable PubkeyAuthentication yes in the server's sshd_config", details,
                     "no-publickey")
+        details.insert(1, "from here a key missing from authorized_keys and a key file that "
+                          "sshd ignores for unsafe modes (StrictModes) look the same: sshd "
+                          "tells the client only 'Permission denied'")
         return ("key login refused: Permission denied (" + methods + ")",
+                "if your key is already in ~/.ssh/authorized_keys on the server, sshd refuses "
+                "it for unsafe modes (StrictModes): make them safe (this asks for your "
+                f"password once): {fix_modes or 'on the server, ' + SAFE_MODES}; otherwise "
                 "install your public key (this asks for your password once): " + (
                     install_key or f"ssh-copy-id -i ~/.ssh/id_ed25519.pub {destination}")
                 + "; or run mkdoctor setup", details, "permission-denied")
@@ -105,12 +122,19 @@ def install_command(ctx) -> str:
     return f"{shlex.join(ssh)} {dest} {shlex.quote(remote)} < {quoted}"
 
 
+def modes_command(ctx) -> str:
+    """How to make the remote home, ~/.ssh and authorized_keys StrictModes-safe with a
+    password login."""
+    ssh = ["ssh"] + (["-F", str(ctx.options.ssh_config)] if ctx.options.ssh_config else [])
+    return f"{shlex.join(ssh)} {shlex.quote(ctx.target.display)} {shlex.quote(SAFE_MODES)}"
+
+
 def run(ctx) -> Result:
     login = ctx.ssh.login(ctx.step_timeout(ctx.options.timeout * 2 + 2))
     if login.ok:
         return passed(f"logged in as {ctx.target.display} with no prompt (BatchMode=yes)")
     summary, fix, details, reason = classify(login.stderr, login.timed_out, ctx.target.display,
-                                             install_command(ctx))
+                                             install_command(ctx), modes_command(ctx))
     return failed(summary, fix, details, reason=reason)
 
 
