@@ -5,12 +5,17 @@ The most important test is the differential one: hypothesis writes sshd configur
 some invalid lines) and connection specs, and for each one the evaluator must give, for
 every keyword it evaluates, exactly what the real ``/usr/sbin/sshd -T -C ... -f FILE``
 prints; when sshd refuses the configuration, the evaluator must report a problem, and
-when sshd accepts it, the evaluator must report none.
+when sshd accepts it, the evaluator must report none. The generators draw the connection
+first and write Match criteria for it, so that many cases have a Match block that changes
+a value; the test asserts that they do, per kind of criterion (a generator whose Match
+blocks never apply would let a broken criterion pass unseen).
 """
 
 from __future__ import annotations
 
+import collections
 import grp
+import ipaddress
 import os
 import pwd
 import shutil
@@ -19,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from checks import sshd_config as sc
@@ -134,7 +139,18 @@ def test_match_localport_host_all():
     text = "Match LocalPort 2222 Host *.example.org\n  PermitRootLogin no\nMatch All\n  PasswordAuthentication no\n"
     r = ev(text, conn(lport=2222, host="pc.EXAMPLE.org"))
     assert r.values["permitrootlogin"] == "no" and r.values["passwordauthentication"] == "no"
+    # The host matches, the port does not: only LocalPort keeps the block out.
+    r = ev(text, conn(lport=22, host="pc.example.org"))
+    assert r.values["permitrootlogin"] == "prohibit-password"
+    assert r.values["passwordauthentication"] == "no"
     assert ev(text, conn(lport=22)).values["permitrootlogin"] == "prohibit-password"
+
+
+def test_match_localport_alone():
+    text = "PermitRootLogin no\nMatch LocalPort 2222\n  PermitRootLogin yes\n"
+    assert ev(text, conn(lport=2222)).values["permitrootlogin"] == "yes"
+    assert ev(text, conn(lport=22)).values["permitrootlogin"] == "no"
+    assert ev(text, conn(lport=22222)).values["permitrootlogin"] == "no"
 
 
 def test_match_block_value_beats_global_value():
@@ -225,10 +241,33 @@ def test_parse_sshd_t_output():
 
 
 # --- the differential test against sshd -T --------------------------------------------------
+#
+# The connection is drawn first, and most Match criteria are written for it (its user, a
+# group it is in, a CIDR holding its address, its local address and port, negations of
+# each, mixed-case patterns), so that Match blocks often apply and change a value: a
+# criterion that never matches, a LocalPort that is ignored or an Include inside a Match
+# block that does not apply is then seen to differ from sshd. Include files nest (each
+# may include the later ones), and are named by absolute path, by glob, or relative to
+# /etc/ssh (sshd's SSHDIR) through "..", so nothing is ever written under /etc/ssh.
 
-USERS = ["root", "daemon", "nobody"]
+
+def _users() -> list[str]:
+    users = ["root", "daemon", "nobody"]
+    # A user with a supplementary group, if this machine has one (Match Group then sees
+    # a user in two groups).
+    for pw in sorted(pwd.getpwall(), key=lambda p: p.pw_uid):
+        if pw.pw_name not in users and len(os.getgrouplist(pw.pw_name, pw.pw_gid)) > 1:
+            users.append(pw.pw_name)
+            break
+    return users
+
+
+USERS = _users()
 GROUPS = ["root", "daemon", "nogroup", "adm", "sys"]
 ADDRS = ["10.1.2.3", "10.9.0.5", "192.168.1.20", "127.0.0.1", "2001:db8::5", "203.0.113.7"]
+LADDRS = ["10.0.0.1", "192.168.1.1", "::1", "10.1.2.1"]
+LPORTS = [22, 2222, 8022]
+HOSTS = ["pc.example.org", "PC.Example.ORG", "gw.lab.example.net"]
 VALUES = {
     "PermitRootLogin": ["yes", "no", "prohibit-password", "without-password",
                         "forced-commands-only", "Yes", "maybe"],
@@ -248,6 +287,11 @@ VALUES = {
     "UsePAM": ["yes", "no"],
     "StrictModes": ["yes", "no"],
 }
+# Values sshd refuses (drawn less often, so that most configurations are accepted).
+BAD_VALUES = {"maybe", "nope", "0", "a:b:c", "none 31415", '""'}
+# Keywords sshd refuses inside a Match block.
+NOT_IN_MATCH = {"UsePAM", "StrictModes"}
+# Criteria written without looking at the connection: syntax corners and invalid ones.
 CRITERIA = {
     "User": ["root", "daemon", "nobody", "alice", "*", "r*", "?oot", "!root", "*,!root",
              "daemon,nobody", "root,!daemon"],
@@ -261,14 +305,101 @@ CRITERIA = {
 
 
 def mixed_case(draw, word: str) -> str:
-    flips = draw(st.lists(st.booleans(), min_size=len(word), max_size=len(word)))
-    return "".join(c.upper() if f else c.lower() for c, f in zip(word, flips))
+    flips = draw(st.integers(0, (1 << len(word)) - 1))  # one draw: bit i upper-cases char i
+    return "".join(c.upper() if flips >> i & 1 else c.lower() for i, c in enumerate(word))
+
+
+def _nets(addr: str) -> tuple[list[str], list[str]]:
+    """CIDRs that hold ``addr`` and CIDRs of the same sizes next to them (that do not)."""
+    ip = ipaddress.ip_address(addr)
+    bits = ip.max_prefixlen
+    inside, outside = [], []
+    for prefix in ((8, 16, 24, 32) if ip.version == 4 else (32, 64, 128)):
+        net = ipaddress.ip_network(f"{addr}/{prefix}", strict=False)
+        inside.append(str(net))
+        nxt = (int(net.network_address) + net.num_addresses) % (1 << bits)
+        outside.append(f"{ipaddress.ip_address(nxt) if ip.version == 4 else ipaddress.IPv6Address(nxt)}/{prefix}")
+    return inside, outside
 
 
 @st.composite
-def setting(draw) -> str:
-    key = draw(st.sampled_from(sorted(VALUES)))
-    value = draw(st.sampled_from(VALUES[key]))
+def criterion_for(draw, name: str, c: Connection) -> str:
+    """A pattern list for criterion ``name`` written for connection ``c``: mostly one that
+    matches it, else one that just misses (a negation, a neighbouring network, another
+    port, a user or group name in the wrong case: sshd compares those case-sensitively)."""
+    pick = lambda options: draw(st.sampled_from(options))  # noqa: E731
+    hit = draw(st.integers(0, 3)) != 0
+    if name == "User":
+        u, other = c.user, pick([x for x in USERS if x != c.user] + ["alice"])
+        if hit:
+            return pick([u, f"{u[0]}*", f"?{u[1:]}", "*", f"{other},{u}", f"*,!{other}",
+                         f"*,!{u.upper()}"])
+        return pick([f"*,!{u}", f"!{other}", u.upper(), u.capitalize(), u.upper(), other,
+                     f"{u},!{u}"])
+    if name == "Group":
+        groups = list(c.groups or ("nogroup",))
+        g, other = pick(groups), pick([x for x in GROUPS if x not in groups] or ["nosuch"])
+        if hit:
+            return pick([g, f"{other},{g}", f"{g[0]}*", "*", f"*,!{other}", f"*,!{g.upper()}"])
+        return pick([f"*,!{g}", g.upper(), g.capitalize(), g.upper(), other]
+                    + ([f"{groups[0]},!{groups[1]}"] if len(groups) > 1 else []))
+    if name == "Host":
+        h = c.host
+        dotted = "." in h and not h.replace(".", "").isdigit()
+        domain = h.split(".", 1)[1] if dotted else ""
+        if hit:  # sshd compares host names in lower case
+            return pick([h, h.lower(), h.upper(), mixed_case(draw, h), f"*,!nothere.{h}"]
+                        + ([f"*.{domain}", f"*.{mixed_case(draw, domain)}"] if dotted else []))
+        return pick([f"*,!{h}", f"!{h}", f"*,!{mixed_case(draw, h)}"]
+                    + ([f"*.other.{domain}"] if dotted else ["10.99.*"]))
+    if name in ("Address", "LocalAddress"):
+        a = c.addr if name == "Address" else c.laddr
+        inside, outside = _nets(a)
+        star = a.split(".")[0] + ".*" if "." in a else a.split(":")[0] + ":*"
+        if hit:
+            return pick([a, pick(inside), pick(inside), "*", star,
+                         f"{pick(outside)},{pick(inside)}", f"!{pick(outside)},{pick(inside)}"])
+        return pick([pick(outside), f"{pick(inside)},!{a}", f"*,!{pick(inside)}",
+                     f"!{pick(inside)}"])
+    assert name == "LocalPort"
+    return str(c.lport) if hit else str(pick([p for p in LPORTS if p != c.lport]))
+
+
+@st.composite
+def match_line(draw, c: Connection) -> str:
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.sampled_from(["Match All", "Match all", "match ALL"]))
+    count = draw(st.sampled_from([1, 1, 1, 2, 2, 3]))
+    names = draw(st.lists(st.sampled_from(sorted(CRITERIA)), min_size=count, max_size=count,
+                          unique=True))
+    parts = []
+    for name in names:
+        word = mixed_case(draw, name) if draw(st.booleans()) else name
+        if draw(st.integers(0, 9)) == 0:
+            pattern = draw(st.sampled_from(CRITERIA[name]))
+        else:
+            pattern = draw(criterion_for(name, c))
+        parts.append(f"{word} {pattern}")
+    return draw(st.sampled_from(["Match", "Match", "match", "MATCH"])) + " " + " ".join(parts)
+
+
+# Keywords that included files set more often than others, so that two files of one glob
+# often set the same keyword and their order decides which value wins.
+HOT = ["PermitRootLogin", "PasswordAuthentication", "AllowTcpForwarding"]
+
+
+@st.composite
+def setting(draw, in_match: bool = False, hot: bool = False) -> str:
+    keys = sorted(k for k in VALUES if not (in_match and k in NOT_IN_MATCH)
+                  or draw(st.integers(0, 39)) == 0)
+    if hot:
+        keys = HOT
+    key = draw(st.sampled_from(keys))
+    good = [v for v in VALUES[key] if v not in BAD_VALUES]
+    default = sc.KEYWORDS[sc.ALIASES.get(key.lower(), key.lower())].default
+    if in_match and draw(st.integers(0, 3)) != 0:  # mostly a value that changes something
+        good = [v for v in good if sc.normalise(key, v.lower()) != default] or good
+    value = draw(st.sampled_from(VALUES[key] if draw(st.integers(0, 14)) == 0 else good))
     if draw(st.integers(0, 5)) == 0 and " " not in value and '"' not in value:
         value = f'"{value}"'
     key = mixed_case(draw, key) if draw(st.booleans()) else key
@@ -279,47 +410,60 @@ def setting(draw) -> str:
 
 
 @st.composite
-def match_line(draw) -> str:
-    if draw(st.integers(0, 6)) == 0:
-        return draw(st.sampled_from(["Match All", "Match all"]))
-    names = draw(st.lists(st.sampled_from(sorted(CRITERIA)), min_size=1, max_size=2, unique=True))
-    parts = []
-    for name in names:
-        word = mixed_case(draw, name) if draw(st.booleans()) else name
-        parts.append(f"{word} {draw(st.sampled_from(CRITERIA[name]))}")
-    return "Match " + " ".join(parts)
-
-
-@st.composite
-def config(draw):
-    """(main text, {name: text}) with include files referenced by absolute path."""
-    n_inc = draw(st.integers(0, 3))
+def config(draw, c: Connection):
+    """(main text, {name: text}) for connection ``c``. ``@DIR@`` stands for the directory
+    the files are written to, ``@REL@`` for the same directory relative to /etc/ssh."""
+    n_inc = draw(st.sampled_from([0, 1, 2, 2, 3, 3, 4]))
     inc_names = [f"inc{i}.conf" for i in range(n_inc)]
 
-    def body(allow_include: bool, depth: int) -> list[str]:
+    def include_line(later: list[str], in_main: bool) -> str:
+        where = draw(st.sampled_from(["@DIR@", "@DIR@", "@REL@"]))
+        if in_main and draw(st.booleans()):  # a drop-in directory: one glob
+            args = [draw(st.sampled_from(["inc*.conf", "*.conf"]))]
+        else:
+            targets = list(later) + (["inc*.conf"] if in_main else [])
+            args = draw(st.lists(st.sampled_from(targets), min_size=1, max_size=2))
+        word = draw(st.sampled_from(["Include", "include", "INCLUDE"]))
+        return f"{word} " + " ".join(f"{where}/{t}" for t in args)
+
+    def body(later: list[str], in_main: bool) -> list[str]:
         lines: list[str] = []
-        for _ in range(draw(st.integers(0, 8))):
-            kinds = ["set", "set", "set", "match", "blank", "comment"]
-            if depth:  # included files: Match blocks there follow their own rules
-                kinds += ["match"]
-            if allow_include and inc_names:
-                kinds += ["include", "include"]
+        in_match = not in_main  # an included file may be included inside a Match block
+        for index in range(draw(st.integers(1, 8))):
+            kinds = ["set", "set", "match", "match", "blank", "comment"]
+            if later:
+                kinds += ["include"]
+            if index == 0 and in_main:  # a global value for the Match blocks to change,
+                kinds = ["set", "include"] if later else ["set"]  # or drop-ins first
+            if index == 0 and not in_main:  # drop-ins: which one comes first matters
+                kinds = ["set"]
             kind = draw(st.sampled_from(kinds))
             if kind == "set":
-                lines.append(draw(setting()))
+                lines.append(draw(setting(in_match, hot=index == 0 and not in_main)))
             elif kind == "match":
-                lines.append(draw(match_line()))
+                lines.append(draw(match_line(c)))
+                in_match = True
+                # the block's settings (and sometimes an Include) follow the Match line
+                for _ in range(draw(st.integers(1, 3))):
+                    if later and draw(st.integers(0, 4)) == 0:
+                        lines.append("  " + include_line(later, in_main))
+                    else:
+                        lines.append("  " + draw(setting(True)))
             elif kind == "blank":
                 lines.append("")
             elif kind == "comment":
                 lines.append("# PermitRootLogin yes")
             else:
-                target = draw(st.sampled_from(inc_names + ["*.conf"]))
-                lines.append(f"{draw(st.sampled_from(['Include', 'include']))} @DIR@/{target}")
+                lines.append(include_line(later, in_main))
         return lines
 
-    includes = {name: "\n".join(body(False, 1)) + "\n" for name in inc_names}
-    main = "\n".join(body(True, 0)) + "\n"
+    includes = {name: "\n".join(body(inc_names[i + 1:], False)) + "\n"
+                for i, name in enumerate(inc_names)}
+    main = body(inc_names, True)
+    if not any(line.lower().startswith("match") for line in main):
+        main += [draw(match_line(c))] + ["  " + draw(setting(True))
+                                         for _ in range(draw(st.integers(1, 3)))]
+    main = "\n".join(main) + "\n"
     return main, includes
 
 
@@ -327,10 +471,16 @@ def config(draw):
 def connection(draw) -> Connection:
     user = draw(st.sampled_from(USERS))
     addr = draw(st.sampled_from(ADDRS))
-    host = draw(st.sampled_from([addr, "pc.example.org", "PC.Example.ORG"]))
-    laddr = draw(st.sampled_from(["10.0.0.1", "192.168.1.1", "::1"]))
-    lport = draw(st.sampled_from([22, 2222]))
+    host = draw(st.sampled_from([addr, addr] + HOSTS))
+    laddr = draw(st.sampled_from(LADDRS))
+    lport = draw(st.sampled_from(LPORTS))
     return Connection(user, host, addr, laddr, lport, groups_of(user))
+
+
+@st.composite
+def scenario(draw) -> tuple[tuple[str, dict[str, str]], Connection]:
+    c = draw(connection())
+    return draw(config(c)), c
 
 
 def groups_of(user: str) -> tuple[str, ...]:
@@ -342,6 +492,8 @@ def groups_of(user: str) -> tuple[str, ...]:
 def hostkey_dir():
     if not os.path.exists(SSHD):
         pytest.fail(f"{SSHD} is not installed (apt-get install -y openssh-server)")
+    if not os.path.isdir(sc.SSHDIR):
+        pytest.fail(f"{sc.SSHDIR} does not exist: relative Includes are resolved from it")
     d = Path(tempfile.mkdtemp(prefix="mkd-sshdT-"))
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "hk")], check=True)
     yield d
@@ -353,36 +505,102 @@ def sshd_t(main: Path, c: Connection) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=20)
 
 
-@pytest.mark.integration
-@pytest.mark.skipif(os.geteuid() != 0, reason="sshd -T needs root to read the host key")
-@given(cfg=config(), c=connection())
-# In CI the examples are derandomized (the same every run: a submission passes or fails on
-# its own merits); locally each run explores new ones, and MKD_DIFF_EXAMPLES=3000 goes deeper.
-@settings(max_examples=int(os.environ.get("MKD_DIFF_EXAMPLES", "250")), deadline=None,
-          derandomize=bool(os.environ.get("CI")),
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-def test_differential_against_sshd_T(hostkey_dir, cfg, c):
+def governing_match(origin: str) -> str:
+    """The Match line above the line ``origin`` (``path:line``) names, lower case; ""
+    when the line is in an included file's top level (its Include sits in a Match)."""
+    path, _, number = origin.rpartition(":")
+    for line in reversed(Path(path).read_text().split("\n")[:int(number) - 1]):
+        if line.strip().lower().startswith("match"):
+            return line.strip().lower()
+    return ""
+
+
+def differential_case(hostkey_dir: Path, cfg: tuple[str, dict[str, str]], c: Connection) -> list[str]:
+    """Write the configuration, ask sshd and the evaluator, compare. Returns what the
+    case exercised (for the coverage assertions of the differential test)."""
     main_text, includes = cfg
     d = Path(tempfile.mkdtemp(dir=hostkey_dir))
+    # Relative to /etc/ssh, through /etc/ssh's own name: from any other directory the
+    # path leads nowhere (the "../ssh" step), so a wrong base directory is seen.
+    rel = os.path.join("..", os.path.basename(sc.SSHDIR), os.path.relpath(d, sc.SSHDIR))
+
+    def fill(text: str) -> str:
+        return text.replace("@DIR@", str(d)).replace("@REL@", rel)
+
     try:
-        main_text = f"HostKey {hostkey_dir / 'hk'}\n" + main_text.replace("@DIR@", str(d))
+        main_text = f"HostKey {hostkey_dir / 'hk'}\n" + fill(main_text)
         (d / "sshd_config").write_text(main_text)
         for name, text in includes.items():
-            (d / name).write_text(text.replace("@DIR@", str(d)))
+            (d / name).write_text(fill(text))
         done = sshd_t(d / "sshd_config", c)
         ours = evaluate(str(d / "sshd_config"), sc.local_loader(), c)
-        listing = main_text + "".join(f"--- {n}\n{t}" for n, t in includes.items())
+        listing = main_text + "".join(f"--- {n}\n{fill(t)}" for n, t in includes.items())
         if done.returncode != 0:
             assert ours.problems, f"sshd refused:\n{done.stderr}\nconfig:\n{listing}"
-            return
+            return ["refused"]
         assert ours.problems == [], f"sshd accepted, we complain:\n{listing}"
         theirs = sc.parse_sshd_t(done.stdout)
         for kw in sc.KEYWORDS:
             assert ours.values[kw] == theirs[kw], (
                 f"{kw}: ours {ours.values[kw]!r} ({ours.origin[kw]}) != sshd -T {theirs[kw]!r}\n"
                 f"connection {c.spec()} groups {c.groups}\nconfig:\n{listing}")
+        # What the connection's Match blocks changed: sshd's values (equal to ours, as
+        # just asserted) against the evaluator's first pass (the lines outside Match
+        # blocks; sshd -T cannot say, as it refuses Match criteria without -C).
+        first = sc._Pass(sc.local_loader(), None, None, [], sc.SSHDIR)
+        first.run_file(str(d / "sshd_config"), main_text, 0, 0, (str(d / "sshd_config"),))
+        changed = [kw for kw, spec in sc.KEYWORDS.items()
+                   if theirs[kw] != first.values.get(kw, spec.default)]
+        seen = ["accepted"]
+        if changed:
+            seen.append("a Match changed a value")
+        for kw in changed:
+            line = governing_match(ours.origin[kw])
+            seen += [f"changed by {name.lower()}" for name in CRITERIA
+                     if f" {name.lower()} " in f" {line} "] or ["changed through an Include"]
+            if not ours.origin[kw].startswith(str(d / "sshd_config:")):
+                seen.append("changed from an included file")
+        if any(not o.startswith(str(d / "sshd_config:")) for o in ours.origin.values()
+               if o != sc.ORIGIN_DEFAULT):
+            seen.append("a value from an included file")
+        return sorted(set(seen))
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+EXAMPLES = int(os.environ.get("MKD_DIFF_EXAMPLES", "300"))
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(os.geteuid() != 0, reason="sshd -T needs root to read the host key")
+def test_differential_against_sshd_T(hostkey_dir):
+    """Every generated case agrees with sshd -T, and the cases are worth it: many have a
+    Match block that changes a value, through each kind of criterion and through
+    included files (asserted, so that a generator that drifts cannot go unnoticed)."""
+    seen: collections.Counter = collections.Counter()
+
+    # In CI the examples are derandomized (the same every run: a submission passes or fails
+    # on its own merits); locally each run explores new ones, and MKD_DIFF_EXAMPLES=3000
+    # goes deeper.
+    @given(case=scenario())
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=bool(os.environ.get("CI")),
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    def check(case):
+        found = differential_case(hostkey_dir, *case)
+        for what in found:
+            event(what)
+        seen.update(found)
+
+    check()
+    if EXAMPLES < 200:
+        return
+    summary = dict(seen)
+    assert seen["accepted"] >= EXAMPLES // 2, summary
+    assert seen["a Match changed a value"] >= seen["accepted"] // 3, summary
+    for name in CRITERIA:
+        assert seen[f"changed by {name.lower()}"] >= 5, (name, summary)
+    assert seen["changed from an included file"] >= 5, summary
+    assert seen["changed through an Include"] >= 1, summary
 
 
 AUTH_CHECK_CASES = [
