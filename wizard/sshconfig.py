@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Optional
 
 from checks.options import UsageError
+from checks.sshd_config import QuoteError, argv_split
 
 ALIAS_PREFIX = "mk-"
 
@@ -117,38 +118,6 @@ def config_path_value(path: str) -> str:
     value = path.replace("%", "%%")
     value = re.sub(r"""([\\'"])""", r"\\\1", value)
     return f'"{value}"' if re.search(r"[\s#]", value) else value
-
-
-def config_words(value: str) -> list[str]:
-    """The words of an ssh_config value as OpenSSH 8.7+ splits them (misc.c ``argv_split``):
-    quotes of either kind, and the escapes ``\\\\``, ``\\'``, ``\\"`` (and ``\\ `` outside
-    quotes); the inverse of :func:`config_path_value` (``%%`` is left as it is)."""
-    words: list[str] = []
-    i, n = 0, len(value)
-    while i < n:
-        while i < n and value[i] in " \t":
-            i += 1
-        if i == n:
-            break
-        word, quote = [], ""
-        while i < n:
-            c = value[i]
-            if c == "\\" and i + 1 < n and (value[i + 1] in "'\"\\" or
-                                             (not quote and value[i + 1] == " ")):
-                word.append(value[i + 1])
-                i += 2
-                continue
-            if not quote and c in " \t":
-                break
-            if not quote and c in "'\"":
-                quote = c
-            elif quote and c == quote:
-                quote = ""
-            else:
-                word.append(c)
-            i += 1
-        words.append("".join(word))
-    return words
 
 
 def render_block(block: HostBlock, eol: str = "\n") -> str:
@@ -248,7 +217,10 @@ def parse_block(text: str, alias: str) -> Optional[dict[str, str]]:
         if not in_host:
             continue
         if key in ("identityfile", "userknownhostsfile"):
-            value = " ".join(config_words(value))
+            try:  # quotes and escapes as ssh reads them (the inverse of config_path_value)
+                value = " ".join(argv_split(value))
+            except QuoteError:
+                pass
         elif len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
         if key in ("identityfile", "hostname"):
