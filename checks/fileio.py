@@ -37,16 +37,15 @@ def atomic_write(path: Union[str, Path], data: Union[str, bytes], mode: Optional
 
     ``mode``: for a new file (default 0644 less the umask); an existing file keeps its own.
     """
+    payload = data.encode("utf-8") if isinstance(data, str) else data
     special = _special_file(path)
     if special is not None:
-        payload = data.encode("utf-8") if isinstance(data, str) else data
         fd = os.open(special, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
         return special
     target = resolve_target(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
         keep_mode: Optional[int] = target.stat().st_mode & 0o7777
     except FileNotFoundError:

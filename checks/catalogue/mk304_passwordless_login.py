@@ -117,16 +117,20 @@ def install_command(ctx) -> str:
     if ctx.options.ssh_config is None and ctx.options.identity is None:
         return f"ssh-copy-id -i {quoted} {dest}"
     # ssh-copy-id cannot take -F: append the key through the same ssh command line.
-    ssh = ["ssh"] + (["-F", str(ctx.options.ssh_config)] if ctx.options.ssh_config else [])
     remote = ("umask 077 && mkdir -p ~/.ssh && cat >> ~/.ssh/authorized_keys")
-    return f"{shlex.join(ssh)} {dest} {shlex.quote(remote)} < {quoted}"
+    return f"{_ssh_to(ctx)} {shlex.quote(remote)} < {quoted}"
 
 
 def modes_command(ctx) -> str:
     """How to make the remote home, ~/.ssh and authorized_keys StrictModes-safe with a
     password login."""
+    return f"{_ssh_to(ctx)} {shlex.quote(SAFE_MODES)}"
+
+
+def _ssh_to(ctx) -> str:
+    """``ssh [-F CONFIG] DESTINATION``, quoted, as the user would type it."""
     ssh = ["ssh"] + (["-F", str(ctx.options.ssh_config)] if ctx.options.ssh_config else [])
-    return f"{shlex.join(ssh)} {shlex.quote(ctx.target.display)} {shlex.quote(SAFE_MODES)}"
+    return f"{shlex.join(ssh)} {shlex.quote(ctx.target.display)}"
 
 
 def run(ctx) -> Result:
