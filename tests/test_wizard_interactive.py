@@ -113,6 +113,14 @@ def files_of(*dirs: Path) -> dict[str, bytes]:
     return {str(f): f.read_bytes() for d in dirs if d.exists() for f in d.rglob("*") if f.is_file()}
 
 
+def interrupt(child: pexpect.spawn, how: str) -> None:
+    """Ctrl-C as a SIGINT to mkdoctor (``how="signal"``) or typed on its terminal."""
+    if how == "signal":
+        child.kill(signal.SIGINT)
+    else:
+        child.send("\x03")
+
+
 @pytest.mark.parametrize("how", ["signal", "keypress"])
 def test_ctrl_c_at_a_prompt_changes_nothing(box, tmp_path, how):
     kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
@@ -128,10 +136,7 @@ def test_ctrl_c_at_a_prompt_changes_nothing(box, tmp_path, how):
         child.send("y")  # record the host key ...
         child.expect("Install the public key")  # ... and interrupt the next question
         assert kh.read_text() != "# known hosts of the user\n"
-        if how == "signal":
-            child.kill(signal.SIGINT)
-        else:
-            child.send("\x03")
+        interrupt(child, how)
         child.expect(pexpect.EOF)
     finally:
         child.close()

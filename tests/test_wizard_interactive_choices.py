@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from tests.helpers import ROOT, by_id, json_report, mkdoctor_env, run_mkdoctor
 from tests.test_kernel_checks import install_standin
-from tests.test_wizard_interactive import assert_secret_nowhere, files_of
+from tests.test_wizard_interactive import assert_secret_nowhere, files_of, interrupt
 from tests.test_wizard_security import DROPIN_NAME, SITE, reloads
 from wizard import security
 
@@ -44,6 +43,30 @@ def finish(child: pexpect.spawn) -> None:
     child.send(ENTER)
     child.expect("Write these files")
     child.send("y")
+
+
+def to_step_11(box, tmp_path: Path, name: str) -> tuple[pexpect.spawn, Path, Path, int]:
+    """Setup in direct mode on a terminal, from the start to step 11's question, on a
+    sandbox whose site drop-in makes MK310 warn (so step 11 has advice and asks). Returns
+    (the child at that question, the config dir, the ssh config, sshd's reload count)."""
+    box.add_dropin("60-site", SITE)
+    box.reload()
+    hups = reloads(box)
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    cfg = tmp_path / "ssh_config"
+    cfg.write_bytes(box.client_config.read_bytes())
+    cfg.chmod(0o600)
+    child, conf = spawn(tmp_path, "--ssh-config", str(cfg), "--host", "sandbox", "--name", name,
+                        "--mode", "direct", "--link-host", "127.0.0.1", "--kernel", str(kernel))
+    try:
+        child.expect("Which key should the front end use")
+        child.send(ENTER)
+        finish(child)
+        child.expect("Apply this on the remote host now")
+    except BaseException:
+        child.close()
+        raise
+    return child, conf, cfg, hups
 
 
 def test_pick_a_host_alias_and_one_of_two_kernels(sandbox_factory, sandbox_dir, tmp_path):
@@ -99,20 +122,8 @@ def test_pick_a_host_alias_and_one_of_two_kernels(sandbox_factory, sandbox_dir, 
 
 def test_apply_hardening_with_the_sudo_password(sandbox_factory, tmp_path):
     box = sandbox_factory(sudo_password=True, password=PASSWORD)
-    box.add_dropin("60-site", SITE)
-    box.reload()
-    hups = reloads(box)
-    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
-    cfg = tmp_path / "ssh_config"
-    cfg.write_bytes(box.client_config.read_bytes())
-    cfg.chmod(0o600)
-    child, _ = spawn(tmp_path, "--ssh-config", str(cfg), "--host", "sandbox", "--name", "hard",
-                     "--mode", "direct", "--link-host", "127.0.0.1", "--kernel", str(kernel))
+    child, _, _, hups = to_step_11(box, tmp_path, "hard")
     try:
-        child.expect("Which key should the front end use")
-        child.send(ENTER)
-        finish(child)
-        child.expect("Apply this on the remote host now")
         child.send("y")
         child.expect(r"\[sudo\] password for " + box.user)
         child.sendline(PASSWORD)
@@ -138,25 +149,10 @@ def test_ctrl_c_after_the_files_are_written_says_they_stay(sandbox_factory, tmp_
     yes): they stay, intact, and the message says so (not "every file is as it was");
     nothing is applied on the server; exit status 130."""
     box = sandbox_factory(sudo=True)
-    box.add_dropin("60-site", SITE)  # MK310 warns: step 11 has advice and asks
-    box.reload()
-    hups = reloads(box)
-    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
-    cfg = tmp_path / "ssh_config"
-    cfg.write_bytes(box.client_config.read_bytes())
-    cfg.chmod(0o600)
-    child, conf = spawn(tmp_path, "--ssh-config", str(cfg), "--host", "sandbox", "--name", "intr",
-                        "--mode", "direct", "--link-host", "127.0.0.1", "--kernel", str(kernel))
+    child, conf, cfg, hups = to_step_11(box, tmp_path, "intr")
     try:
-        child.expect("Which key should the front end use")
-        child.send(ENTER)
-        finish(child)
-        child.expect("Apply this on the remote host now")
         written = files_of(tmp_path)
-        if how == "signal":
-            child.kill(signal.SIGINT)
-        else:
-            child.send("\x03")
+        interrupt(child, how)
         child.expect(pexpect.EOF)
     finally:
         child.close()
@@ -182,27 +178,12 @@ def test_ctrl_c_at_sudos_password_prompt(sandbox_factory, tmp_path, how):
     130, and the message says the files stay and the change was cut off. Either way
     the server is untouched and nothing written locally is rolled back."""
     box = sandbox_factory(sudo_password=True, password=PASSWORD)
-    box.add_dropin("60-site", SITE)
-    box.reload()
-    hups = reloads(box)
-    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
-    cfg = tmp_path / "ssh_config"
-    cfg.write_bytes(box.client_config.read_bytes())
-    cfg.chmod(0o600)
-    child, conf = spawn(tmp_path, "--ssh-config", str(cfg), "--host", "sandbox", "--name", "sudo",
-                        "--mode", "direct", "--link-host", "127.0.0.1", "--kernel", str(kernel))
+    child, _, _, hups = to_step_11(box, tmp_path, "sudo")
     try:
-        child.expect("Which key should the front end use")
-        child.send(ENTER)
-        finish(child)
-        child.expect("Apply this on the remote host now")
         child.send("y")
         child.expect(r"\[sudo\] password for " + box.user)
         written = files_of(tmp_path)
-        if how == "signal":
-            child.kill(signal.SIGINT)
-        else:
-            child.send("\x03")
+        interrupt(child, how)
         child.expect(pexpect.EOF, timeout=60)
     finally:
         child.close()
