@@ -55,7 +55,7 @@ def main() -> int:
     times, logins = [], []
     try:
         with SSHSandbox(base / "sbx", bind_mounts={"/usr/local/Wolfram": kernels}) as box:
-            argv = [sys.executable, "-m", "checks", "--ssh-config", str(box.client_config),
+            argv = [sys.executable, "-m", "mkdoctor", "--ssh-config", str(box.client_config),
                     "--host", box.alias, "--offline", "--mode", "tunnel", "--format", "json"]
             for _ in range(args.runs):
                 before = box.accepted_count()

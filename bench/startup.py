@@ -2,7 +2,7 @@
 """Benchmark: how fast ``mkdoctor --help`` and ``--version`` start.
 
 Target (issue 2): ``mkdoctor --help`` in under 150 ms on the project's 2-core machine.
-Runs the installed console script (or ``python -m checks`` with --module) N times and
+Runs the installed console script (or ``python -m mkdoctor`` with --module) N times and
 reports the median and the best; exits 1 when the median misses the target. This is a
 benchmark, not a test: run it by hand or in a performance job, not in the unit suite.
 
@@ -34,11 +34,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--target-ms", type=float, default=150.0)
-    p.add_argument("--module", action="store_true", help="run python -m checks instead of the script")
+    p.add_argument("--module", action="store_true", help="run python -m mkdoctor instead of the script")
     args = p.parse_args()
     script = shutil.which("mkdoctor")
     if args.module or not script:
-        base = [sys.executable, "-m", "checks"]
+        base = [sys.executable, "-m", "mkdoctor"]
         os.environ["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     else:
         base = [script]
@@ -48,7 +48,7 @@ def main() -> int:
         t = measure(base + [flag], args.runs)
         med = statistics.median(t)
         worst = max(worst, med)
-        label = "python -m checks" if len(base) > 1 else "mkdoctor"
+        label = "python -m mkdoctor" if len(base) > 1 else "mkdoctor"
         print(f"{label} {flag}: median {med:.1f} ms, "
               f"best {min(t):.1f} ms over {args.runs} runs (target {args.target_ms:.0f} ms)")
     return 0 if worst <= args.target_ms else 1

@@ -5,7 +5,7 @@
 # machine) do not make the installation fail: it says so and exits 0. A usage error (2)
 # or any other failure is passed through.
 # On Debian/Ubuntu it installs what is missing with apt (sudo when not root):
-# python3-venv, and gcc + python3-dev for netifaces, which builds from source.
+# python3-venv. Every dependency installs from a wheel (no compiler needed).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv="${MKDOCTOR_VENV:-$HOME/.local/share/mkdoctor/venv}"
@@ -13,10 +13,7 @@ python=${PYTHON:-python3}
 
 need=()
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
-command -v gcc >/dev/null 2>&1 || need+=(gcc)
 "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
-"$python" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
-  || need+=(python3-dev)
 if ((${#need[@]})); then
   if command -v apt-get >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -29,7 +26,7 @@ if ((${#need[@]})); then
   fi
 fi
 "$python" -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check "$here"
+"$venv/bin/pip" install -q --disable-pip-version-check --only-binary :all: "$here"
 mkdir -p "$HOME/.local/bin"
 ln -sf "$venv/bin/mkdoctor" "$HOME/.local/bin/mkdoctor"
 echo "mkdoctor: installed as $HOME/.local/bin/mkdoctor" >&2

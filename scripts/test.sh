@@ -3,7 +3,7 @@
 # openssh-server (a real sshd is started on loopback), iptables and iproute2 (network
 # namespaces for NAT and firewall tests), sudo (the wizard's sshd hardening),
 # tcsh and fish (remote login shells that are not POSIX),
-# gcc/python3-dev/python3-venv (netifaces), then
+# python3-venv, then
 # a virtualenv in .venv with the package and its test extras, then pytest.
 # The integration tests need root (network namespaces, a dedicated sshd user); in CI
 # (CI set), a skipped integration test fails the run.
@@ -22,10 +22,7 @@ command -v sudo >/dev/null 2>&1 || need+=(sudo)
 # remote accounts whose login shell is not POSIX (tests/test_login_shells.py)
 command -v tcsh >/dev/null 2>&1 || need+=(tcsh)
 command -v fish >/dev/null 2>&1 || need+=(fish)
-command -v gcc >/dev/null 2>&1 || need+=(gcc)
 "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
-"$python" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
-  || need+=(python3-dev)
 if ((${#need[@]})); then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "test.sh: installing ${need[*]} with apt" >&2

@@ -1,6 +1,6 @@
 """Running the real ``mkdoctor`` command in tests.
 
-Tests run the command as a user would: a subprocess (``python -m checks``), optionally
+Tests run the command as a user would: a subprocess (``python -m mkdoctor``), optionally
 inside a network namespace, with its own config directory so that no test reads or
 writes the real user's profiles, and never with a terminal.
 """
@@ -58,7 +58,7 @@ def run_mkdoctor(
     """
     if config_dir is None:
         config_dir = empty_config_dir()
-    argv: list[str] = [sys.executable, "-m", "checks", *args]
+    argv: list[str] = [sys.executable, "-m", "mkdoctor", *args]
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
     full_env = mkdoctor_env(config_dir)

@@ -1,5 +1,5 @@
-"""The authorized_keys parser (checks.authkeys), the known_hosts helpers
-(checks.hostkeys) and the pure helpers of MK304-MK306: unit and property tests.
+"""The authorized_keys parser (mkdoctor.openssh.authorized_keys), the known_hosts helpers
+(mkdoctor.openssh.known_hosts) and the pure helpers of MK304-MK306: unit and property tests.
 
 The expected behaviour is OpenSSH's (auth-options.c, misc.c, sshkey.c); one test below
 also asks the real ``ssh-keygen`` for the fingerprint, so our SHA256 cannot drift.
@@ -16,13 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checks import authkeys
-from checks.authkeys import (BadLine, KeyLine, OptionError, from_matches, listen_permitted,
+from mkdoctor.openssh import authorized_keys as authkeys
+from mkdoctor.openssh.authorized_keys import (BadLine, KeyLine, OptionError, from_matches, listen_permitted,
                              parse_file, parse_line, parse_options, split_options)
-from checks.catalogue import mk304_passwordless_login as mk304
-from checks.catalogue import mk305_authorized_keys as mk305
-from checks.catalogue import mk306_clean_shell as mk306
-from checks.hostkeys import HostKey, KnownEntry, judge, lookup_name, parse_keygen_find, parse_keyscan
+from mkdoctor.checks import mk304_passwordless_login as mk304
+from mkdoctor.checks import mk305_authorized_keys as mk305
+from mkdoctor.checks import mk306_clean_shell as mk306
+from mkdoctor.openssh.known_hosts import HostKey, KnownEntry, judge, lookup_name, parse_keygen_find, parse_keyscan
 
 
 def make_blob(keytype: str = "ssh-ed25519", payload: bytes = b"\x01" * 32) -> str:
@@ -249,7 +249,7 @@ def test_host_key_fingerprint_is_sha256() -> None:
 
 
 def test_helpers_exist_for_real_files(tmp_path: Path) -> None:
-    from checks.hostkeys import split_files
+    from mkdoctor.openssh.known_hosts import split_files
     spaced = tmp_path / "a b"
     spaced.write_text("")
     assert split_files(f"{spaced} /nonexistent/kh") == [str(spaced), "/nonexistent/kh"]

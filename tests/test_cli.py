@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from checks.registry import check_ids
+from mkdoctor.registry import check_ids
 from tests.helpers import ROOT, json_report, mkdoctor_env, run_mkdoctor
 
 LOCAL = "MK201"  # a check that needs no network and passes on this machine
@@ -38,7 +38,7 @@ def test_help_and_version_import_nothing_heavy():
         "    try: cli.main(a)\n"
         "    except SystemExit: pass\n"
         "heavy = [m for m in ('requests', 'questionary', 'psutil', 'netifaces', 'sshpubkeys',"
-        " 'checks.registry', 'checks.engine') if m in sys.modules]\n"
+        " 'mkdoctor.registry', 'mkdoctor.engine') if m in sys.modules]\n"
         "print(heavy, file=sys.stderr)\n"
         "sys.exit(1 if heavy else 0)\n"
     )
@@ -255,7 +255,7 @@ def _on_a_terminal(*args: str, **env: str) -> str:
     full.pop("NO_COLOR", None)
     full.pop("FORCE_COLOR", None)
     full.update(env)
-    child = pexpect.spawn(sys.executable, ["-m", "checks", "--only", LOCAL, "--offline", *args],
+    child = pexpect.spawn(sys.executable, ["-m", "mkdoctor", "--only", LOCAL, "--offline", *args],
                           env=full, cwd=str(ROOT), encoding="utf-8", timeout=60)
     child.expect(pexpect.EOF)
     child.close()
@@ -308,7 +308,7 @@ def test_output_in_a_read_only_directory_is_a_usage_error_before_the_run(tmp_pat
     ro.mkdir()
     q = shlex.quote
     script = (f"mount --bind {q(str(ro))} {q(str(ro))} && mount -o remount,bind,ro {q(str(ro))} "
-              f"&& exec {q(sys.executable)} -m checks --only {LOCAL} --offline --format json "
+              f"&& exec {q(sys.executable)} -m mkdoctor --only {LOCAL} --offline --format json "
               f"--output {q(str(ro / 'r.json'))}")
     done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
                           env=mkdoctor_env(), cwd=str(ROOT), timeout=60)
@@ -418,7 +418,7 @@ def test_any_flags_give_a_result_or_one_line_error_never_a_traceback(tmp_path_fa
     import io
     import os
 
-    from checks import cli
+    from mkdoctor import cli
 
     home = tmp_path_factory.mktemp("fuzz")
     full = command + argv + ([] if command else ["--offline", "--only", "MK201"])
@@ -451,8 +451,8 @@ def test_any_flags_give_a_result_or_one_line_error_never_a_traceback(tmp_path_fa
 def test_no_report_carries_a_raw_control_character(fmt):
     """Remote output quoted in a result (colour codes, a NUL, an undecodable byte) is
     written visibly in every format; newline and tab stay as they are."""
-    from checks.model import Check, Result, Status
-    from checks.reports import Report, render
+    from mkdoctor.model import Check, Result, Status
+    from mkdoctor.reports import Report, render
 
     check = Check(id="MK306", name="clean-shell", group="server", title="t", run=None)
     raw = "\x1b[1mhi\x1b[0m\x00\x07\r\x9b\udcff"

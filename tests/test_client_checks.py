@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from checks import firewall
-from checks.catalogue.mk201_ssh_client import lacks, parse_version
+from mkdoctor import firewall
+from mkdoctor.checks.mk201_ssh_client import lacks, parse_version
 from tests.helpers import ROOT, by_id, json_report, mkdoctor_env
 
 # --- MK201 ssh-client ------------------------------------------------------------------
@@ -295,7 +295,7 @@ def test_mk204_no_firewall_program_skips_with_a_fix(tmp_path):
     script = "".join(f"mount -t tmpfs none {d} && " for d in hide) + 'exec "$@"'
     env = mkdoctor_env(tmp_path, PATH=USER_PATH)
     done = subprocess.run(
-        ["unshare", "--mount", "--", "/bin/sh", "-c", script, "sh", sys.executable, "-m", "checks",
+        ["unshare", "--mount", "--", "/bin/sh", "-c", script, "sh", sys.executable, "-m", "mkdoctor",
          "--only", "MK204", "--offline", "--mode", "direct", "--format", "json"],
         capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
     try:
@@ -405,7 +405,7 @@ def test_mk205_never_runs_another_users_sshd(tmp_path, case):
 
 def test_trusted_binary_follows_sshds_strict_modes(tmp_path):
     """The rule on real files: a program others can change is never run."""
-    from checks.catalogue.mk205_local_sshd import trusted_binary
+    from mkdoctor.checks.mk205_local_sshd import trusted_binary
 
     assert trusted_binary("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else sys.executable)[1] == ""
     assert "not an absolute path" in trusted_binary("sshd")[1]
@@ -455,8 +455,11 @@ def run_as_nobody(python: str, *args: str, **env_extra: str) -> dict:
     try:
         os.chmod(base, 0o755)
         src, site, cfg = base / "src", base / "site", base / "cfg"
-        shutil.copytree(ROOT / "checks", src / "checks")
-        shutil.copytree(ROOT / "docs", src / "docs")
+        # the installed layout: mkdoctor/ with checks/, wizard/ and the docs pages inside
+        shutil.copytree(ROOT / "mkdoctor", src / "mkdoctor")
+        shutil.copytree(ROOT / "checks", src / "mkdoctor" / "checks")
+        shutil.copytree(ROOT / "wizard", src / "mkdoctor" / "wizard")
+        shutil.copytree(ROOT / "docs" / "checks", src / "mkdoctor" / "docpages")
         shutil.copytree(Path(psutil.__file__).parent, site / "psutil")
         cfg.mkdir()
         for d in (base, *base.rglob("*")):
@@ -464,7 +467,7 @@ def run_as_nobody(python: str, *args: str, **env_extra: str) -> dict:
         env = mkdoctor_env(cfg, **{"HOME": "/tmp", **env_extra})
         env["PYTHONPATH"] = os.pathsep.join([str(src), str(site)])
         done = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-m", "checks",
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-m", "mkdoctor",
              "--offline", "--format", "json", *args],
             capture_output=True, text=True, env=env, cwd="/tmp", timeout=60, stdin=subprocess.DEVNULL)
     finally:

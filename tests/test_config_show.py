@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from checks.profile import load_profile
+from mkdoctor.profile import load_profile
 from tests.helpers import by_id, json_report, run_mkdoctor
 from tests.test_writers import block_for, make_profile
-from wizard import writers
+from mkdoctor.wizard import writers
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def test_mk501_parallel_file_edited(written, edit, words):
 def test_mk501_parallel_file_names_the_alias_with_the_default_ssh_config(tmp_path, monkeypatch):
     """Without --ssh-config the URL names the alias alone; a URL that bypasses it (so its
     IdentityFile and ProxyJump do not apply) is reported."""
-    from checks.catalogue import mk501_config_consistent as mk501_mod
+    from mkdoctor.checks import mk501_config_consistent as mk501_mod
 
     monkeypatch.setenv("MKDOCTOR_CONFIG_DIR", str(tmp_path / "conf"))
     p = make_profile(tmp_path)

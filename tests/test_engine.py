@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from checks.context import Context
-from checks.engine import exit_status, run_checks
-from checks.model import Check, Result, Status, failed, needs_target, only_mode, passed, skipped
-from checks.options import Options, Target
+from mkdoctor.context import Context
+from mkdoctor.engine import exit_status, run_checks
+from mkdoctor.model import Check, Result, Status, failed, needs_target, only_mode, passed, skipped
+from mkdoctor.options import Options, Target
 
 
 def make(cid: str, fn, needs=(), after=(), pre=()) -> Check:
@@ -219,12 +219,13 @@ def _blank(node) -> bool:
 def test_every_non_pass_result_a_check_builds_carries_a_fix():
     """CHECKS.md: every non-pass result carries a concrete fix. Results are built in many
     places; this reads every ``skipped/warned/failed(...)`` and non-pass ``Result(...)``
-    call under checks/ and wants a fix that is not an empty string."""
+    call under checks/, mkdoctor/ and wizard/ and wants a fix that is not an empty string."""
     import ast
     from pathlib import Path
 
     missing = []
-    for path in sorted((Path(__file__).parent.parent / "checks").rglob("*.py")):
+    root = Path(__file__).parent.parent
+    for path in sorted(p for d in ("checks", "mkdoctor", "wizard") for p in (root / d).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Call):
                 continue

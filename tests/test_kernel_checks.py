@@ -25,8 +25,8 @@ from typing import Callable, Iterable, Iterator
 import pytest
 from hypothesis import given, strategies as st
 
-from checks import kernel as kernel_mod
-from checks.kernel import (Install, choose, classify_run, discovery_script, non_posix_shell,
+from mkdoctor import kernel as kernel_mod
+from mkdoctor.kernel import (Install, choose, classify_run, discovery_script, non_posix_shell,
                            parse_discovery, run_expression, start_script, version_from_path,
                            version_key)
 from tests.harness.sshd import SSHSandbox
@@ -67,7 +67,7 @@ def _suspects(markers: list[str]) -> list[str]:
         line = " ".join(cmd)
         kernel = any(Path(c).name in KERNEL_NAMES or "standin_kernel" in c for c in cmd[:2])
         ssh = Path(cmd[0]).name == "ssh" and any(m in line for m in markers)
-        ours = "-m checks" in line and any(m in line for m in markers)
+        ours = "-m mkdoctor" in line and any(m in line for m in markers)
         if kernel or ssh or ours:
             out.append(f"{proc.info['pid']}: {line[:200]}")
     return out
@@ -555,7 +555,7 @@ def test_interrupted_run_leaves_no_kernel_on_the_server(sandbox_factory, sandbox
     box = sandbox_factory()
     kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
     (box.home / ".standin-fault").write_text("hang\n")
-    argv = [sys.executable, "-m", "checks", *sandbox_args(box), "--only", f"{LOGIN},MK402",
+    argv = [sys.executable, "-m", "mkdoctor", *sandbox_args(box), "--only", f"{LOGIN},MK402",
             "--offline", "--kernel", str(kernel), "--kernel-timeout", "60", "--format", "json"]
     cfg = sandbox_dir / "cfg"
     cfg.mkdir()

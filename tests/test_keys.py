@@ -1,4 +1,4 @@
-"""checks.keys and MK202 key-pair, with real keys made by the real ssh-keygen.
+"""mkdoctor.openssh.keys and MK202 key-pair, with real keys made by the real ssh-keygen.
 
 Every key is generated once per session (ssh-keygen of every type, with and without a
 passphrase) and copied into each test's own directory, which is also the run's $HOME so
@@ -19,11 +19,11 @@ from typing import Iterator, Optional
 import pytest
 from hypothesis import given, strategies as st
 
-from checks import keys
-from checks.catalogue import mk202_key_pair
-from checks.context import Context
-from checks.model import Status
-from checks.options import Options
+from mkdoctor.openssh import keys
+from mkdoctor.checks import mk202_key_pair
+from mkdoctor.context import Context
+from mkdoctor.model import Status
+from mkdoctor.options import Options
 from tests.helpers import by_id, json_report
 
 PASSPHRASE = "correct horse battery"

@@ -17,11 +17,12 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from checks import launch
-from checks.launch import LaunchSpec, kernel_argv, launch_command, mlopen_arguments, split_launch, substitute
-from checks.options import UsageError, parse_host
-from checks.profile import NAME_RE
-from wizard import sshconfig, wl
+from mkdoctor import launch
+from mkdoctor.launch import LaunchSpec, kernel_argv, launch_command, mlopen_arguments, split_launch, substitute
+from mkdoctor.options import UsageError, parse_host
+from mkdoctor.profile import NAME_RE
+from mkdoctor.openssh import client_config as sshconfig
+from mkdoctor.wizard import wl
 
 # What the wizard accepts: --kernel and --ssh-config reject NUL, line breaks and
 # backquotes; profile names NAME_RE.

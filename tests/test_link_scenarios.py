@@ -23,9 +23,9 @@ from typing import Callable
 
 import pytest
 
-from checks.catalogue.mk403_link_path import _listening
-from checks.catalogue.mk404_kernel_link import forwards_of, with_run_options
-from checks.listen import LinkListener, ListenError, parse_probe, probe_script
+from mkdoctor.checks.mk403_link_path import _listening
+from mkdoctor.checks.mk404_kernel_link import forwards_of, with_run_options
+from mkdoctor.listen import LinkListener, ListenError, parse_probe, probe_script
 from tests.harness.netns import Netns, NatTopology, link
 from tests.harness.sshd import SSHSandbox
 from tests.helpers import ROOT, by_id, empty_config_dir, json_report, mkdoctor_env
@@ -204,10 +204,10 @@ def test_nat_tunnel_mode_link_path_and_kernel_link_pass(nat_topology: NatTopolog
 # open by MK403 or MK404 would still be there. Prints one JSON object.
 DRIVE = r"""
 import json, sys, time
-from checks.cli import build_parser, options_from_args
-from checks.context import Context
-from checks.engine import run_checks
-from checks.registry import all_checks
+from mkdoctor.cli import build_parser, options_from_args
+from mkdoctor.context import Context
+from mkdoctor.engine import run_checks
+from mkdoctor.registry import all_checks
 
 ids = sys.argv[1].split(",")
 opts, (target,) = options_from_args(build_parser().parse_known_args(sys.argv[2:])[0])
@@ -391,8 +391,8 @@ def test_profile_launch_command_is_what_runs(netns_factory, sandbox_factory, san
                                              nothing_left: None) -> None:
     """MK404 runs the profile's launch command, not one of its own: a hand-edited kernel
     path in the profile's command fails MK404 while MK402 (the profile's kernel) passes."""
-    from checks.launch import LaunchSpec, launch_command
-    from checks.profile import Profile, save_profile
+    from mkdoctor.launch import LaunchSpec, launch_command
+    from mkdoctor.profile import Profile, save_profile
 
     laptop, _, box = _same_network(netns_factory, sandbox_factory)
     kernel = kernel_in(box)

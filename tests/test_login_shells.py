@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from checks.launch import LaunchSpec
-from checks.ssh import login_shell_command
+from mkdoctor.launch import LaunchSpec
+from mkdoctor.openssh.session import login_shell_command
 from tests.helpers import by_id, json_report, run_mkdoctor
 from tests.test_remote_checks import as_user
 from tests.test_wizard import install_standin
@@ -156,7 +156,7 @@ kernel_paths = st.text(st.characters(blacklist_characters="\x00\n\r!\\`", blackl
 def test_launch_commands_remote_part_splits_alike_in_every_shell(home, kernel, mode):
     """The part of the launch command that ssh hands to the remote login shell gives the
     kernel the same argv under tcsh and fish as under sh."""
-    from checks.launch import kernel_argv, launch_command, split_launch, substitute
+    from mkdoctor.launch import kernel_argv, launch_command, split_launch, substitute
 
     spec = LaunchSpec("mk-x", kernel, mode, (50001, 50002), "14.1", link_host="192.0.2.1")
     filled = substitute(launch_command(spec), "50001@192.0.2.1,50002@192.0.2.1", "192.0.2.1")
@@ -170,7 +170,7 @@ def test_launch_commands_remote_part_splits_alike_in_every_shell(home, kernel, m
 def test_sshd_hardening_applies_for_a_tcsh_account(sandbox_factory, tmp_path):
     """Step 11's script (sudo sh -c ..., several lines) through a tcsh login shell: the
     drop-in is written and validated on the real sandbox sshd."""
-    from wizard import security
+    from mkdoctor.wizard import security
 
     box = sandbox_factory(sudo=True, login_shell=shell_path("tcsh"))
     cfg = tmp_path / "ssh_config"

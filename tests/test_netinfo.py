@@ -1,4 +1,4 @@
-"""Unit tests of checks.netinfo: address classification, VPN names, the NAT verdict."""
+"""Unit tests of mkdoctor.netinfo: address classification, VPN names, the NAT verdict."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import socket
 import pytest
 from hypothesis import given, strategies as st
 
-from checks import netinfo
-from checks.netinfo import build, classify, is_vpn_interface, nat_verdict, prefixlen
+from mkdoctor import netinfo
+from mkdoctor.netinfo import build, classify, is_vpn_interface, nat_verdict, prefixlen
 
 V4, V6 = socket.AF_INET, socket.AF_INET6
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-from checks.catalogue.mk102_public_address import BadAnswer, Lookup, lookup, parse_answer, unanswered
+from mkdoctor.checks.mk102_public_address import BadAnswer, Lookup, lookup, parse_answer, unanswered
 from tests.harness.netns import IP, Netns, link
 from tests.helpers import by_id, json_report
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from checks.options import UsageError, parse_host, parse_link_ports
+from mkdoctor.options import UsageError, parse_host, parse_link_ports
 
 
 @pytest.mark.parametrize("text, host, user, port", [

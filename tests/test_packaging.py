@@ -6,7 +6,7 @@ import subprocess
 import sys
 import zipfile
 
-from checks.registry import check_ids
+from mkdoctor.registry import check_ids
 from tests.helpers import ROOT
 
 
@@ -26,8 +26,14 @@ def test_wheel_contains_packages_docs_and_entry_point(tmp_path):
     (wheel,) = tmp_path.glob("mkdoctor-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for cid in check_ids():
-        assert f"checks/docpages/{cid}.md" in names, cid
-    assert "checks/cli.py" in names and "wizard/__init__.py" in names
+        assert f"mkdoctor/docpages/{cid}.md" in names, cid
+    assert "mkdoctor/cli.py" in names and "mkdoctor/wizard/__init__.py" in names
+    assert "mkdoctor/checks/mk304_passwordless_login.py" in names
+    assert "mkdoctor/openssh/session.py" in names
+    # one import package: nothing else at the top of the wheel (PyPI has packages named
+    # checks and wizard; installing ours as those names would break a shared environment)
+    top = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith((".dist-info", ".data"))}
+    assert top == {"mkdoctor"}, top
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry).decode()
-    assert "mkdoctor = checks.cli:main" in text
+    assert "mkdoctor = mkdoctor.cli:main" in text

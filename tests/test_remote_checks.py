@@ -531,7 +531,7 @@ def test_the_servers_own_authorized_keys_file_is_read(sandbox: SSHSandbox) -> No
 
 def test_verbose_shows_the_remote_script_not_its_encoding(sandbox: SSHSandbox) -> None:
     """-v lists each remote command as the sh script it runs (what travels is an encoded
-    form that every login shell reads alike: checks.ssh.login_shell_command)."""
+    form that every login shell reads alike: mkdoctor.openssh.session.login_shell_command)."""
     done = run_mkdoctor("--ssh-config", str(sandbox.client_config), "--host", sandbox.alias,
                         "--only", "MK304,MK306", "--offline", "-v", "--no-color")
     assert done.returncode == 0, done.stdout + done.stderr

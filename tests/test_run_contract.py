@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from checks.registry import all_checks, check_ids
+from mkdoctor.registry import all_checks, check_ids
 from tests.harness.sshd import SSHSandbox
 from tests.helpers import by_id, json_report, run_mkdoctor
 

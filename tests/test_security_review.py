@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from checks.kernel import start_script
-from checks.launch import LaunchSpec, launch_command, ssh_argv
-from checks.options import UsageError
-from wizard import sshconfig
+from mkdoctor.kernel import start_script
+from mkdoctor.launch import LaunchSpec, launch_command, ssh_argv
+from mkdoctor.options import UsageError
+from mkdoctor.openssh import client_config as sshconfig
 
 # --------------------------------------------------------------------------- MK402 start script
 

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from checks.proc import Completed, ProcessRunner
-from checks.ssh import SSHClient, parse_jump
+from mkdoctor.proc import Completed, ProcessRunner
+from mkdoctor.openssh.session import SSHClient, parse_jump
 from tests.harness.procs import is_alive
 from tests.harness.sshd import SSHSandbox
 

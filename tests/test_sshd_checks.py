@@ -14,11 +14,11 @@ import subprocess
 
 import pytest
 
-from checks import sshd_config as sc
-from checks import sshd_remote
-from checks.catalogue import mk205_local_sshd as mk205
-from checks.catalogue.mk311_password_authentication import exposure as remote_exposure
-from checks.catalogue.mk312_tcp_forwarding import forwarding_verdict
+from mkdoctor.openssh import sshd_config as sc
+from mkdoctor import sshd_remote
+from mkdoctor.checks import mk205_local_sshd as mk205
+from mkdoctor.checks.mk311_password_authentication import exposure as remote_exposure
+from mkdoctor.checks.mk312_tcp_forwarding import forwarding_verdict
 from tests.harness.netns import link
 from tests.helpers import by_id, json_report
 
@@ -175,8 +175,8 @@ def test_find_sshd_from_process_data():
 
 
 def test_mk205_passes_when_no_sshd_runs(monkeypatch):
-    from checks.context import Context
-    from checks.options import Options
+    from mkdoctor.context import Context
+    from mkdoctor.options import Options
 
     monkeypatch.setattr(mk205, "gather", lambda: ([], []))
     result = mk205.run(Context(Options()))

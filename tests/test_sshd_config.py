@@ -27,8 +27,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from checks import sshd_config as sc
-from checks.sshd_config import Connection, EffectiveConfig, Snapshot, evaluate
+from mkdoctor.openssh import sshd_config as sc
+from mkdoctor.openssh.sshd_config import Connection, EffectiveConfig, Snapshot, evaluate
 
 SSHD = "/usr/sbin/sshd"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from checks.launch import LaunchSpec, kernel_argv
-from checks.listen import LinkListener
+from mkdoctor.launch import LaunchSpec, kernel_argv
+from mkdoctor.listen import LinkListener
 from tests.test_kernel_checks import assert_nothing_left, install_standin
 
 

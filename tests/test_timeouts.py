@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from checks.proc import ProcessRunner
+from mkdoctor.proc import ProcessRunner
 from tests.harness.procs import is_alive
 from tests.helpers import by_id, json_report
 
@@ -147,10 +147,10 @@ def test_timeout_returns_even_when_a_double_forked_daemon_holds_the_pipe():
 STUCK_RUN = r'''
 import json, socket, sys, time
 from pathlib import Path
-from checks.catalogue import mk304_passwordless_login as mk304
-from checks.model import Check, passed
-from checks.options import Options, Target
-from checks.runner import run_one
+from mkdoctor.checks import mk304_passwordless_login as mk304
+from mkdoctor.model import Check, passed
+from mkdoctor.options import Options, Target
+from mkdoctor.runner import run_one
 
 listener = socket.socket()
 listener.bind(("127.0.0.1", 0))

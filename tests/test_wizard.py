@@ -78,7 +78,7 @@ def frontend_connects(laptop, command: str, mode: str, ports, link_host: str) ->
     """Run the written launch command as the front end does (placeholders substituted,
     a POSIX shell) while listening on both link ports; return "ok" when the kernel
     connected to both."""
-    from checks.launch import direct_linkname, substitute, tunnel_linkname
+    from mkdoctor.launch import direct_linkname, substitute, tunnel_linkname
 
     if mode == "tunnel":
         filled = substitute(command, tunnel_linkname(ports), "127.0.0.1")
@@ -255,7 +255,7 @@ def test_written_files_that_do_not_work_as_written_fail_the_setup(sandbox, tmp_p
         ":".join(f[:5] + [str(ssh_home)] + f[6:]) if f[2] == str(os.getuid()) else ":".join(f)
         for f in (line.split(":") for line in Path("/etc/passwd").read_text().splitlines(True))))
     done = subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$1" /etc/passwd && shift && exec "$@"',
-                           "sh", str(passwd), sys.executable, "-m", "checks", *args],
+                           "sh", str(passwd), sys.executable, "-m", "mkdoctor", *args],
                           capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
                           cwd=str(ROOT_DIR), env=mkdoctor_env(confdir, HOME=str(home)))
     out = done.stdout + done.stderr

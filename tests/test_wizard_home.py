@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 
-from wizard.main import home_mismatch
+from mkdoctor.wizard.main import home_mismatch
 
 
 def test_no_note_when_home_is_the_real_home(monkeypatch):

@@ -38,7 +38,7 @@ def spawn(box, tmp_path: Path, kernel: Path) -> tuple[pexpect.spawn, dict]:
     env = mkdoctor_env(tmp_path / "conf", HOME=str(home), TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
     env.pop("CI", None)  # a real terminal on both ends: prompts are allowed
     env.pop("SSH_AUTH_SOCK", None)
-    args = ["-m", "checks", "setup", "--ssh-config", str(cfg), "--offline",
+    args = ["-m", "mkdoctor", "setup", "--ssh-config", str(cfg), "--offline",
             "--host", f"{box.user}@127.0.0.1:{box.port}", "--name", "tty", "--mode", "direct",
             "--link-host", "127.0.0.1", "--kernel", str(kernel)]
     child = pexpect.spawn(sys.executable, args, env=env, cwd=str(ROOT), encoding="utf-8",

@@ -17,7 +17,7 @@ from tests.helpers import ROOT, by_id, json_report, mkdoctor_env, run_mkdoctor
 from tests.test_kernel_checks import install_standin
 from tests.test_wizard_interactive import assert_secret_nowhere, files_of, interrupt
 from tests.test_wizard_security import DROPIN_NAME, SITE, reloads
-from wizard import security
+from mkdoctor.wizard import security
 
 DOWN, ENTER = "\x1b[B", "\r"
 PASSWORD = "sudo pw 42"
@@ -31,7 +31,7 @@ def spawn(tmp_path: Path, *args: str) -> tuple[pexpect.spawn, Path]:
     env = mkdoctor_env(tmp_path / "conf", HOME=str(home), TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
     env.pop("CI", None)  # a real terminal on both ends: prompts are allowed
     env.pop("SSH_AUTH_SOCK", None)
-    child = pexpect.spawn(sys.executable, ["-m", "checks", "setup", "--offline", *args], env=env,
+    child = pexpect.spawn(sys.executable, ["-m", "mkdoctor", "setup", "--offline", *args], env=env,
                           cwd=str(ROOT), encoding="utf-8", timeout=40, dimensions=(40, 200))
     child.logfile_read = io.StringIO()  # the whole session, as the terminal showed it
     return child, tmp_path / "conf"

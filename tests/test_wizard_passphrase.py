@@ -86,7 +86,7 @@ def spawn(box, tmp_path: Path, kernel: Path, sock: str) -> tuple[pexpect.spawn, 
     env.pop("CI", None)  # a real terminal on both ends: prompts are allowed
     env.pop("SSH_ASKPASS", None)
     env.pop("DISPLAY", None)
-    args = ["-m", "checks", "setup", "--ssh-config", str(cfg), "--offline",
+    args = ["-m", "mkdoctor", "setup", "--ssh-config", str(cfg), "--offline",
             "--host", f"{box.user}@127.0.0.1:{box.port}", "--name", NAME, "--mode", "direct",
             "--link-host", "127.0.0.1", "--kernel", str(kernel)]
     child = pexpect.spawn(sys.executable, args, env=env, cwd=str(ROOT), encoding="utf-8",

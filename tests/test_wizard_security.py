@@ -23,7 +23,7 @@ import pytest
 from tests.harness.netns import link
 from tests.helpers import by_id, json_report, run_mkdoctor
 from tests.test_wizard import install_standin, snapshot
-from wizard import security
+from mkdoctor.wizard import security
 
 pytestmark = pytest.mark.integration
 
@@ -212,7 +212,7 @@ def test_unattended_sudo_with_a_password_is_not_attempted(sandbox_factory):
 
 
 def test_advice_only_for_the_settings_at_fault():
-    from checks.model import Result, Status
+    from mkdoctor.model import Result, Status
 
     def res(status, facts=None, details=()):
         return Result(Status(status), "s", list(details), "", dict(facts or {}))

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from checks.hostkeys import HostKey
-from checks.options import UsageError, parse_host
-from wizard import remote, security, sshconfig, writers
-from wizard.main import answers_argv, default_name, parse_args
-from wizard.prompts import Asker
+from mkdoctor.openssh.known_hosts import HostKey
+from mkdoctor.options import UsageError, parse_host
+from mkdoctor.openssh import client_config as sshconfig
+from mkdoctor.wizard import remote, security, writers
+from mkdoctor.wizard.main import answers_argv, default_name, parse_args
+from mkdoctor.wizard.prompts import Asker
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFakeFake mkdoctor test"
 
@@ -188,7 +189,7 @@ def test_default_name(host, name):
 
 
 def test_sshd_advice_and_commands():
-    from checks.model import Result, Status
+    from mkdoctor.model import Result, Status
 
     def R(status):  # as MK310/MK311 report a setting at fault
         return Result(Status(status), "s", ["password login is on: PasswordAuthentication yes"],
@@ -205,7 +206,7 @@ def test_sshd_advice_and_commands():
 def test_sshd_advice_never_locks_out_a_root_login():
     """The setup logs in as root: PermitRootLogin no would lock it out, so the advice is
     prohibit-password (only where root passwords are allowed), and it says why."""
-    from checks.model import Result, Status
+    from mkdoctor.model import Result, Status
 
     def r310(value, status="warn"):
         return Result(Status(status), "s", [], "", {"permitrootlogin": value})

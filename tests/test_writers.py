@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checks.options import UsageError
-from checks.profile import Profile, load_profile
-from wizard import sshconfig, writers, wl
+from mkdoctor.options import UsageError
+from mkdoctor.profile import Profile, load_profile
+from mkdoctor.openssh import client_config as sshconfig
+from mkdoctor.wizard import writers, wl
 
 BLOCK = sshconfig.HostBlock("mk-work", "ws.example.org", "alice", 2222, "/home/alice/.ssh/id ed25519")
 
@@ -115,7 +116,7 @@ def test_the_block_takes_effect_before_a_user_host_star(tmp_path):
 
 
 def make_profile(tmp_path: Path, **over) -> Profile:
-    from checks.launch import LaunchSpec, launch_command, mlopen_arguments
+    from mkdoctor.launch import LaunchSpec, launch_command, mlopen_arguments
 
     p = Profile(name="work", host="mk-work", hostname="ws.example.org", user="alice", port=2222,
                 identity="/home/alice/.ssh/id_ed25519", kernel="/opt/Wolfram/WolframKernel",

@@ -12,13 +12,13 @@ import json
 import sys
 from typing import Optional, Sequence
 
-from checks.options import UsageError
+from mkdoctor.options import UsageError
 
 EXIT_OK = 0
 
 
 def pick_profile(name: Optional[str]):
-    from checks import profile as profiles
+    from mkdoctor import profile as profiles
 
     if name:
         return profiles.load_profile(name)
@@ -59,7 +59,7 @@ def as_text(prof) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    from checks.cli import ArgumentParser
+    from mkdoctor.cli import ArgumentParser
 
     p = ArgumentParser(prog="mkdoctor config", description="The saved configuration.")
     sub = p.add_subparsers(dest="action", metavar="show")

@@ -36,10 +36,11 @@ import threading
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from checks.cli import ArgumentParser, add_target_args, interactive, options_from_args
-from checks.options import Options, Target, UsageError, parse_host, parse_link_host, parse_link_ports
-from wizard import remote, sshconfig, writers
-from wizard.prompts import Asker
+from mkdoctor.cli import ArgumentParser, add_target_args, interactive, options_from_args
+from mkdoctor.options import Options, Target, UsageError, parse_host, parse_link_host, parse_link_ports
+from mkdoctor.openssh import client_config as sshconfig
+from mkdoctor.wizard import remote, writers
+from mkdoctor.wizard.prompts import Asker
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DYNAMIC_PORTS = (49152, 65535)  # IANA dynamic/private range (RFC 6335)
@@ -112,7 +113,7 @@ BOOL_KEYS = {"yes", "new_key", "install_key", "apply_sshd_hardening", "offline",
 
 def answers_argv(path: str) -> list[str]:
     """``--answers FILE.toml`` as command-line flags (the command line wins)."""
-    from checks.profile import _loads
+    from mkdoctor.profile import _loads
 
     try:
         data = _loads(Path(path).expanduser().read_text(encoding="utf-8"))
@@ -152,7 +153,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         if command_line_hosts:  # the command line's --host wins over the file's
             args.host = command_line_hosts
     if args.name is not None:
-        from checks.profile import NAME_RE
+        from mkdoctor.profile import NAME_RE
 
         if not NAME_RE.match(args.name):
             raise UsageError(f"--name {args.name!r}: letters, digits, '.', '_', '-' (at most 64)")
@@ -171,7 +172,7 @@ def main(argv: Sequence[str]) -> int:
                          "it unattended with --yes --host USER@HOST[:PORT] (or --answers FILE.toml)")
     hosts = list(args.host)
     if args.hosts_file:
-        from checks.cli import read_hosts_file
+        from mkdoctor.cli import read_hosts_file
 
         hosts += read_hosts_file(args.hosts_file)
     if len(hosts) > 1:
@@ -206,7 +207,7 @@ def setup_many(args: argparse.Namespace, hosts: list[str], unattended: bool) -> 
         try:
             rc = setup_one(one, unattended)
         except UsageError as exc:
-            from checks.cli import one_line
+            from mkdoctor.cli import one_line
 
             print(f"mkdoctor setup: error: {one_line(f'{host}: {exc}')}", file=sys.stderr)
             rc = EXIT_USAGE
@@ -335,9 +336,9 @@ class Wizard:
         """Run the checks ``ids`` (catalogue order), printing each as it finishes (unless
         ``show`` is false: the caller words the outcome). Returns {id: Result} (and the
         open context when ``keep``)."""
-        from checks.context import Context
-        from checks.engine import run_checks
-        from checks.registry import all_checks
+        from mkdoctor.context import Context
+        from mkdoctor.engine import run_checks
+        from mkdoctor.registry import all_checks
 
         selection = [c for c in all_checks() if c.id in ids]
         shown: set[str] = set()
@@ -367,12 +368,12 @@ class Wizard:
         self.opts.profile = None
         self.target: Optional[Target] = targets[0] if a.host else None
         if a.profile:
-            from checks import profile as profiles
+            from mkdoctor import profile as profiles
 
             self.previous = profiles.load_profile(a.profile)
             a.name = a.name or self.previous.name
         if self.target is None and not self.ask.interactive and self.previous is None:
-            from checks import profile as profiles
+            from mkdoctor import profile as profiles
 
             if not (a.name and profiles.profile_path(a.name).is_file()):
                 raise UsageError("setup --yes needs the remote host: give --host USER@HOST[:PORT] "
@@ -437,7 +438,7 @@ class Wizard:
         a = self.args
         cfg_path = self.ssh_config_path()
         if self.target is None and self.previous is None and a.name:
-            from checks import profile as profiles
+            from mkdoctor import profile as profiles
 
             if profiles.profile_path(a.name).is_file():
                 self.previous = profiles.load_profile(a.name)
@@ -481,7 +482,7 @@ class Wizard:
         self.user = g.get("user", [t.user or ""])[0]
         self.port = int(g.get("port", ["22"])[0])
         if not self.previous:
-            from checks import profile as profiles
+            from mkdoctor import profile as profiles
 
             name = a.name or default_name(t)
             if profiles.profile_path(name).is_file():
@@ -498,7 +499,7 @@ class Wizard:
         jump = g.get("proxyjump", ["none"])[0]
         if jump and jump.lower() != "none":
             self.extra["ProxyJump"] = jump
-        from checks import hostkeys
+        from mkdoctor.openssh import known_hosts as hostkeys
 
         ukh = hostkeys.split_files(" ".join(g.get("userknownhostsfile", [])))
         home = Path.home()
@@ -510,7 +511,7 @@ class Wizard:
         self.say(f"  profile {self.name}, ssh alias {self.alias} (in {cfg_path})")
 
     def runner(self):
-        from checks.keys import local_runner
+        from mkdoctor.openssh.keys import local_runner
 
         return local_runner(max(self.opts.timeout * 2, 10))
 
@@ -566,7 +567,7 @@ class Wizard:
 
     def step_key(self) -> None:
         self.step("The key")
-        from checks import keys
+        from mkdoctor.openssh import keys
 
         a, prev = self.args, self.previous
         run = self.runner()
@@ -727,7 +728,7 @@ class Wizard:
         res = self.run_checks(["MK304"], self.remote_options(), Target(self.alias), show=False)
         reason = first_fact(res["MK304"], "reason", default="")
         if res["MK304"].status.value == "pass" or reason not in ("permission-denied", ""):
-            from checks.registry import get
+            from mkdoctor.registry import get
 
             self._show(get("MK304"), res["MK304"])
             if res["MK304"].status.value == "pass":
@@ -854,7 +855,7 @@ class Wizard:
 
     def remote_can_bind(self, opts: Options, ports: tuple[int, int]) -> bool:
         """Tunnel mode: the server can listen on both ports (a reverse forward each)."""
-        from checks.context import Context
+        from mkdoctor.context import Context
 
         ctx = Context(opts, Target(self.alias))
         try:
@@ -876,8 +877,8 @@ class Wizard:
     # 9 ------------------------------------------------------------------------------------
 
     def profile(self, ssh_config: Optional[str]):
-        from checks.launch import LaunchSpec, launch_command, mlopen_arguments
-        from checks.profile import Profile
+        from mkdoctor.launch import LaunchSpec, launch_command, mlopen_arguments
+        from mkdoctor.profile import Profile
 
         spec = LaunchSpec(destination=self.alias, kernel=self.kernel, mode=self.mode,
                           link_ports=self.ports, kernel_version=self.kernel_version,
@@ -952,7 +953,7 @@ class Wizard:
         (but logging in as the front end does, with the alias's own key): MK501, and
         MK304 + MK404 when MK404 ran in step 9. A failure (a skip too: it was proven a
         moment ago) is :attr:`verify_error`; the files stay written."""
-        from checks import profile as profiles
+        from mkdoctor import profile as profiles
 
         prof = profiles.load_profile(str(writers.profile_file(self.name)))
         ids = ["MK501"] + (["MK304", "MK404"] if self.proved_link else [])
@@ -989,7 +990,7 @@ class Wizard:
         and did not succeed (:attr:`hardening_error` says why): the run then ends with
         exit status 1 although the files are written."""
         self.step("The remote SSH server (MK310, MK311)")
-        from wizard import security
+        from mkdoctor.wizard import security
 
         opts = copy.copy(self.opts)
         opts.ssh_config = Path(self.final_ssh_config()) if self.final_ssh_config() else None

@@ -3,13 +3,13 @@ or answered unattended.
 
 Unattended (``--yes``, ``--answers``, or no terminal), a question with a safe default
 takes it (and says so); a question without one fails at once with a
-:class:`~checks.options.UsageError` naming the flag that answers it (exit status 2).
+:class:`~mkdoctor.options.UsageError` naming the flag that answers it (exit status 2).
 Without ``--yes`` and without a terminal, the command fails before any question
-(see :func:`wizard.main.main`).
+(see :func:`mkdoctor.wizard.main.main`).
 
 Ctrl-C at a prompt raises KeyboardInterrupt (questionary's ``unsafe_ask``), which the
 wizard turns into exit status 130: before step 10 wrote the files, "every file is as it
-was"; after, that the written files stay (see :func:`wizard.main.setup_one`).
+was"; after, that the written files stay (see :func:`mkdoctor.wizard.main.setup_one`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-from checks.options import UsageError
+from mkdoctor.options import UsageError
 
 
 class Asker:

@@ -1,7 +1,7 @@
 """What the wizard does to the keys: the host key, a new key pair, installing it.
 
 Host keys (step 5): the server's keys come from ``ssh-keyscan``, the recorded ones from
-``ssh-keygen -F`` on the known_hosts files ``ssh -G`` names, and :func:`checks.hostkeys.judge`
+``ssh-keygen -F`` on the known_hosts files ``ssh -G`` names, and :func:`mkdoctor.openssh.known_hosts.judge`
 compares them as ssh would (the same code as MK303). An unknown key is recorded only
 after the user confirmed its fingerprint (or ``--accept-host-key`` gave the same one); a
 changed key is never accepted. The entry is hashed when ``HashKnownHosts`` is on, in
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from checks import hostkeys
-from checks.proc import Completed
+from mkdoctor.openssh import known_hosts as hostkeys
+from mkdoctor.proc import Completed
 
 Run = Callable[[Sequence[str]], Completed]
 
@@ -117,8 +117,8 @@ def record_host_key(state: HostKeyState, before_change: Callable[[Path], None]
     one is created 0600 in a 0700 directory. ``before_change`` is told of the file and
     of the backup, so a rollback restores the one and removes the other. Returns (the
     file, the backup or None)."""
-    from checks.fileio import atomic_write, resolve_target
-    from wizard.writers import backup_path, timestamp
+    from mkdoctor.fileio import atomic_write, resolve_target
+    from mkdoctor.wizard.writers import backup_path, timestamp
 
     path = Path(state.known_files[0] if state.known_files else "~/.ssh/known_hosts").expanduser()
     before_change(path)
@@ -241,7 +241,7 @@ echo "MKD-KEY added $akf"
 def install_command(public_line: str, sshd_config: str) -> str:
     """The remote command (for the login shell, whichever it is): the script above run
     by sh."""
-    from checks.ssh import login_shell_command
+    from mkdoctor.openssh.session import login_shell_command
 
     return login_shell_command(shlex.join(["sh", "-c", INSTALL_SCRIPT, "sh",
                                            public_line.strip(), sshd_config]))

@@ -189,7 +189,7 @@ def kept_for_root(results: dict, user: str) -> Optional[str]:
 
 def remote_command(adv: Advice, interactive: bool, sshd_config: str = DEFAULT_SSHD_CONFIG) -> str:
     """The remote command line (one string for the remote login shell, whichever it is)."""
-    from checks.ssh import login_shell_command
+    from mkdoctor.openssh.session import login_shell_command
 
     sudo = ["sudo"] if interactive else ["sudo", "-n"]
     return login_shell_command(shlex.join(sudo + ["sh", "-c", APPLY_SCRIPT, "sh", DROPIN,

@@ -2,12 +2,12 @@
 
 Safety rules (docs/setup.md, "What is written, and how"):
 
-- atomic: :func:`checks.fileio.atomic_write` (temp file in the same directory, fsync,
+- atomic: :func:`mkdoctor.fileio.atomic_write` (temp file in the same directory, fsync,
   rename); a symlinked file is written through to its target;
 - a timestamped backup next to any existing file that changes
   (``config.mkdoctor-backup-20261121T120000``), with the file's own mode;
 - modes kept (a new ssh config is 0600, a new ``~/.ssh`` 0700);
-- nothing outside the managed ssh block changes (see :mod:`wizard.sshconfig`);
+- nothing outside the managed ssh block changes (see :mod:`mkdoctor.openssh.client_config`);
 - idempotent: a file whose bytes would not change is not touched (no backup, no write);
 - all or nothing: if one write fails (or Ctrl-C arrives), the files already written are
   put back as they were and their backups removed.
@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from checks.fileio import atomic_write, resolve_target
-from checks.profile import Profile, config_dir, profile_text, profiles_dir
-from wizard import sshconfig, wl
+from mkdoctor.fileio import atomic_write, resolve_target
+from mkdoctor.profile import Profile, config_dir, profile_text, profiles_dir
+from mkdoctor.openssh import client_config as sshconfig
+from mkdoctor.wizard import wl
 
 
 @dataclass
@@ -133,7 +134,7 @@ def parallel_ssh_config(p: Profile) -> Optional[str]:
 def windows_note(launch_command: str) -> str:
     """One line for a Windows front end when the launch command needs POSIX quoting that
     cmd.exe would not read (single quotes: a path with $ \\ " or !)."""
-    from checks.launch import split_launch, substitute
+    from mkdoctor.launch import split_launch, substitute
 
     try:
         local, _ = split_launch(substitute(launch_command, "1@127.0.0.1,2@127.0.0.1", "127.0.0.1"))

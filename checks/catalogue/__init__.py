@@ -1,1 +1,0 @@
-"""The checks: one module per check, each defining ``CHECK`` (see checks.registry)."""

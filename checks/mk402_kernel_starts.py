@@ -1,0 +1,135 @@
+"""MK402 kernel-starts: the kernel starts and evaluates an expression within the timeout.
+
+Runs ``KERNEL -noprompt -run EXPR`` on the remote host (``-noprompt``: no banner, no
+prompts, no questions on startup errors; ``-run``: evaluate on startup —
+reference.wolfram.com/language/ref/program/WolframKernel.html). EXPR prints a sentinel
+joined by the kernel itself, ``$Version``, ``$VersionNumber`` and ``$ProcessorCount``,
+then ``Exit[]``. Licence and activation failures, a crash (death by a signal) and a hang
+each get their own cause and fix.
+
+No kernel is ever left running on the server (it would hold a licence): the remote
+wrapper (:func:`mkdoctor.kernel.start_script`) runs the kernel in its own process group and
+kills the group after ``--kernel-timeout`` seconds (default 30, cut to the run's
+deadline) or as soon as our ssh client goes away — we hold the session's stdin open, and
+its end of file is the signal.
+
+Facts: ``version`` ($Version), ``version_number``, ``major``, ``processor_count``,
+``link_flag`` (``-mathlink`` before version 10, ``-wstp`` from 10 on; see checks/launch.py).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+
+from mkdoctor.kernel import classify_run, ensure_login, kernel_path, major_version, run_expression, start_script
+from mkdoctor.launch import link_flag
+from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped
+
+
+def run(ctx) -> Result:
+    kernel = kernel_path(ctx)
+    if not kernel:
+        return skipped("skipped: no kernel path (MK401 kernel-found found none)",
+                       "give the kernel's path with --kernel PATH")
+    blocked = ensure_login(ctx)
+    if blocked:
+        return blocked
+    # Leave a few seconds of the deadline for ssh itself and the report.
+    limit = min(ctx.options.kernel_timeout, max(1.0, ctx.remaining() - ctx.options.timeout - 2))
+    token = secrets.token_hex(4)
+    script = start_script(kernel, ["-noprompt", "-run", run_expression(token)], limit)
+    read_end, write_end = os.pipe()
+    try:
+        done = ctx.ssh.run(script, ctx.step_timeout(limit + ctx.options.timeout + 3), stdin=read_end)
+    finally:
+        os.close(read_end)
+        os.close(write_end)  # EOF: the remote watchdog ends the kernel if it still runs
+    outcome = classify_run(done.stdout, done.stderr, done.exit_code, token)
+    q = shlex.quote(kernel)
+    host = ctx.target.display
+    shown = [f"  {line}" for line in outcome.evidence]
+    by_hand = f"run it by hand to see what it says: ssh -t {host} {shlex.quote(q + ' -noprompt')}"
+
+    if outcome.outcome == "ok":
+        major = major_version(outcome.version_number or outcome.version)
+        flag = link_flag(outcome.version_number or outcome.version)
+        details = [f"$Version: {outcome.version}", f"$ProcessorCount: {outcome.processor_count}",
+                   f"link option for this version: {flag}"]
+        return passed(
+            f"the kernel answered: version {outcome.version_number or outcome.version}, "
+            f"{outcome.processor_count} processors",
+            details, version=outcome.version, version_number=outcome.version_number,
+            major=major, processor_count=outcome.processor_count, link_flag=flag,
+        )
+    if outcome.outcome == "licence":
+        # mathpass: one licence source per line, read top to bottom; a line "!server" names
+        # a MathLM licence server (support.wolfram.com/112, "Structure of a Mathpass File
+        # Referencing a MathLM Server"; reference.wolfram.com/language/tutorial/
+        # RegistrationAndPasswords.html). The user's file is $UserBaseDirectory/Licensing/
+        # mathpass, $UserBaseDirectory being ~/.Wolfram on Linux and ~/Library/Wolfram on
+        # macOS (reference.wolfram.com/language/tutorial/ConfigurationFiles.html); older
+        # versions used ~/.Mathematica (observed).
+        return failed(
+            "the kernel has no valid licence (password) for this computer",
+            "activate it on the remote host: run the kernel once interactively "
+            f"(ssh -t {host} {shlex.quote(q)}) and enter your activation key, or put a "
+            "'!your-mathlm-server' line in its mathpass file (Linux: ~/.Wolfram/Licensing/"
+            "mathpass; older versions: ~/.Mathematica/Licensing/mathpass)",
+            ["the kernel said:"] + shown, reason="licence")
+    if outcome.outcome == "activation":
+        return failed(
+            "the kernel (Wolfram Engine) is not activated on the remote host",
+            f"activate it on the remote host: ssh -t {host} wolframscript -activate",
+            ["the kernel said:"] + shown, reason="activation")
+    if outcome.outcome == "licence-server":
+        return failed(
+            "the licence server (MathLM) refused or did not answer",
+            "check that the MathLM server named in mathpass is up and has a free licence; "
+            f"look for kernels left running: ssh {host} pgrep -af Kernel",
+            ["the kernel said:"] + shown, reason="licence-server")
+    if outcome.outcome == "crash":
+        return failed(
+            f"the kernel crashed ({outcome.signal_name})",
+            f"{by_hand}; check the remote host's free memory and disk (free -h; df -h ~) "
+            "and reinstall the kernel if it keeps crashing",
+            shown or ["(it printed nothing)"], reason="crash", signal=outcome.signal_name)
+    if outcome.outcome == "hang":
+        cut = limit < ctx.options.kernel_timeout  # what was left of the run's --deadline
+        why = (f"timed out after {limit:g} s: the run's --deadline of {ctx.options.deadline:g} s"
+               if cut else f"the kernel did not answer within {limit:g} s")
+        more = (f"re-run with a longer --deadline (the kernel may take up to --kernel-timeout "
+                f"{ctx.options.kernel_timeout:g} s)" if cut else
+                f"{by_hand}; a licence server that does not answer makes it wait; a slow "
+                "first start may need a longer --kernel-timeout")
+        return failed(f"{why} (stopped; nothing left running)", more, shown, reason="hang",
+                      timeout=limit)
+    if outcome.outcome == "not-found":
+        return failed(f"{kernel}: not found on the remote host",
+                      "check the path (see MK401) or give --kernel PATH", shown, reason="not-found")
+    if outcome.outcome == "not-executable":
+        return failed(f"{kernel}: cannot be executed",
+                      f"on the remote host: chmod a+x {q}", shown, reason="not-executable")
+    if outcome.outcome == "error":
+        if done.timed_out:
+            return failed(f"no answer from the remote host within {limit:g} s",
+                          "re-run with a longer --deadline or --kernel-timeout", shown,
+                          reason="timeout")
+        return skipped("skipped: the remote command did not report back (connection lost?)",
+                       "re-run; see MK304 passwordless-login", shown)
+    return failed(
+        "the kernel started but did not evaluate the test expression",
+        by_hand, shown or ["(it printed nothing)"], reason="no-answer")
+
+
+CHECK = Check(
+    id="MK402",
+    name="kernel-starts",
+    group="kernel",
+    title="the kernel starts and evaluates an expression within the timeout; licence problems recognised",
+    run=run,
+    needs=("MK304", "MK401"),
+    after=(),
+    preconditions=(needs_target,),
+)

@@ -1,0 +1,181 @@
+"""The check engine: dependency order, concurrency, timeouts, the deadline.
+
+The engine knows nothing about any particular check: it reads ``needs``, ``after`` and
+``preconditions`` from each :class:`~mkdoctor.model.Check`, starts every check whose
+prerequisites have finished, in its own thread, and collects the results. Checks run
+concurrently but are returned in catalogue order, so the same setup always gives the
+same report.
+
+Rules:
+- A check whose prerequisite (``needs``) did not pass or warn is skipped, naming it;
+  for ``needs_if_run`` only a failure, an error or a blocked prerequisite counts.
+- A check that raises is reported as ``error`` with the error text; the traceback is
+  kept for ``-v`` and never shown otherwise.
+- When the run's deadline passes, checks still running are reported ``fail`` ("timed
+  out after N s"), checks not started are skipped, every program still running is
+  killed, and the run ends and reports.
+- Checks outside the selection (``--only``/``--skip``) are not run and do not block
+  the checks that depend on them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from typing import Callable, Optional, Sequence
+
+from mkdoctor.context import Context, DeadlineExceeded
+from mkdoctor.model import Check, Result, Status
+from mkdoctor.proc import set_current_log
+
+OnResult = Callable[[Check, Result], None]
+BUG_FIX = "this is a bug in mkdoctor; please report it with the output of -v"
+
+
+def _describe(status: Status) -> str:
+    return {Status.FAIL: "failed", Status.SKIP: "was skipped", Status.ERROR: "broke"}.get(
+        status, status.value
+    )
+
+
+def run_checks(
+    ctx: Context,
+    checks: Sequence[Check],
+    on_result: Optional[OnResult] = None,
+) -> list[tuple[Check, Result]]:
+    selected = {c.id: c for c in checks}
+    order = [c.id for c in checks]
+    results = ctx.results
+    cond = threading.Condition(threading.RLock())
+    running: dict[str, float] = {}
+    done_order: list[str] = []
+
+    def finish(check: Check, result: Result) -> None:
+        # Under the (re-entrant) lock, callback included: when run_checks returns, every
+        # on_result call has returned too, and none comes after.
+        with cond:
+            if check.id in results:  # already reported as timed out
+                return
+            results[check.id] = result
+            running.pop(check.id, None)
+            done_order.append(check.id)
+            if on_result:
+                on_result(check, result)
+            cond.notify_all()
+
+    def worker(check: Check) -> None:
+        started = time.monotonic()
+        commands: list[str] = []
+        set_current_log(commands)
+        try:
+            result = check.run(ctx)
+            if not isinstance(result, Result):
+                raise TypeError(f"{check.id} returned {type(result).__name__}, not a Result")
+        except DeadlineExceeded:
+            result = Result(
+                Status.FAIL,
+                f"timed out after {ctx.options.deadline:g} s (the run's --deadline)",
+                fix=f"re-run with a longer --deadline (now {ctx.options.deadline:g} s)",
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure of a check is reported
+            result = Result(
+                Status.ERROR,
+                f"the check itself broke: {type(exc).__name__}: {exc}",
+                fix=BUG_FIX,
+                traceback=traceback.format_exc(),
+            )
+        finally:
+            set_current_log(None)
+        result.commands = commands + result.commands
+        result.duration_s = round(time.monotonic() - started, 3)
+        finish(check, result)
+
+    def ready(check: Check) -> bool:
+        deps = [d for d in (*check.needs, *check.needs_if_run, *check.after) if d in selected]
+        return all(d in results for d in deps)
+
+    def blocks(dep: str, strict: bool) -> bool:
+        result = results[dep]
+        if strict:
+            return not result.status.ok
+        return result.status in (Status.FAIL, Status.ERROR) or result.blocked_by not in ("", "precondition")
+
+    def blocked(check: Check) -> Optional[Result]:
+        # Not applicable comes first: "no remote host given" says more than "MK301 skipped".
+        for pre in check.preconditions:
+            said = pre(ctx)
+            if said:
+                reason, fix = said if isinstance(said, tuple) else (said, "")
+                return Result(Status.SKIP, f"skipped: {reason}", fix=fix, blocked_by="precondition")
+        prerequisites = [(d, True) for d in check.needs] + [(d, False) for d in check.needs_if_run]
+        for dep, strict in prerequisites:
+            if dep in selected and blocks(dep, strict):
+                dep_name = selected[dep].name
+                return Result(
+                    Status.SKIP,
+                    f"skipped: {dep} {dep_name} {_describe(results[dep].status)}",
+                    fix=f"fix {dep} {dep_name} first",
+                    blocked_by=dep,
+                )
+        return None
+
+    pending = list(order)
+    with cond:
+        while len(results) < len(order):
+            for cid in list(pending):
+                check = selected[cid]
+                if not ready(check):
+                    continue
+                pending.remove(cid)
+                try:
+                    early = blocked(check)
+                except Exception as exc:  # noqa: BLE001 - a broken precondition is a bug
+                    early = Result(Status.ERROR,
+                                   f"the check itself broke: {type(exc).__name__}: {exc}",
+                                   fix=BUG_FIX, traceback=traceback.format_exc())
+                if early is not None:
+                    finish(check, early)
+                    continue
+                running[cid] = time.monotonic()
+                threading.Thread(target=worker, args=(check,), name=cid, daemon=True).start()
+            if len(results) >= len(order):
+                break
+            if not running and pending and not any(ready(selected[c]) for c in pending):
+                raise RuntimeError(f"dependency cycle among {pending}")  # a registry bug
+            left = ctx.remaining()
+            if left <= 0:
+                break
+            cond.wait(timeout=min(left, 0.5))
+
+        if len(results) < len(order):  # the deadline passed
+            late = list(running)
+            ctx.runner.kill_all()
+            for cid in late:
+                results[cid] = Result(
+                    Status.FAIL,
+                    f"timed out after {time.monotonic() - running[cid]:.0f} s: the run's "
+                    f"--deadline of {ctx.options.deadline:g} s passed",
+                    fix=f"re-run with a longer --deadline (now {ctx.options.deadline:g} s), "
+                    "or find what makes this step hang with -v",
+                )
+            for cid in order:
+                if cid not in results:
+                    results[cid] = Result(
+                        Status.SKIP,
+                        f"skipped: not started before the run's --deadline of "
+                        f"{ctx.options.deadline:g} s passed",
+                        fix="re-run with a longer --deadline",
+                        blocked_by="deadline",
+                    )
+            if on_result:
+                for cid in order:
+                    if cid not in done_order:
+                        on_result(selected[cid], results[cid])
+    return [(selected[cid], results[cid]) for cid in order]
+
+
+def exit_status(results: Sequence[tuple[Check, Result]], strict: bool = False) -> int:
+    """0: no check failed; 1: a check failed or broke (or, with ``strict``, warned)."""
+    bad = {Status.FAIL, Status.ERROR} | ({Status.WARN} if strict else set())
+    return 1 if any(r.status in bad for _, r in results) else 0

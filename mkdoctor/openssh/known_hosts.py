@@ -1,0 +1,161 @@
+"""Host keys and known_hosts, for MK303: parsing and the verdict (pure, except that
+:func:`split_files` looks whether a path exists).
+
+The programs are OpenSSH's own: ``ssh-keyscan`` fetches the server's keys and
+``ssh-keygen -F NAME -f FILE`` looks the name up in a known_hosts file (it understands
+hashed entries, ``[host]:port`` and wildcard patterns, and marks ``@revoked`` and
+``@cert-authority`` lines). This module parses what they print and compares.
+
+How ssh itself decides (sshconnect.c, check_host_key): it looks the host up under
+``HostKeyAlias`` when set, else under ``host`` (port 22) or ``[host]:port``; it prefers
+host key algorithms it already has keys for. A key of the negotiated type that differs
+from the recorded one is "REMOTE HOST IDENTIFICATION HAS CHANGED"; recorded keys of
+other types only is "keys of different type are already known for this host" and, with
+``StrictHostKeyChecking``/BatchMode, "Host key verification failed". A key listed as
+``@revoked`` is refused. Source: ssh(1) "VERIFYING HOST KEYS", sshd(8) "SSH_KNOWN_HOSTS
+FILE FORMAT" (https://man.openbsd.org/sshd#SSH_KNOWN_HOSTS_FILE_FORMAT).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from mkdoctor.openssh.authorized_keys import fingerprint
+
+
+@dataclass(frozen=True)
+class HostKey:
+    keytype: str
+    blob: str
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.blob)
+
+
+@dataclass(frozen=True)
+class KnownEntry:
+    """A known_hosts line that matches the host (as ``ssh-keygen -F`` printed it)."""
+
+    path: str
+    line: int
+    key: HostKey
+    marker: str = ""  # "", "revoked" or "cert-authority"
+    hashed: bool = False
+
+
+@dataclass
+class Verdict:
+    kind: str  # known, unknown, changed, other-types, revoked, cert-authority
+    match: Optional[KnownEntry] = None
+    server_key: Optional[HostKey] = None  # the key the verdict is about
+    known: list[KnownEntry] = field(default_factory=list)  # the entries compared with
+
+
+def lookup_name(host: str, port: int, alias: str = "") -> str:
+    """The name ssh looks up in known_hosts (sshconnect.c: get_hostfile_hostname_ipaddr):
+    HostKeyAlias as given, else ``host`` or ``[host]:port`` when the port is not 22."""
+    if alias and alias.lower() != "none":
+        return alias
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def split_files(value: str) -> list[str]:
+    """The files of a ``UserKnownHostsFile``/``GlobalKnownHostsFile`` line of ``ssh -G``
+    (``~`` and tokens already expanded, separated by blanks). ssh -G prints a path with
+    a blank in it unquoted, so it is rebuilt from its pieces when the joined path
+    exists (the one look at the file system here)."""
+    parts = value.split()
+    out: list[str] = []
+    i = 0
+    while i < len(parts):
+        path, step = parts[i], 1
+        if not os.path.exists(os.path.expanduser(path)):
+            for j in range(i + 2, len(parts) + 1):
+                joined = " ".join(parts[i:j])
+                if os.path.exists(os.path.expanduser(joined)):
+                    path, step = joined, j - i
+                    break
+        out.append(os.path.expanduser(path))
+        i += step
+    return [p for p in out if p.lower() != "none"]
+
+
+def parse_keyscan(stdout: str) -> list[HostKey]:
+    """Key lines of ``ssh-keyscan`` (``name keytype blob``); comments are skipped."""
+    keys: list[HostKey] = []
+    for line in stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and not line.startswith("#"):
+            key = HostKey(fields[1], fields[2])
+            if key not in keys:
+                keys.append(key)
+    return keys
+
+
+_FOUND = re.compile(r"^# Host \S+ found: line (\d+)\s*(\S*)")
+
+
+def parse_keygen_find(stdout: str, path: str) -> list[KnownEntry]:
+    """Entries printed by ``ssh-keygen -F NAME -f PATH``: a ``# Host NAME found: line N
+    [REVOKED|CA]`` comment, then the line itself (hashed name, or ``@marker`` first)."""
+    entries: list[KnownEntry] = []
+    pending: Optional[tuple[int, str]] = None
+    for line in stdout.splitlines():
+        m = _FOUND.match(line)
+        if m:
+            pending = (int(m.group(1)), m.group(2).upper())
+            continue
+        if pending is None or not line.strip():
+            continue
+        fields = line.split()
+        marker = ""
+        if fields and fields[0].startswith("@"):
+            marker = fields[0][1:].lower()
+            fields = fields[1:]
+        if len(fields) >= 3:
+            if not marker and pending[1] == "REVOKED":
+                marker = "revoked"
+            elif not marker and pending[1] == "CA":
+                marker = "cert-authority"
+            entries.append(KnownEntry(path, pending[0], HostKey(fields[1], fields[2]), marker,
+                                      hashed=fields[0].startswith("|1|")))
+        pending = None
+    return entries
+
+
+def judge(server_keys: Sequence[HostKey], known: Sequence[KnownEntry]) -> Verdict:
+    """Compare the server's keys with the known_hosts entries for its name, the way ssh
+    would (see the module docstring). ``server_keys`` must not be empty."""
+    revoked = {e.key for e in known if e.marker == "revoked"}
+    for key in server_keys:
+        if key in revoked:
+            entry = next(e for e in known if e.marker == "revoked" and e.key == key)
+            return Verdict("revoked", entry, key, list(known))
+    plain = [e for e in known if not e.marker]
+    cas = [e for e in known if e.marker == "cert-authority"]
+    # A recorded type whose key differs: ssh prefers that type, so it fails.
+    for key in server_keys:
+        same_type = [e for e in plain if e.key.keytype == key.keytype]
+        if same_type and not any(e.key == key for e in same_type):
+            return Verdict("changed", None, key, same_type)
+    for key in server_keys:
+        for e in plain:
+            if e.key == key:
+                return Verdict("known", e, key, plain)
+    if plain:
+        return Verdict("other-types", None, server_keys[0], plain)
+    if cas:
+        return Verdict("cert-authority", cas[0], server_keys[0], cas)
+    return Verdict("unknown", None, server_keys[0], [])
+
+
+def preferred(keys: Sequence[HostKey]) -> list[HostKey]:
+    """The server's keys in ssh's default HostKeyAlgorithms order (ed25519, ecdsa,
+    rsa), so that messages name the key ssh would use."""
+    order = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+             "ecdsa-sha2-nistp521", "ssh-rsa"]
+    return sorted(keys, key=lambda k: order.index(k.keytype) if k.keytype in order else len(order))

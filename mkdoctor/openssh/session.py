@@ -1,0 +1,381 @@
+"""The run's one SSH connection, through the system OpenSSH client.
+
+Every remote operation goes through the ``ssh`` binary the front end will use, so the
+user's ``~/.ssh/config`` (or ``--ssh-config``, passed as ``-F``), agent, ProxyJump and
+known_hosts are exercised exactly as the front end will exercise them.
+
+One authentication per run: :meth:`SSHClient.login` starts a ControlMaster
+(``ssh -M -N -f``) on a socket in a private 0700 directory; every later command is a
+multiplexed session on that socket (``-o ControlMaster=no -S PATH``), and
+:meth:`SSHClient.close` ends the master with ``-O exit``. ``BatchMode=yes`` everywhere:
+nothing ever prompts. Host-key checking is never relaxed.
+
+Remote commands are argument lists quoted with :func:`shlex.quote` and run by ``sh``;
+their output is framed by a random sentinel, so text printed by the login shell's
+startup files ("noise") and the command's own exit status can never be confused with
+ssh's own exit status 255.
+
+sshd hands the command line to the account's login shell (``$SHELL -c``), which may
+be csh/tcsh or fish rather than a POSIX shell: :func:`login_shell_command` writes the
+one line every one of them reads the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import shlex
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from mkdoctor.proc import Completed, ProcessRunner, record
+
+# Characters a script keeps as they are inside login_shell_command's quoted word; every
+# other byte is written as a printf %b octal escape (\0ooo). What is left means the same
+# inside single quotes to sh, bash, zsh, ksh, csh/tcsh and fish: no newline (csh ends the
+# quoted word there: "Unmatched '"), no '!' (csh history), no backslash pair (fish reads
+# \\ and \' inside single quotes), no quote of any kind.
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,:/=+-@%")
+
+
+def login_shell_command(script: str) -> str:
+    """The remote command line that runs the POSIX ``sh`` script ``script`` whatever the
+    account's login shell (pure).
+
+    sshd runs the command line with the login shell (sshd(8), LOGIN PROCESS: "All
+    commands are run under the user's login shell as specified in the system password
+    database"). Sent as it is, a multi-line ``sh -c
+    '...'`` breaks under csh/tcsh and a backslash pair changes under fish, so the
+    script travels as one word of plain characters and octal escapes, decoded by
+    ``sh``'s own printf (POSIX printf %b: "\\0ddd") and run with ``eval``.
+    """
+    encoded = "".join(
+        ch if ch in _PLAIN else "".join(f"\\0{b:03o}" for b in ch.encode("utf-8"))
+        for ch in script)
+    return "exec sh -c " + shlex.quote(f"eval \"$(printf %b '{encoded}')\"")
+
+
+@dataclass
+class RemoteResult:
+    """A remote command's outcome. ``exit_code`` is None when the command never reported
+    back (ssh failed, the connection broke, or the step timed out)."""
+
+    exit_code: Optional[int]
+    stdout: str
+    stderr: str
+    noise: str = ""  # what the login shell printed before our command started
+    ssh: Optional[Completed] = None
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass
+class LoginResult:
+    ok: bool
+    stderr: str
+    returncode: Optional[int]
+    timed_out: bool = False
+    commands: list[str] = field(default_factory=list)
+
+
+class RemoteUnavailable(Exception):
+    """No connection to the remote host (login failed or was never possible)."""
+
+
+def _control_dir() -> str:
+    # Unix sockets have a ~104-108 byte path limit: prefer the short /tmp over a long
+    # $TMPDIR (macOS). mkdtemp creates the directory with mode 0700.
+    base = "/tmp" if os.path.isdir("/tmp") else None
+    return tempfile.mkdtemp(prefix="mkd-", dir=base)
+
+
+class SSHClient:
+    def __init__(
+        self,
+        destination: str,
+        runner: ProcessRunner,
+        *,
+        user: Optional[str] = None,
+        port: Optional[int] = None,
+        ssh_config: Optional[Path] = None,
+        identity: Optional[Path] = None,
+        connect_timeout: float = 5.0,
+        ssh_binary: str = "ssh",
+    ) -> None:
+        self.destination = destination
+        self.user = user
+        self.port = port
+        self.ssh_config = ssh_config
+        self.identity = identity
+        self.connect_timeout = connect_timeout
+        self.ssh_binary = ssh_binary
+        self.runner = runner
+        self._dir: Optional[str] = None
+        self._lock = threading.Lock()
+        self._login: Optional[LoginResult] = None
+        self._config: Optional[dict[str, list[str]]] = None
+        self.token = "MKD" + secrets.token_hex(8)
+
+    # --- command lines ----------------------------------------------------------------
+
+    def base_args(self) -> list[str]:
+        """``ssh`` with the run's options (config file, identity, user, port). The
+        destination is not included: append ``--``-safe arguments after it."""
+        args = [self.ssh_binary]
+        if self.ssh_config:
+            args += ["-F", str(self.ssh_config)]
+        if self.identity:
+            args += ["-i", str(self.identity), "-o", "IdentitiesOnly=yes"]
+        if self.user:
+            args += ["-l", self.user]
+        if self.port:
+            args += ["-p", str(self.port)]
+        args += [
+            "-o", "BatchMode=yes",
+            "-o", f"ConnectTimeout={max(1, math.ceil(self.connect_timeout))}",
+        ]
+        return args
+
+    @property
+    def control_path(self) -> str:
+        if self._dir is None:
+            self._dir = _control_dir()
+        return os.path.join(self._dir, "cm")
+
+    def mux_args(self) -> list[str]:
+        return self.base_args() + ["-o", "ControlMaster=no", "-o", f"ControlPath={self.control_path}"]
+
+    # --- ssh -G -----------------------------------------------------------------------
+
+    def config(self, timeout: float = 5.0) -> dict[str, list[str]]:
+        """The effective client configuration for the destination (``ssh -G``), keys
+        lower-case, each with all its values (``identityfile`` has several)."""
+        with self._lock:
+            if self._config is None:
+                args = self._without_run_options(self.base_args())
+                done = self.runner.run(args + ["-G", "--", self.destination], timeout)
+                if done.returncode != 0:
+                    raise RemoteUnavailable(
+                        f"ssh -G failed: {(done.stderr or done.stdout).strip() or 'no output'}"
+                    )
+                config: dict[str, list[str]] = {}
+                for line in done.stdout.splitlines():
+                    key, _, value = line.partition(" ")
+                    if key:
+                        config.setdefault(key.lower(), []).append(value)
+                self._config = config
+            return self._config
+
+    @staticmethod
+    def _without_run_options(args: list[str]) -> list[str]:
+        out: list[str] = []
+        skip = False
+        for i, a in enumerate(args):
+            if skip:
+                skip = False
+                continue
+            if a == "-o" and i + 1 < len(args) and args[i + 1].startswith(("BatchMode=", "ConnectTimeout=")):
+                skip = True
+                continue
+            out.append(a)
+        return out
+
+    def config_value(self, key: str, default: str = "") -> str:
+        values = self.config().get(key.lower())
+        return values[0] if values else default
+
+    # --- the master connection -----------------------------------------------------------
+
+    def login(self, timeout: float) -> LoginResult:
+        """Authenticate once and keep the connection as the run's ControlMaster.
+
+        Idempotent: later calls return the first outcome.
+        """
+        with self._lock:
+            if self._login is None:
+                self._login = self._start_master(timeout)
+            else:
+                record(f"(reusing the run's SSH connection {self.control_path})")
+            return self._login
+
+    def _start_master(self, timeout: float) -> LoginResult:
+        log = os.path.join(os.path.dirname(self.control_path), "master.log")
+        args = self.base_args() + [
+            "-M", "-N", "-f",
+            "-o", "ControlMaster=yes",
+            "-o", f"ControlPath={self.control_path}",
+            "-o", "ControlPersist=no",
+            "-o", "ServerAliveInterval=10",
+            "-o", "ServerAliveCountMax=3",
+            "-o", "ExitOnForwardFailure=yes",
+            "--", self.destination,
+        ]
+        # stdout+stderr to a file, not a pipe: the backgrounded master keeps them open.
+        done = self.runner.run(args, timeout, stdout_path=log)
+        try:
+            text = Path(log).read_text(errors="replace")
+        except OSError:
+            text = ""
+        ok = done.returncode == 0 and os.path.exists(self.control_path)
+        return LoginResult(ok, text.strip(), done.returncode, done.timed_out, [shlex.join(args)])
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._login and self._login.ok)
+
+    def control(self, operation: str, *extra: str, timeout: float = 5.0) -> Completed:
+        """``ssh -O operation`` on the master (``check``, ``forward``, ``cancel``, ``exit``)."""
+        return self.runner.run(
+            self.mux_args() + ["-O", operation, *extra, "--", self.destination], timeout
+        )
+
+    # --- remote commands ---------------------------------------------------------------
+
+    def wrap(self, command: Union[Sequence[str], str]) -> str:
+        """The remote command line: the body framed by sentinels on stdout and stderr,
+        run by ``sh`` whatever the login shell is. The body runs in a subshell, so a
+        script that ends with ``exit N`` still reports N after it."""
+        body = command if isinstance(command, str) else shlex.join(list(command))
+        t = self.token
+        script = (
+            f"printf '%s\\n' {t}; printf '%s\\n' {t} >&2; (\n"
+            f"{body}\n"
+            f")\n"
+            f"__mkd_rc=$?; printf '\\n%s %s\\n' {t}-END \"$__mkd_rc\"; exit 0"
+        )
+        return login_shell_command(script)
+
+    def run(
+        self,
+        command: Union[Sequence[str], str],
+        timeout: float,
+        input: Optional[str] = None,
+        extra_ssh_args: Sequence[str] = (),
+        stdin: Optional[int] = None,
+    ) -> RemoteResult:
+        """Run ``command`` on the remote host through the run's connection.
+
+        ``command`` is an argument list (quoted here) or a ``sh`` script written by the
+        caller with every interpolated value passed through :func:`shlex.quote`.
+        ``stdin``: a file descriptor for ssh's standard input (see ProcessRunner.run).
+        """
+        if not self.connected:
+            raise RemoteUnavailable("no SSH connection to the remote host (MK304 passwordless-login)")
+        args = self.mux_args() + list(extra_ssh_args) + ["-T", "--", self.destination]
+        body = command if isinstance(command, str) else shlex.join(list(command))
+        # -v shows the script itself, not its encoded form (login_shell_command)
+        shown = shlex.join(args) + " <remote sh script>\n" + body.strip("\n")
+        done = self.runner.run(args + [self.wrap(command)], timeout, input=input, stdin=stdin,
+                               shown=shown)
+        return self.parse(done)
+
+    def parse(self, done: Completed) -> RemoteResult:
+        t = self.token
+        out, err = done.stdout, done.stderr
+        noise_out, _, rest = out.partition(t + "\n") if (t + "\n") in out else (out, "", None)
+        noise_err, _, rest_err = err.partition(t + "\n") if (t + "\n") in err else ("", "", err)
+        exit_code: Optional[int] = None
+        stdout = ""
+        if rest is not None:
+            end = f"\n{t}-END "
+            idx = rest.rfind(end)
+            if idx >= 0:
+                stdout = rest[:idx]
+                tail = rest[idx + len(end):].strip()
+                if tail.isdigit():
+                    exit_code = int(tail)
+            else:
+                stdout = rest
+        noise = noise_out + noise_err
+        return RemoteResult(exit_code, stdout, rest_err or "", noise, done, done.timed_out)
+
+    def close(self) -> None:
+        """End the master and remove the private socket directory. Safe to call twice."""
+        if self._dir is None:
+            return
+        if os.path.exists(self.control_path):
+            import re
+            import signal
+            import subprocess
+
+            def ctl(op: str) -> str:
+                try:
+                    return subprocess.run(
+                        self.mux_args() + ["-O", op, "--", self.destination],
+                        stdin=subprocess.DEVNULL, capture_output=True, timeout=5, text=True,
+                    ).stderr
+                except (subprocess.TimeoutExpired, OSError):
+                    return ""
+
+            m = re.search(r"pid=(\d+)", ctl("check"))
+            ctl("exit")
+            if m and os.path.exists(self.control_path):
+                try:  # the master did not answer: end it by PID
+                    os.kill(int(m.group(1)), signal.SIGTERM)
+                except OSError:
+                    pass
+        shutil.rmtree(self._dir, ignore_errors=True)
+        self._dir = None
+
+
+@dataclass
+class Endpoint:
+    """Where ssh really connects first, from ``ssh -G``: the host itself, or the first
+    jump host when ProxyJump is set. ``proxycommand`` means we cannot connect ourselves."""
+
+    host: str
+    port: int
+    via: Optional[str] = None  # "ProxyJump jump.example.org" when the first hop is a jump host
+    proxycommand: Optional[str] = None
+    final_host: str = ""
+
+
+def parse_jump(spec: str) -> tuple[str, Optional[int]]:
+    """The first hop of a ProxyJump value ``[user@]host[:port][,next...]`` or an
+    ``ssh://[user@]host[:port]`` URI."""
+    first = spec.split(",", 1)[0].strip()
+    if first.startswith("ssh://"):
+        first = first[len("ssh://"):]
+    host = first.rpartition("@")[2]
+    port: Optional[int] = None
+    if host.startswith("["):
+        inner, _, rest = host[1:].partition("]")
+        host = inner
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = int(rest[1:])
+    elif host.count(":") == 1:
+        host, _, p = host.partition(":")
+        port = int(p) if p.isdigit() else None
+    return host, port
+
+
+def endpoint(client: SSHClient, timeout: float = 5.0) -> Endpoint:
+    cfg = client.config(timeout)
+    host = (cfg.get("hostname") or [client.destination])[0]
+    port = int((cfg.get("port") or ["22"])[0])
+    jump = (cfg.get("proxyjump") or [""])[0]
+    proxy = (cfg.get("proxycommand") or [""])[0]
+    if jump and jump.lower() != "none":
+        jhost, jport = parse_jump(jump)
+        # The jump host may be a Host alias: its HostName (and, when the value gave no
+        # port, its Port) come from the ssh config for that name, as ssh itself reads it.
+        sub = SSHClient(jhost, client.runner, ssh_config=client.ssh_config)
+        try:
+            jcfg = sub.config(timeout)
+            if jport is None:
+                jport = int((jcfg.get("port") or ["22"])[0])
+            jhost = (jcfg.get("hostname") or [jhost])[0]
+        except RemoteUnavailable:
+            jport = 22 if jport is None else jport
+        return Endpoint(jhost, jport, via=f"ProxyJump {jump}", final_host=host)
+    if proxy and proxy.lower() != "none":
+        return Endpoint(host, port, proxycommand=proxy, final_host=host)
+    return Endpoint(host, port, final_host=host)
