@@ -21,6 +21,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -136,7 +137,8 @@ def test_match_group_needs_known_groups():
 
 
 def test_match_localport_host_all():
-    text = "Match LocalPort 2222 Host *.example.org\n  PermitRootLogin no\nMatch All\n  PasswordAuthentication no\n"
+    text = ("UseDNS yes\nMatch LocalPort 2222 Host *.example.org\n  PermitRootLogin no\n"
+            "Match All\n  PasswordAuthentication no\n")
     r = ev(text, conn(lport=2222, host="pc.EXAMPLE.org"))
     assert r.values["permitrootlogin"] == "no" and r.values["passwordauthentication"] == "no"
     # The host matches, the port does not: only LocalPort keeps the block out.
@@ -144,6 +146,19 @@ def test_match_localport_host_all():
     assert r.values["permitrootlogin"] == "prohibit-password"
     assert r.values["passwordauthentication"] == "no"
     assert ev(text, conn(lport=22)).values["permitrootlogin"] == "prohibit-password"
+
+
+def test_match_host_sees_the_address_unless_usedns_yes():
+    """servconf.c match_cfg_line compares Match Host with ci->host, which sshd fills from
+    auth_get_canonical_hostname(ssh, options.use_dns): the address under UseDNS no (the
+    default). The client's name only counts with UseDNS yes."""
+    block = "Match Host *.example.org\n  PermitRootLogin yes\n"
+    named = conn(host="pc.example.org", addr="192.0.2.5")
+    assert ev(block, named).values["permitrootlogin"] == "prohibit-password"
+    assert ev("UseDNS no\n" + block, named).values["permitrootlogin"] == "prohibit-password"
+    assert ev("UseDNS yes\n" + block, named).values["permitrootlogin"] == "yes"
+    # under UseDNS no a Host pattern can match the address itself
+    assert ev("Match Host 192.0.2.*\n  PermitRootLogin yes\n", named).values["permitrootlogin"] == "yes"
 
 
 def test_match_localport_alone():
@@ -500,8 +515,10 @@ def hostkey_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def sshd_t(main: Path, c: Connection) -> subprocess.CompletedProcess:
-    return subprocess.run([SSHD, "-T", "-C", c.spec(), "-f", str(main)],
+def sshd_t(main: Path, c: Connection, usedns: str = "no") -> subprocess.CompletedProcess:
+    # sshd -T -C takes host= as given; the running sshd matches Match Host against the
+    # client's name only with UseDNS yes, else against its address: give it that.
+    return subprocess.run([SSHD, "-T", "-C", c.spec(usedns), "-f", str(main)],
                           capture_output=True, text=True, timeout=20)
 
 
@@ -528,11 +545,14 @@ def differential_case(hostkey_dir: Path, cfg: tuple[str, dict[str, str]], c: Con
         return text.replace("@DIR@", str(d)).replace("@REL@", rel)
 
     try:
-        main_text = f"HostKey {hostkey_dir / 'hk'}\n" + fill(main_text)
+        # Mostly UseDNS yes (Match Host then sees the client's name), sometimes the
+        # default no (it sees the address): stable per case.
+        usedns = "no" if zlib.crc32(main_text.encode()) % 4 == 0 else "yes"
+        main_text = f"HostKey {hostkey_dir / 'hk'}\nUseDNS {usedns}\n" + fill(main_text)
         (d / "sshd_config").write_text(main_text)
         for name, text in includes.items():
             (d / name).write_text(fill(text))
-        done = sshd_t(d / "sshd_config", c)
+        done = sshd_t(d / "sshd_config", c, usedns)
         ours = evaluate(str(d / "sshd_config"), sc.local_loader(), c)
         listing = main_text + "".join(f"--- {n}\n{fill(t)}" for n, t in includes.items())
         if done.returncode != 0:
