@@ -725,29 +725,33 @@ def oracle_config(text: str, source: str) -> EffectiveConfig:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class PolicyVerdict:
+    """A check's judgement of a server policy (pass/warn/fail, a summary and the fix).
+    Not known_hosts.HostKeyVerdict (what ssh makes of a host key) nor
+    firewall.FirewallVerdict (one firewall's view of the link ports)."""
+
     status: str  # pass | warn | fail
     summary: str
     fix: str = ""
     details: tuple[str, ...] = ()
 
 
-def root_login_verdict(cfg: EffectiveConfig, restart: str) -> Verdict:
+def root_login_verdict(cfg: EffectiveConfig, restart: str) -> PolicyVerdict:
     """MK310 (and MK205): ``PermitRootLogin`` no -> pass; prohibit-password /
     forced-commands-only -> warn; yes -> fail. ``restart`` is how to apply a change."""
     value = cfg.get("permitrootlogin")
     where = cfg.where("permitrootlogin")
     fix = setting_fix("PermitRootLogin", "no", cfg, restart)
     if value == "no":
-        return Verdict("pass", f"PermitRootLogin no ({where})")
+        return PolicyVerdict("pass", f"PermitRootLogin no ({where})")
     if value == "yes":
-        return Verdict("fail", f"root may log in, even with a password (PermitRootLogin yes, {where})",
+        return PolicyVerdict("fail", f"root may log in, even with a password (PermitRootLogin yes, {where})",
                        fix)
     what = {"prohibit-password": "root may log in with a key (PermitRootLogin prohibit-password)",
             "forced-commands-only": "root may log in with a key that has a forced command "
                                     "(PermitRootLogin forced-commands-only)"}.get(
         value, f"PermitRootLogin {value}")
-    return Verdict("warn", f"{what}, {where}", fix)
+    return PolicyVerdict("warn", f"{what}, {where}", fix)
 
 
 def passwords_enabled(cfg: EffectiveConfig) -> list[str]:
@@ -767,22 +771,22 @@ def passwords_enabled(cfg: EffectiveConfig) -> list[str]:
     return ways
 
 
-def password_verdict(cfg: EffectiveConfig, exposed: bool, exposure: str, restart: str) -> Verdict:
+def password_verdict(cfg: EffectiveConfig, exposed: bool, exposure: str, restart: str) -> PolicyVerdict:
     """MK311 (and MK205): password logins on and reachable from the internet -> warn;
     on but only on a private network -> pass with a note; off -> pass. ``exposure``
     says why the server is (or is not) counted as reachable from the internet."""
     ways = passwords_enabled(cfg)
     if not ways:
-        return Verdict("pass", "password logins are off (keys only)", details=(exposure,))
+        return PolicyVerdict("pass", "password logins are off (keys only)", details=(exposure,))
     details = tuple(f"password login is on: {w}" for w in ways) + (exposure,)
     keywords = ["PasswordAuthentication"]
     if any(w.startswith("KbdInteractive") for w in ways):
         keywords.append("KbdInteractiveAuthentication")
     fix = " ; ".join(setting_fix(k, "no", cfg, restart) for k in keywords)
     if exposed:
-        return Verdict("warn", "password logins are on and the server is reachable from the "
+        return PolicyVerdict("warn", "password logins are on and the server is reachable from the "
                        "internet (passwords can be guessed)", fix, details)
-    return Verdict("pass", "password logins are on, but only on a private network", fix, details)
+    return PolicyVerdict("pass", "password logins are on, but only on a private network", fix, details)
 
 
 def setting_fix(keyword: str, value: str, cfg: EffectiveConfig, restart: str) -> str:
@@ -820,7 +824,7 @@ def describe_source(cfg: EffectiveConfig) -> list[str]:
     return lines
 
 
-def to_result(verdict: Verdict, cfg: EffectiveConfig, **facts):
+def to_result(verdict: PolicyVerdict, cfg: EffectiveConfig, **facts):
     """A check :class:`~mkdoctor.model.Result` from a verdict and the configuration it was
     drawn from: a pass becomes a warn when sshd would refuse the configuration."""
     from mkdoctor.model import Result, Status
