@@ -681,3 +681,47 @@ def test_auth_methods_start_up_check_is_on_the_global_settings(hostkey_dir, text
         assert complained == refused, ours.problems
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# --- keywords judged for the build (keywords.py) -----------------------------------------
+
+DEBIAN_9_2 = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u6"
+
+
+def test_deprecated_keywords_are_notes_not_refusals():
+    """servconf.c sDeprecated: sshd logs "Deprecated option" and starts (sshd/011, 044)."""
+    from mkdoctor.openssh.keywords import parse_banner
+
+    text = ("RSAAuthentication yes\nRhostsRSAAuthentication no\nUsePrivilegeSeparation sandbox\n"
+            "KeyRegenerationInterval 3600\nServerKeyBits 1024\nProtocol 2\nPermitRootLogin no\n")
+    r = evaluate("/etc/ssh/sshd_config", {"/etc/ssh/sshd_config": text}, conn(),
+                 build=parse_banner(DEBIAN_9_2))
+    assert r.problems == []
+    assert r.values["permitrootlogin"] == "no"
+    assert sum("Deprecated option" in n for n in r.notes) == 5, r.notes  # Protocol: sIgnore
+    # a global-only deprecated keyword inside a Match block is still refused
+    r = ev("Match User bob\n  ServerKeyBits 1024\n")
+    assert any("not allowed within a Match block" in p for p in r.problems)
+
+
+def test_dsa_authentication_is_pubkey_authentication():
+    """servconf.c: { "dsaauthentication", sPubkeyAuthentication } (an alias)."""
+    assert ev("DSAAuthentication no\n").values["pubkeyauthentication"] == "no"
+
+
+def test_tilde_in_authorized_keys_file_is_the_home_of_sshd():
+    """servconf.c sAuthorizedKeysFile: tilde_expand_filename(arg, getuid()) while
+    reading the file, i.e. root's home, whoever logs in (sshd -T: /root/.ssh/ak)."""
+    r = ev("AuthorizedKeysFile ~/.ssh/ak .ssh/authorized_keys ~root/x\n", conn(user="alice"))
+    assert r.values["authorizedkeysfile"] == "/root/.ssh/ak .ssh/authorized_keys ~root/x"
+
+
+def test_accumulating_keywords_and_values_as_sshd_T_prints_them():
+    r = ev("AllowUsers a b\nAllowUsers c\nPort 22\nPort 2222\nMaxStartups 4096\n"
+           "ForceCommand echo hi there\nPermitOpen a:1 b:2\n")
+    assert r.values["allowusers"] == "a b c"
+    assert r.values["port"] == "22 2222"
+    assert r.values["maxstartups"] == "4096:30:4096"
+    assert r.values["forcecommand"] == "echo hi there"
+    assert r.values["permitopen"] == "a:1 b:2"
+    assert ev("PermitOpen a:b:c\n").problems
