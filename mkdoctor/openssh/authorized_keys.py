@@ -24,16 +24,13 @@ OpenSSH portable auth-options.c, misc.c, sshkey.c, auth2-pubkeyfile.c, channels.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import re
-import struct
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from mkdoctor.openssh.forwarding import listen_permitted, permit_error  # noqa: F401 (API)
 from mkdoctor.openssh.patterns import MatchSyntaxError, addr_match_list, match_host_and_ip
+from mkdoctor.openssh.pubkey import blob_error, fingerprint, is_keytype  # noqa: F401 (API)
 
 # Flags, in the order sshauthopt_parse tries them; True: accepts a "no-" prefix.
 FLAG_OPTIONS: tuple[tuple[str, bool], ...] = (
@@ -51,15 +48,6 @@ VALUE_OPTIONS = ("command", "principals", "from", "expiry-time", "environment",
                  "permitopen", "permitlisten", "tunnel")
 # Options that may appear only once on a line ("multiple \"command\" clauses").
 SINGLE_VALUE = ("command", "principals", "from")
-
-# Key types sshkey_read() recognises (plain keys and certificates).
-_KEYTYPE = re.compile(
-    r"^(ssh-(rsa|dss|ed25519|xmss)|ecdsa-sha2-nistp(256|384|521)|"
-    r"sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com|"
-    r"(ssh-(rsa|dss|ed25519|xmss)|ecdsa-sha2-nistp(256|384|521)|"
-    r"sk-(ssh-ed25519|ecdsa-sha2-nistp256))-cert-v01@openssh\.com|"
-    r"ssh-xmss@openssh\.com|ssh-xmss-cert-v01@openssh\.com)$"
-)
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EXPIRY = re.compile(r"^\d{8}(\d{4}(\d{2})?)?Z?$")
@@ -127,53 +115,6 @@ ParsedLine = Union[KeyLine, BadLine]
 
 
 # --- keys ---------------------------------------------------------------------------
-
-
-def fingerprint(blob_b64: str) -> str:
-    """``SHA256:...`` of a base64 key blob, as ``ssh-keygen -l`` prints it."""
-    raw = base64.b64decode(blob_b64 + "=" * (-len(blob_b64) % 4))
-    return "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
-
-
-def blob_error(keytype: str, blob_b64: str) -> Optional[str]:
-    """Why ``blob_b64`` is not a valid ``keytype`` key, or None. Structural check (the
-    blob's first field names the key type), then sshpubkeys' stricter one when it is
-    installed and knows the type."""
-    try:
-        raw = base64.b64decode(blob_b64, validate=True)
-    except (binascii.Error, ValueError):
-        return "the key is not valid base64 (broken or cut when pasted?)"
-    if len(raw) < 4:
-        return "the key data is too short"
-    (n,) = struct.unpack(">I", raw[:4])
-    inner = raw[4:4 + n].decode("ascii", "replace")
-    if n > len(raw) - 4 or inner != keytype:
-        return f"the key data does not match its type {keytype}"
-    try:
-        from sshpubkeys import SSHKey  # heavy import, only when needed
-        from sshpubkeys.exceptions import InvalidKeyException
-    except ImportError:  # pragma: no cover - sshpubkeys is a dependency
-        return None
-    try:
-        SSHKey(f"{keytype} {blob_b64}", strict=False, skip_option_parsing=True).parse()
-    except NotImplementedError:
-        return None  # a type sshpubkeys does not know (certificates, xmss): structure is fine
-    except (InvalidKeyException, ValueError, TypeError) as exc:
-        return f"invalid {keytype} key, cut short or damaged when pasted? ({exc})"
-    return None
-
-
-def is_keytype(token: str) -> bool:
-    return bool(_KEYTYPE.match(token))
-
-
-def parse_public_key(text: str) -> Optional[tuple[str, str]]:
-    """(keytype, blob) of a public key line such as the contents of ``id_ed25519.pub``
-    (options before the key are allowed), or None."""
-    parsed = parse_line(text.strip().splitlines()[0] if text.strip() else "", 1)
-    if isinstance(parsed, KeyLine):
-        return parsed.keytype, parsed.blob
-    return None
 
 
 # --- options ------------------------------------------------------------------------

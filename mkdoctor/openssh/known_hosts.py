@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from mkdoctor.openssh.authorized_keys import fingerprint
+from mkdoctor.openssh.pubkey import fingerprint
 
 
 @dataclass(frozen=True)

@@ -44,14 +44,13 @@ can, and never raises.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Protocol, Union
 
 from mkdoctor.openssh.forwarding import listen_permitted, permit_error  # noqa: F401 (API)
-from mkdoctor.openssh.keywords import (DEPENDS, DEPRECATED, IGNORED, OPTION, UNKNOWN, UNKNOWN_BUILD,
+from mkdoctor.openssh.keywords import (DEPENDS, DEPRECATED, IGNORED, UNKNOWN, UNKNOWN_BUILD,
                                        UNSUPPORTED, ServerBuild, keyword_status)
 from mkdoctor.openssh.patterns import (MatchSyntaxError, addr_match_list, groups_match,  # noqa: F401
                                        match_pattern, match_pattern_list)
