@@ -49,6 +49,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Protocol, Union
 
+from mkdoctor.openssh.algorithms import KINDS as ALGORITHM_KINDS
+from mkdoctor.openssh.algorithms import list_verdict as algorithm_list_verdict
 from mkdoctor.openssh.forwarding import listen_permitted, permit_error  # noqa: F401 (API)
 from mkdoctor.openssh.keywords import (DEPENDS, DEPRECATED, IGNORED, UNKNOWN, UNKNOWN_BUILD,
                                        UNSUPPORTED, ServerBuild, keyword_status)
@@ -442,6 +444,12 @@ class _Pass:
         if kw == "include":
             self.include(where, args, flags, depth, chain)
             return flags
+        if kw in ALGORITHM_KINDS and args and self.conn is None:
+            refusal, note = algorithm_list_verdict(keyword, args[0], self.build)
+            if refusal:
+                self.problem(f"{where}: {refusal} (sshd refuses to start)")
+            elif note:
+                self.note(f"{where}: {note}")
         kw = ALIASES.get(kw, kw)
         spec = KEYWORDS.get(kw)
         if spec is None:
