@@ -5,7 +5,7 @@ path -> text with the results of glob patterns, or any object with ``read``/``gl
 the same code judges the remote host's sshd (files fetched over ssh, see
 :mod:`mkdoctor.sshd_remote`) and the laptop's own (:func:`local_loader`, MK205).
 
-It follows OpenSSH 9.2's ``servconf.c`` (``process_server_config_line_depth``,
+It follows OpenSSH's ``servconf.c`` (``process_server_config_line_depth``,
 ``match_cfg_line``, ``parse_server_match_config``, ``copy_set_server_options``) and
 ``match.c``/``addrmatch.c``, and is tested against the real ``sshd -T`` on generated
 configurations (tests/test_sshd_config.py, a differential test):
@@ -36,10 +36,16 @@ normalisation applied to both sources (:func:`normalise`): ``PermitRootLogin
 without-password`` (what sshd 9.2 prints for ``prohibit-password``) is
 ``prohibit-password``.
 
+Keywords are judged for the sshd build that runs (``build``, from the server's banner or
+``sshd -V``; :mod:`mkdoctor.openssh.keywords`): a deprecated, ignored or compiled-out
+keyword is a note (sshd logs it and starts), a keyword only some builds know is a note
+"depends on the build" when the build is unknown. Algorithm lists are checked against
+the names the build knows (:mod:`mkdoctor.openssh.algorithms`).
+
 Lines sshd would reject (unknown keywords, a missing argument, bad values, bad quotes, a
-``Match`` it cannot parse, a global-only keyword inside ``Match``), unreadable files, NUL
-bytes and Include loops are reported in ``problems``; evaluation goes on as far as it
-can, and never raises.
+``Match`` it cannot parse, a global-only keyword inside ``Match``, an algorithm it does
+not know), unreadable files, NUL bytes and Include loops are reported in ``problems``;
+evaluation goes on as far as it can, and never raises.
 """
 
 from __future__ import annotations
