@@ -37,7 +37,7 @@ from mkdoctor.openssh.sshd_config import (
     DEFAULT_CONFIG,
     Connection,
     EffectiveConfig,
-    Verdict,
+    PolicyVerdict,
     describe_source,
     evaluate,
     local_loader,
@@ -132,7 +132,7 @@ def exposure(server: LocalSshd, internet: Optional[bool]) -> tuple[bool, str]:
 
 
 def judge(server: LocalSshd, cfg_root: EffectiveConfig, cfg_user: EffectiveConfig,
-          exposed: bool, why: str, restart: str) -> list[Verdict]:
+          exposed: bool, why: str, restart: str) -> list[PolicyVerdict]:
     """MK310's and MK311's verdicts for one local server (pure)."""
     return [root_login_verdict(cfg_root, restart),
             password_verdict(cfg_user, exposed, why, restart)]

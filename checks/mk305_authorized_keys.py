@@ -36,8 +36,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Optional
 
-from mkdoctor.openssh.authorized_keys import KeyLine, from_matches, listen_permitted, parse_file, parse_public_key
-from mkdoctor.openssh.authorized_keys import fingerprint as key_fingerprint
+from mkdoctor.openssh.authorized_keys import KeyLine, from_matches, listen_permitted, parse_file
+from mkdoctor.openssh.pubkey import fingerprint as key_fingerprint
+from mkdoctor.openssh.pubkey import parse_public_key
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped, warned
 from mkdoctor.openssh.session import RemoteUnavailable
 
@@ -325,9 +326,12 @@ def our_keys(ctx) -> list[OurKey]:
     keys: list[OurKey] = []
 
     def add(text: str, source: str) -> None:
-        parsed = parse_public_key(text)
-        if parsed and all(k.blob != parsed[1] for k in keys):
-            keys.append(OurKey(parsed[0], parsed[1], source))
+        try:
+            parsed = parse_public_key(text)
+        except ValueError:
+            return
+        if all(k.blob != parsed.blob for k in keys):
+            keys.append(OurKey(parsed.algorithm, parsed.blob, source))
 
     fact = ctx.fact("MK202", "public_key")
     if isinstance(fact, str) and fact.strip():

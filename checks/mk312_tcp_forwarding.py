@@ -17,21 +17,21 @@ address (sshd_config(5)):
 from __future__ import annotations
 
 from mkdoctor.model import Check, Result, needs_target, only_mode
-from mkdoctor.openssh.sshd_config import EffectiveConfig, Verdict, listen_permitted, setting_fix, to_result
+from mkdoctor.openssh.sshd_config import EffectiveConfig, PolicyVerdict, listen_permitted, setting_fix, to_result
 from mkdoctor.openssh.session import RemoteUnavailable
 from mkdoctor.checks.mk310_permit_root_login import RESTART_REMOTE, unavailable, unreadable
 
 
-def forwarding_verdict(cfg: EffectiveConfig, ports: tuple[int, ...]) -> Verdict:
+def forwarding_verdict(cfg: EffectiveConfig, ports: tuple[int, ...]) -> PolicyVerdict:
     """Whether remote forwards to ``ports`` are allowed (pure)."""
     shown = " and ".join(str(p) for p in ports)
     if cfg.get("disableforwarding") == "yes":
-        return Verdict("fail", f"DisableForwarding yes turns off all forwarding "
+        return PolicyVerdict("fail", f"DisableForwarding yes turns off all forwarding "
                        f"({cfg.where('disableforwarding')})",
                        setting_fix("DisableForwarding", "no", cfg, RESTART_REMOTE))
     allow = cfg.get("allowtcpforwarding")
     if allow in ("no", "local"):
-        return Verdict("fail", f"AllowTcpForwarding {allow} refuses the reverse forwards of tunnel "
+        return PolicyVerdict("fail", f"AllowTcpForwarding {allow} refuses the reverse forwards of tunnel "
                        f"mode ({cfg.where('allowtcpforwarding')})",
                        setting_fix("AllowTcpForwarding", "remote", cfg, RESTART_REMOTE)
                        + " ('remote' allows only ssh -R; 'yes' allows both directions)")
@@ -39,14 +39,14 @@ def forwarding_verdict(cfg: EffectiveConfig, ports: tuple[int, ...]) -> Verdict:
     refused = [p for p in ports if not listen_permitted(permit, p)]
     if refused:
         wanted = " ".join(f"localhost:{p}" for p in ports)
-        return Verdict("fail", f"PermitListen {permit} does not allow listening on "
+        return PolicyVerdict("fail", f"PermitListen {permit} does not allow listening on "
                        f"{' and '.join(map(str, refused))} ({cfg.where('permitlisten')})",
                        setting_fix("PermitListen", wanted, cfg, RESTART_REMOTE)
                        + " (ssh -R asks to listen on 'localhost', so 127.0.0.1:PORT entries "
                        "do not match)",
                        (f"ssh -R {ports[0]}:127.0.0.1:{ports[0]} asks the server to listen on "
                         f"localhost:{ports[0]}",))
-    return Verdict("pass", f"reverse forwards to ports {shown} are allowed "
+    return PolicyVerdict("pass", f"reverse forwards to ports {shown} are allowed "
                    f"(AllowTcpForwarding {allow}, PermitListen {permit})")
 
 

@@ -1,7 +1,7 @@
 """What the laptop's firewall says about inbound TCP on the link ports (a heuristic).
 
 Used by MK204 local-firewall. Each reader turns one firewall's own listing into a
-:class:`Verdict` for the link ports: ``open``, ``closed`` or ``unknown``. The readers are
+:class:`FirewallVerdict` for the link ports: ``open``, ``closed`` or ``unknown``. The readers are
 pure functions of the listing text (unit-tested); :func:`inspect` runs the programs.
 Nothing here needs administrator rights: a listing that cannot be read is reported as
 such (MK204 then skips). The model is deliberately simple — a new TCP connection from
@@ -32,7 +32,7 @@ OPEN, CLOSED, UNKNOWN = "open", "closed", "unknown"
 
 
 @dataclass
-class Verdict:
+class FirewallVerdict:
     """One firewall's view of the link ports."""
 
     firewall: str  # "iptables", "nftables", "ufw", ...
@@ -543,7 +543,7 @@ _DENIED = re.compile(r"permission denied|operation not permitted|must be root|ne
 class Reading:
     """The verdicts of every firewall we could read, and what we could not read."""
 
-    verdicts: list[Verdict] = field(default_factory=list)
+    verdicts: list[FirewallVerdict] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # "nft list ruleset: Operation not permitted"
     found: list[str] = field(default_factory=list)  # firewalls present
 
@@ -553,9 +553,9 @@ def _err(done: Completed) -> str:
     return text[-1] if text else f"exit status {done.returncode}"
 
 
-def _verdict(name: str, states: list[tuple[str, str]], cmd: str) -> Verdict:
+def _verdict(name: str, states: list[tuple[str, str]], cmd: str) -> FirewallVerdict:
     state, reason = _combine(states)
-    return Verdict(name, state, reason, cmd, list(dict.fromkeys(r for _, r in states)))
+    return FirewallVerdict(name, state, reason, cmd, list(dict.fromkeys(r for _, r in states)))
 
 
 def inspect(run: Run, ports: Sequence[int], system: Optional[str] = None) -> Reading:
@@ -637,7 +637,7 @@ def _inspect_linux(run: Run, ports: Sequence[int]) -> Reading:
                     "nftables", [nft_port_state(done.stdout, p, skip) for p in ports],
                     nft_open_command(ports, chains[0])))
             elif not ipt_ok:
-                out.verdicts.append(Verdict("nftables", OPEN, "no nftables input chain: nothing filters inbound"))
+                out.verdicts.append(FirewallVerdict("nftables", OPEN, "no nftables input chain: nothing filters inbound"))
         else:
             out.unreadable.append(f"nft list ruleset: {_err(done)}")
     return out
@@ -665,22 +665,22 @@ def _inspect_macos(run: Run, ports: Sequence[int]) -> Reading:
                        f"/Applications/Mathematica.app && sudo {SOCKETFILTERFW} --unblockapp "
                        "/Applications/Mathematica.app")
             if re.search(r"block all.*(enabled|on)|set to block all", b.stdout, re.I):
-                out.verdicts.append(Verdict("application firewall", CLOSED,
+                out.verdicts.append(FirewallVerdict("application firewall", CLOSED,
                                             "the application firewall blocks all incoming connections",
                                             unblock))
             else:
                 apps = run([SOCKETFILTERFW, "--listapps"])
                 m = re.search(r"(Mathematica|Wolfram)[^\n]*\.app[^\n]*\n\s*\(\s*(Allow|Block)", apps.stdout)
                 if m and m.group(2) == "Block":
-                    out.verdicts.append(Verdict("application firewall", CLOSED,
+                    out.verdicts.append(FirewallVerdict("application firewall", CLOSED,
                                                 f"the application firewall blocks {m.group(1)}", unblock))
                 else:
-                    out.verdicts.append(Verdict(
+                    out.verdicts.append(FirewallVerdict(
                         "application firewall", OPEN,
                         "the application firewall is on; it allows the front end (or asks the "
                         "first time it listens)", unblock))
         elif g.returncode == 0:
-            out.verdicts.append(Verdict("application firewall", OPEN, "the application firewall is off"))
+            out.verdicts.append(FirewallVerdict("application firewall", OPEN, "the application firewall is off"))
         else:
             out.unreadable.append(f"socketfilterfw --getglobalstate: {_err(g)}")
     pfctl = program("pfctl")

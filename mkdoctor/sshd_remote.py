@@ -35,6 +35,7 @@ from mkdoctor.openssh.sshd_config import (
     evaluate,
     oracle_config,
 )
+from mkdoctor.openssh.keywords import UNKNOWN_BUILD, ServerBuild, parse_banner
 from mkdoctor.openssh.session import RemoteUnavailable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,6 +58,11 @@ if [ -z "$p" ]; then
   done
 fi
 printf 'sshd=%s\n' "$p"
+# the build of that sshd: sshd -V names the release ("OpenSSH_9.2"; older sshd print it
+# with their usage), ssh -V of the same package also the vendor's revision ("OpenSSH_9.2p1
+# Debian-2+deb12u6", observed on Debian 12, whose sshd -V omits it)
+if [ -n "$p" ]; then printf 'sshdversion=%s\n' "$("$p" -V 2>&1 | grep -o 'OpenSSH_[^,]*' | head -n 1)"; fi
+printf 'sshversion=%s\n' "$(ssh -V 2>&1 | grep -o 'OpenSSH_[^,]*' | head -n 1)"
 { ip -o addr show 2>/dev/null | awk '{print $4}' ; } | while read -r a; do printf 'addr=%s\n' "$a"; done
 if ! command -v ip >/dev/null 2>&1; then
   for a in $(hostname -I 2>/dev/null); do printf 'addr=%s\n' "$a"; done
@@ -98,6 +104,8 @@ class RemoteFacts:
     server_addr: str = ""
     server_port: int = 0
     sshd: str = ""
+    sshd_version: str = ""  # "OpenSSH_9.2" (sshd -V)
+    ssh_version: str = ""  # "OpenSSH_9.2p1 Debian-2+deb12u6" (ssh -V)
     addresses: list[str] = field(default_factory=list)
 
 
@@ -122,9 +130,22 @@ def parse_facts(text: str) -> RemoteFacts:
                 facts.client_port, facts.server_port = int(parts[1]), int(parts[3])
         elif key == "sshd":
             facts.sshd = value
+        elif key == "sshdversion":
+            facts.sshd_version = value
+        elif key == "sshversion":
+            facts.ssh_version = value
         elif key == "addr" and value:
             facts.addresses.append(value.split("/", 1)[0].split("%", 1)[0])
     return facts
+
+
+def server_build(facts: RemoteFacts) -> ServerBuild:
+    """The remote sshd's build (keywords are judged for it): the release from sshd -V,
+    the vendor from ssh -V when it is the same release (the same source package)."""
+    sshd, ssh = parse_banner(facts.sshd_version), parse_banner(facts.ssh_version)
+    if sshd.version is None:
+        return UNKNOWN_BUILD
+    return ssh if ssh.version == sshd.version else sshd
 
 
 def parse_fetch(text: str, marker: str) -> tuple[dict[str, list[str]], dict[str, object]]:
@@ -216,7 +237,7 @@ def _compute(ctx: "Context", user: Optional[str]) -> EffectiveConfig:
     path = ctx.options.sshd_config or DEFAULT_CONFIG
     cfg, why_not = try_oracle(ctx, facts, conn, path)
     if cfg is None:
-        cfg = evaluate_remote(ctx, path, conn)
+        cfg = evaluate_remote(ctx, path, conn, server_build(facts))
         if why_not:
             cfg.source += f" (sshd -T was not possible: {why_not})"
     cfg.notes[:0] = notes
@@ -254,7 +275,8 @@ def fetch(ctx: "Context", patterns: list[str]) -> tuple[dict[str, list[str]], di
     return parse_fetch(res.stdout, marker)
 
 
-def evaluate_remote(ctx: "Context", path: str, conn: Connection) -> EffectiveConfig:
+def evaluate_remote(ctx: "Context", path: str, conn: Connection,
+                    build: ServerBuild = UNKNOWN_BUILD) -> EffectiveConfig:
     """Read the configuration over ssh in rounds (main file, then its Includes, ...) and
     evaluate it here."""
     snap = Snapshot()
@@ -268,7 +290,7 @@ def evaluate_remote(ctx: "Context", path: str, conn: Connection) -> EffectiveCon
         if path in wanted and path not in snap.files:
             snap.files[path] = FileUnavailable("No such file or directory")
         snap.wanted = set()
-        cfg = evaluate(path, snap, conn)
+        cfg = evaluate(path, snap, conn, build=build)
         wanted = snap.wanted - asked
         if not wanted:
             return cfg

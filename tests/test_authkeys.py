@@ -33,6 +33,7 @@ def make_blob(keytype: str = "ssh-ed25519", payload: bytes = b"\x01" * 32) -> st
 
 
 BLOB = make_blob()
+KEY_LINE = f"ssh-ed25519 {BLOB} me@laptop"
 KEY = f"ssh-ed25519 {BLOB} me@laptop"
 
 
@@ -152,9 +153,42 @@ def test_listen_permitted(values: list[str], port: int, ok: bool) -> None:
     ("*,!192.168.1.9", "192.168.1.9", False),
     ("127.0.0.1", "127.0.0.1", True),
     ("*.example.org", "10.0.0.1", None),  # a host-name pattern: cannot tell from an address
+    # addrmatch.c addr_pton_cidr: host bits set or a mask too long is an invalid list
+    # (-2), and auth-options.c refuses the key for every client
+    ("10.0.0.1/8", "10.1.2.3", False),
+    ("10.0.0.0/33", "10.1.2.3", False),
+    ("192.168.1.0/24,10.0.0.1/8", "192.168.1.9", False),
+    ("2001:db8::1/32", "2001:db8::5", False),
+    ("10.0.0.0/8", "10.1.2.3", True),
 ])
 def test_from_matches(patterns: str, addr: str, ok: bool | None) -> None:
     assert from_matches(patterns, addr) is ok
+
+
+def test_from_host_names_count_only_with_usedns_yes() -> None:
+    """auth.c auth_get_canonical_hostname: under UseDNS no (the default) sshd matches
+    from= host-name patterns against the address."""
+    assert from_matches("*.example.org", "10.0.0.1", "pc.example.org", usedns="no") is False
+    assert from_matches("*.example.org", "10.0.0.1", "pc.example.org", usedns="yes") is True
+    assert from_matches("*.example.org,!bad.example.org", "10.0.0.1", "bad.example.org",
+                        usedns="yes") is False
+
+
+@pytest.mark.parametrize("option, ok", [
+    ('permitopen="localhost:31415"', True),
+    ('permitopen="a:b:22"', False),  # hpdelim2: host "a", port "b:22"
+    ('permitopen="host/22"', True),  # hpdelim2 also splits at "/"
+    ('permitopen="[::1]:22"', True),
+    ('permitopen="[::1]x:22"', False),
+    ('permitopen=":22"', True),  # an empty host is accepted by auth-options.c
+    ('permitlisten="31415"', True),
+    ('permitlisten="localhost:31415:1"', False),
+    ('permitopen="31415"', False),  # a bare port only for permitlisten
+])
+def test_permit_options_split_like_hpdelim2(option: str, ok: bool) -> None:
+    line = f"{option} {KEY_LINE}"
+    parsed = authkeys.parse_line(line, 1)
+    assert isinstance(parsed, KeyLine) is ok, parsed
 
 
 # --- properties -----------------------------------------------------------------------
@@ -228,6 +262,11 @@ def test_lookup_name() -> None:
     ([K1, R1], [entry(R1)], "known"),  # ssh picks the recorded type
     ([K1], [entry(R1)], "other-types"),
     ([K1], [entry(K1, "revoked")], "revoked"),
+    # hostfile.c: @revoked revokes that key, not the host. ssh negotiates one key (the
+    # types it has plain entries for first, sshconnect2.c order_hostkeyalgs).
+    ([K1, R1], [entry(K1), entry(R1, "revoked")], "known"),
+    ([K1, R1], [entry(R1), entry(K1, "revoked")], "known"),
+    ([K1, R1], [entry(K1, "revoked")], "revoked"),  # nothing recorded: ssh takes ed25519
     ([K1], [entry(K2, "cert-authority")], "cert-authority"),
 ])
 def test_judge(server: list[HostKey], known: list[KnownEntry], kind: str) -> None:

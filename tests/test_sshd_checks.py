@@ -118,6 +118,23 @@ def test_parse_facts():
     assert conn.addr == "127.0.0.1" and notes
 
 
+def test_server_build_from_the_remote_versions():
+    f = sshd_remote.parse_facts("sshdversion=OpenSSH_9.2\nsshversion=OpenSSH_9.2p1 Debian-2+deb12u6\n")
+    b = sshd_remote.server_build(f)
+    assert (b.version, b.vendor) == ((9, 2), "debian")
+    f = sshd_remote.parse_facts("sshdversion=OpenSSH_9.6\nsshversion=OpenSSH_9.2p1 Debian-2\n")
+    assert (sshd_remote.server_build(f).version, sshd_remote.server_build(f).vendor) == ((9, 6), "")
+    assert sshd_remote.server_build(sshd_remote.parse_facts("")).version is None
+
+
+def test_facts_script_names_this_sshd_build():
+    out = subprocess.run(["sh", "-c", sshd_remote.FACTS_SCRIPT], capture_output=True, text=True,
+                         timeout=20).stdout
+    b = sshd_remote.server_build(sshd_remote.parse_facts(out))
+    local = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr
+    assert b.version is not None and f"OpenSSH_{b.version[0]}.{b.version[1]}" in local
+
+
 def test_oracle_output_parser():
     out = "port 22\npermitrootlogin without-password\nallowtcpforwarding yes\npermitlisten any\n"
     cfg = sc.oracle_config(out, sshd_remote.SOURCE_ORACLE)

@@ -21,6 +21,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mkdoctor.openssh import sshd_config as sc
+from mkdoctor.openssh.keywords import parse_banner
 from mkdoctor.openssh.sshd_config import Connection, EffectiveConfig, Snapshot, evaluate
 
 SSHD = "/usr/sbin/sshd"
+# The build of this machine's sshd (the OpenSSH package's ssh -V names the same build):
+# its keywords are judged for it.
+LOCAL_BUILD = parse_banner(subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr)
 
 
 def conn(user="alice", addr="10.1.2.3", laddr="10.0.0.1", lport=22, groups=("alice",), host=None):
@@ -136,7 +141,8 @@ def test_match_group_needs_known_groups():
 
 
 def test_match_localport_host_all():
-    text = "Match LocalPort 2222 Host *.example.org\n  PermitRootLogin no\nMatch All\n  PasswordAuthentication no\n"
+    text = ("UseDNS yes\nMatch LocalPort 2222 Host *.example.org\n  PermitRootLogin no\n"
+            "Match All\n  PasswordAuthentication no\n")
     r = ev(text, conn(lport=2222, host="pc.EXAMPLE.org"))
     assert r.values["permitrootlogin"] == "no" and r.values["passwordauthentication"] == "no"
     # The host matches, the port does not: only LocalPort keeps the block out.
@@ -144,6 +150,19 @@ def test_match_localport_host_all():
     assert r.values["permitrootlogin"] == "prohibit-password"
     assert r.values["passwordauthentication"] == "no"
     assert ev(text, conn(lport=22)).values["permitrootlogin"] == "prohibit-password"
+
+
+def test_match_host_sees_the_address_unless_usedns_yes():
+    """servconf.c match_cfg_line compares Match Host with ci->host, which sshd fills from
+    auth_get_canonical_hostname(ssh, options.use_dns): the address under UseDNS no (the
+    default). The client's name only counts with UseDNS yes."""
+    block = "Match Host *.example.org\n  PermitRootLogin yes\n"
+    named = conn(host="pc.example.org", addr="192.0.2.5")
+    assert ev(block, named).values["permitrootlogin"] == "prohibit-password"
+    assert ev("UseDNS no\n" + block, named).values["permitrootlogin"] == "prohibit-password"
+    assert ev("UseDNS yes\n" + block, named).values["permitrootlogin"] == "yes"
+    # under UseDNS no a Host pattern can match the address itself
+    assert ev("Match Host 192.0.2.*\n  PermitRootLogin yes\n", named).values["permitrootlogin"] == "yes"
 
 
 def test_match_localport_alone():
@@ -286,11 +305,35 @@ VALUES = {
     "AuthenticationMethods": ["any", "publickey", "publickey,password", "publickey password"],
     "UsePAM": ["yes", "no"],
     "StrictModes": ["yes", "no"],
+    "AllowUsers": ["*", "root alice", "*@10.0.0.0/8"],
+    "DenyUsers": ["nobody", "nosuch daemon"],
+    "AllowGroups": ["*", "root adm"],
+    "DenyGroups": ["nogroup"],
+    "ForceCommand": ["internal-sftp", "echo hi there", "/bin/true # a comment"],
+    "ChrootDirectory": ["none", "/srv/%u", '"/srv/a b"'],
+    "MaxStartups": ["10:30:100", "4096", "3:50:10", "5:200:10"],
+    "PermitOpen": ["any", "none", "a:1 b:2", "[::1]:22", "a:b:c", "host/22"],
+    "Port": ["22", "2222", "0"],
+    # Keywords OpenSSH dropped (sDeprecated/sIgnore: logged, and sshd starts), compiled
+    # out (sUnsupported on this build), vendor ones (Debian's, known here; Red Hat's,
+    # unknown here: sshd refuses to start).
+    "RSAAuthentication": ["yes", "no"],
+    "RhostsRSAAuthentication": ["no"],
+    "UsePrivilegeSeparation": ["sandbox", "yes"],
+    "KeyRegenerationInterval": ["3600"],
+    "ServerKeyBits": ["1024"],
+    "Protocol": ["2"],
+    "KerberosTgtPassing": ["no"],
+    "GSSAPIUseSessionCredCache": ["no"],
+    "DebianBanner": ["no"],
+    "KerberosUseKuserok": ["no"],
 }
 # Values sshd refuses (drawn less often, so that most configurations are accepted).
-BAD_VALUES = {"maybe", "nope", "0", "a:b:c", "none 31415", '""'}
+BAD_VALUES = {"maybe", "nope", "0", "a:b:c", "none 31415", '""', "5:200:10", "host/22"}
 # Keywords sshd refuses inside a Match block.
-NOT_IN_MATCH = {"UsePAM", "StrictModes"}
+NOT_IN_MATCH = {"UsePAM", "StrictModes", "Port", "MaxStartups", "UsePrivilegeSeparation",
+                "KeyRegenerationInterval", "ServerKeyBits", "Protocol", "KerberosTgtPassing",
+                "GSSAPIUseSessionCredCache", "DebianBanner"}
 # Criteria written without looking at the connection: syntax corners and invalid ones.
 CRITERIA = {
     "User": ["root", "daemon", "nobody", "alice", "*", "r*", "?oot", "!root", "*,!root",
@@ -396,7 +439,8 @@ def setting(draw, in_match: bool = False, hot: bool = False) -> str:
         keys = HOT
     key = draw(st.sampled_from(keys))
     good = [v for v in VALUES[key] if v not in BAD_VALUES]
-    default = sc.KEYWORDS[sc.ALIASES.get(key.lower(), key.lower())].default
+    spec = sc.KEYWORDS.get(sc.ALIASES.get(key.lower(), key.lower()))
+    default = spec.default if spec else None
     if in_match and draw(st.integers(0, 3)) != 0:  # mostly a value that changes something
         good = [v for v in good if sc.normalise(key, v.lower()) != default] or good
     value = draw(st.sampled_from(VALUES[key] if draw(st.integers(0, 14)) == 0 else good))
@@ -500,8 +544,10 @@ def hostkey_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def sshd_t(main: Path, c: Connection) -> subprocess.CompletedProcess:
-    return subprocess.run([SSHD, "-T", "-C", c.spec(), "-f", str(main)],
+def sshd_t(main: Path, c: Connection, usedns: str = "no") -> subprocess.CompletedProcess:
+    # sshd -T -C takes host= as given; the running sshd matches Match Host against the
+    # client's name only with UseDNS yes, else against its address: give it that.
+    return subprocess.run([SSHD, "-T", "-C", c.spec(usedns), "-f", str(main)],
                           capture_output=True, text=True, timeout=20)
 
 
@@ -528,12 +574,15 @@ def differential_case(hostkey_dir: Path, cfg: tuple[str, dict[str, str]], c: Con
         return text.replace("@DIR@", str(d)).replace("@REL@", rel)
 
     try:
-        main_text = f"HostKey {hostkey_dir / 'hk'}\n" + fill(main_text)
+        # Mostly UseDNS yes (Match Host then sees the client's name), sometimes the
+        # default no (it sees the address): stable per case.
+        usedns = "no" if zlib.crc32(main_text.encode()) % 4 == 0 else "yes"
+        main_text = f"HostKey {hostkey_dir / 'hk'}\nUseDNS {usedns}\n" + fill(main_text)
         (d / "sshd_config").write_text(main_text)
         for name, text in includes.items():
             (d / name).write_text(fill(text))
-        done = sshd_t(d / "sshd_config", c)
-        ours = evaluate(str(d / "sshd_config"), sc.local_loader(), c)
+        done = sshd_t(d / "sshd_config", c, usedns)
+        ours = evaluate(str(d / "sshd_config"), sc.local_loader(), c, build=LOCAL_BUILD)
         listing = main_text + "".join(f"--- {n}\n{fill(t)}" for n, t in includes.items())
         if done.returncode != 0:
             assert ours.problems, f"sshd refused:\n{done.stderr}\nconfig:\n{listing}"
@@ -541,8 +590,8 @@ def differential_case(hostkey_dir: Path, cfg: tuple[str, dict[str, str]], c: Con
         assert ours.problems == [], f"sshd accepted, we complain:\n{listing}"
         theirs = sc.parse_sshd_t(done.stdout)
         for kw in sc.KEYWORDS:
-            assert ours.values[kw] == theirs[kw], (
-                f"{kw}: ours {ours.values[kw]!r} ({ours.origin[kw]}) != sshd -T {theirs[kw]!r}\n"
+            assert ours.values[kw] == theirs.get(kw, ""), (
+                f"{kw}: ours {ours.values[kw]!r} ({ours.origin[kw]}) != sshd -T {theirs.get(kw)!r}\n"
                 f"connection {c.spec()} groups {c.groups}\nconfig:\n{listing}")
         # What the connection's Match blocks changed: sshd's values (equal to ours, as
         # just asserted) against the evaluator's first pass (the lines outside Match
@@ -550,7 +599,7 @@ def differential_case(hostkey_dir: Path, cfg: tuple[str, dict[str, str]], c: Con
         first = sc._Pass(sc.local_loader(), None, None, [], sc.SSHDIR)
         first.run_file(str(d / "sshd_config"), main_text, 0, 0, (str(d / "sshd_config"),))
         changed = [kw for kw, spec in sc.KEYWORDS.items()
-                   if theirs[kw] != first.values.get(kw, spec.default)]
+                   if theirs.get(kw, "") != first.values.get(kw, spec.default)]
         seen = ["accepted"]
         if changed:
             seen.append("a Match changed a value")
@@ -632,3 +681,47 @@ def test_auth_methods_start_up_check_is_on_the_global_settings(hostkey_dir, text
         assert complained == refused, ours.problems
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# --- keywords judged for the build (keywords.py) -----------------------------------------
+
+DEBIAN_9_2 = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u6"
+
+
+def test_deprecated_keywords_are_notes_not_refusals():
+    """servconf.c sDeprecated: sshd logs "Deprecated option" and starts (sshd/011, 044)."""
+    from mkdoctor.openssh.keywords import parse_banner
+
+    text = ("RSAAuthentication yes\nRhostsRSAAuthentication no\nUsePrivilegeSeparation sandbox\n"
+            "KeyRegenerationInterval 3600\nServerKeyBits 1024\nProtocol 2\nPermitRootLogin no\n")
+    r = evaluate("/etc/ssh/sshd_config", {"/etc/ssh/sshd_config": text}, conn(),
+                 build=parse_banner(DEBIAN_9_2))
+    assert r.problems == []
+    assert r.values["permitrootlogin"] == "no"
+    assert sum("Deprecated option" in n for n in r.notes) == 5, r.notes  # Protocol: sIgnore
+    # a global-only deprecated keyword inside a Match block is still refused
+    r = ev("Match User bob\n  ServerKeyBits 1024\n")
+    assert any("not allowed within a Match block" in p for p in r.problems)
+
+
+def test_dsa_authentication_is_pubkey_authentication():
+    """servconf.c: { "dsaauthentication", sPubkeyAuthentication } (an alias)."""
+    assert ev("DSAAuthentication no\n").values["pubkeyauthentication"] == "no"
+
+
+def test_tilde_in_authorized_keys_file_is_the_home_of_sshd():
+    """servconf.c sAuthorizedKeysFile: tilde_expand_filename(arg, getuid()) while
+    reading the file, i.e. root's home, whoever logs in (sshd -T: /root/.ssh/ak)."""
+    r = ev("AuthorizedKeysFile ~/.ssh/ak .ssh/authorized_keys ~root/x\n", conn(user="alice"))
+    assert r.values["authorizedkeysfile"] == "/root/.ssh/ak .ssh/authorized_keys ~root/x"
+
+
+def test_accumulating_keywords_and_values_as_sshd_T_prints_them():
+    r = ev("AllowUsers a b\nAllowUsers c\nPort 22\nPort 2222\nMaxStartups 4096\n"
+           "ForceCommand echo hi there\nPermitOpen a:1 b:2\n")
+    assert r.values["allowusers"] == "a b c"
+    assert r.values["port"] == "22 2222"
+    assert r.values["maxstartups"] == "4096:30:4096"
+    assert r.values["forcecommand"] == "echo hi there"
+    assert r.values["permitopen"] == "a:1 b:2"
+    assert ev("PermitOpen a:b:c\n").problems

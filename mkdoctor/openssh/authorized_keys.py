@@ -24,15 +24,13 @@ OpenSSH portable auth-options.c, misc.c, sshkey.c, auth2-pubkeyfile.c, channels.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import fnmatch
-import hashlib
-import ipaddress
 import re
-import struct
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
+
+from mkdoctor.openssh.forwarding import listen_permitted, permit_error  # noqa: F401 (API)
+from mkdoctor.openssh.patterns import MatchSyntaxError, addr_match_list, match_host_and_ip
+from mkdoctor.openssh.pubkey import blob_error, fingerprint, is_keytype  # noqa: F401 (API)
 
 # Flags, in the order sshauthopt_parse tries them; True: accepts a "no-" prefix.
 FLAG_OPTIONS: tuple[tuple[str, bool], ...] = (
@@ -50,15 +48,6 @@ VALUE_OPTIONS = ("command", "principals", "from", "expiry-time", "environment",
                  "permitopen", "permitlisten", "tunnel")
 # Options that may appear only once on a line ("multiple \"command\" clauses").
 SINGLE_VALUE = ("command", "principals", "from")
-
-# Key types sshkey_read() recognises (plain keys and certificates).
-_KEYTYPE = re.compile(
-    r"^(ssh-(rsa|dss|ed25519|xmss)|ecdsa-sha2-nistp(256|384|521)|"
-    r"sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com|"
-    r"(ssh-(rsa|dss|ed25519|xmss)|ecdsa-sha2-nistp(256|384|521)|"
-    r"sk-(ssh-ed25519|ecdsa-sha2-nistp256))-cert-v01@openssh\.com|"
-    r"ssh-xmss@openssh\.com|ssh-xmss-cert-v01@openssh\.com)$"
-)
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EXPIRY = re.compile(r"^\d{8}(\d{4}(\d{2})?)?Z?$")
@@ -128,53 +117,6 @@ ParsedLine = Union[KeyLine, BadLine]
 # --- keys ---------------------------------------------------------------------------
 
 
-def fingerprint(blob_b64: str) -> str:
-    """``SHA256:...`` of a base64 key blob, as ``ssh-keygen -l`` prints it."""
-    raw = base64.b64decode(blob_b64 + "=" * (-len(blob_b64) % 4))
-    return "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
-
-
-def blob_error(keytype: str, blob_b64: str) -> Optional[str]:
-    """Why ``blob_b64`` is not a valid ``keytype`` key, or None. Structural check (the
-    blob's first field names the key type), then sshpubkeys' stricter one when it is
-    installed and knows the type."""
-    try:
-        raw = base64.b64decode(blob_b64, validate=True)
-    except (binascii.Error, ValueError):
-        return "the key is not valid base64 (broken or cut when pasted?)"
-    if len(raw) < 4:
-        return "the key data is too short"
-    (n,) = struct.unpack(">I", raw[:4])
-    inner = raw[4:4 + n].decode("ascii", "replace")
-    if n > len(raw) - 4 or inner != keytype:
-        return f"the key data does not match its type {keytype}"
-    try:
-        from sshpubkeys import SSHKey  # heavy import, only when needed
-        from sshpubkeys.exceptions import InvalidKeyException
-    except ImportError:  # pragma: no cover - sshpubkeys is a dependency
-        return None
-    try:
-        SSHKey(f"{keytype} {blob_b64}", strict=False, skip_option_parsing=True).parse()
-    except NotImplementedError:
-        return None  # a type sshpubkeys does not know (certificates, xmss): structure is fine
-    except (InvalidKeyException, ValueError, TypeError) as exc:
-        return f"invalid {keytype} key, cut short or damaged when pasted? ({exc})"
-    return None
-
-
-def is_keytype(token: str) -> bool:
-    return bool(_KEYTYPE.match(token))
-
-
-def parse_public_key(text: str) -> Optional[tuple[str, str]]:
-    """(keytype, blob) of a public key line such as the contents of ``id_ed25519.pub``
-    (options before the key are allowed), or None."""
-    parsed = parse_line(text.strip().splitlines()[0] if text.strip() else "", 1)
-    if isinstance(parsed, KeyLine):
-        return parsed.keytype, parsed.blob
-    return None
-
-
 # --- options ------------------------------------------------------------------------
 
 
@@ -207,24 +149,6 @@ def _dequote(text: str, i: int) -> tuple[str, int]:
     if i >= len(text):
         raise OptionError("missing end quote")
     return "".join(out), i + 1
-
-
-def _valid_permit(value: str, allow_bare_port: bool) -> bool:
-    """host:port (or a bare port for permitlisten); port is 1-65535 or *."""
-    if allow_bare_port and ":" not in value:
-        value = "*:" + value
-    if value.startswith("["):
-        host, sep, rest = value[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            return False
-        port = rest[1:]
-    else:
-        host, sep, port = value.rpartition(":")
-        if not sep:
-            return False
-    if not host:
-        return False
-    return port == "*" or (port.isdigit() and 0 < int(port) <= 65535)
 
 
 def parse_options(text: str) -> list[KeyOption]:
@@ -273,8 +197,9 @@ def _check_value(name: str, value: str) -> None:
         if not eq or not _ENV_NAME.match(var):
             raise OptionError(f'invalid environment string "{value}"')
     elif name in ("permitopen", "permitlisten"):
-        if not _valid_permit(value, allow_bare_port=name == "permitlisten"):
-            raise OptionError(f'invalid {name}="{value}" (write host:port)')
+        error = permit_error(value, listen=name == "permitlisten", key_option=True)
+        if error:
+            raise OptionError(f'{error} in {name}="{value}" (write host:port)')
     elif name == "expiry-time":
         if not _EXPIRY.match(value):
             raise OptionError(f'invalid expiry-time="{value}" (write YYYYMMDD[HHMM[SS]][Z])')
@@ -344,63 +269,31 @@ def parse_file(text: str) -> tuple[list[KeyLine], list[BadLine]]:
 # --- what the options allow ---------------------------------------------------------
 
 
-def _pattern_match(pattern: str, text: str) -> bool:
-    """OpenSSH match_pattern: ``*`` and ``?`` wildcards, case-insensitive here (sshd
-    lower-cases host names before matching)."""
-    return fnmatch.fnmatchcase(text.lower(), pattern.lower().replace("[", "[[]"))
-
-
-def listen_permitted(permitlisten: Sequence[str], port: int, listen_host: str = "localhost") -> bool:
-    """Whether a remote forward ``-R port:...`` is allowed by these ``permitlisten``
-    values (no values: no restriction). ssh sends the listen host "localhost" when the
-    -R spec names none (channels.c: channel_request_remote_forwarding), and sshd
-    matches it against the pattern (channels.c: remote_open_match)."""
-    if not permitlisten:
-        return True
-    for value in permitlisten:
-        spec = value if ":" in value else "*:" + value
-        if spec.startswith("["):
-            host, _, rest = spec[1:].partition("]")
-            pport = rest[1:]
-        else:
-            host, _, pport = spec.rpartition(":")
-        if pport != "*" and (not pport.isdigit() or int(pport) != port):
-            continue
-        if _pattern_match(host, listen_host):
-            return True
-    return False
-
-
-def from_matches(patterns: str, address: str) -> Optional[bool]:
-    """Whether a client at ``address`` satisfies ``from="patterns"`` (sshd with UseDNS
-    no, the default: host-name patterns are matched against the address). A negated
-    match (``!pattern``) refuses. None when the list has only host-name patterns that
-    an address cannot be compared with."""
+def from_matches(patterns: str, address: str, hostname: Optional[str] = None,
+                 usedns: Optional[str] = None) -> Optional[bool]:
+    """Whether a client at ``address`` satisfies ``from="patterns"`` (auth-options.c
+    ``auth_authorise_keyopts`` with match.c ``match_host_and_ip``). sshd compares host-name
+    patterns with the client's name from reverse DNS only under ``UseDNS yes``; under
+    ``UseDNS no`` (the default) with the address itself. A negated match refuses, and so
+    does a list sshd finds invalid (a CIDR with host bits set, ``10.0.0.1/8``, or a mask
+    too long: addrmatch.c ``addr_pton_cidr``): the key is refused for every client.
+    None when the answer rests on a name that is not known (``usedns`` None: unknown,
+    or "yes" without ``hostname``) and the address alone does not decide it."""
+    if match_host_and_ip(address, address, patterns) == -1:
+        return False  # an invalid list: sshd refuses the key whoever connects
+    if usedns == "yes" and hostname:
+        return match_host_and_ip(hostname, address, patterns) == 1
+    by_address = match_host_and_ip(address, address, patterns) == 1
+    if usedns == "no":
+        return by_address
     try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return None
-    matched = False
-    names_only = True
-    for raw in patterns.split(","):
-        raw = raw.strip()
-        if not raw:
-            continue
-        negate = raw.startswith("!")
-        pat = raw[1:] if negate else raw
-        if "/" in pat:
-            names_only = False
-            try:
-                hit = ip in ipaddress.ip_network(pat, strict=False)
-            except ValueError:
-                return False  # sshd: an invalid CIDR list refuses the key
-        else:
-            if re.fullmatch(r"[0-9.:*?a-fA-F]+", pat):
-                names_only = False
-            hit = _pattern_match(pat, str(ip))
-        if hit and negate:
-            return False
-        matched = matched or hit
-    if not matched and names_only:
-        return None
-    return matched
+        negated_ip = addr_match_list(address, patterns) == -1
+    except MatchSyntaxError:
+        return False
+    names = [p.lstrip("!") for p in patterns.split(",")
+             if p and not re.fullmatch(r"[0-9.:*?a-fA-F/]+", p.lstrip("!"))]
+    if not names or negated_ip:
+        return by_address
+    if by_address and not any(p.startswith("!") for p in patterns.split(",")):
+        return True
+    return None

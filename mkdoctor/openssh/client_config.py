@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Optional
 
 from mkdoctor.options import UsageError
-from mkdoctor.openssh.sshd_config import QuoteError, argv_split
+from mkdoctor.openssh.tokens import QuoteError, argv_split
 
 ALIAS_PREFIX = "mk-"
 

@@ -12,7 +12,7 @@ about it comes from OpenSSH's own tools —
   instead, so a mismatched ``.pub`` could not be caught that way);
 - ``ssh-add -L`` lists the public keys the agent holds.
 
-Public keys are parsed with ``sshpubkeys`` (type, bits, SHA256 fingerprint).
+Public keys are parsed by :mod:`mkdoctor.openssh.pubkey` (type, bits, SHA256 fingerprint).
 
 API: :func:`identity_candidates` / :func:`default_identity_files` (what ssh would use),
 :func:`inspect_identity` -> :class:`KeyInfo`, :func:`assess` -> list of
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
+from mkdoctor.openssh.pubkey import KIND_BY_ALGORITHM, PublicKey, parse_public_key  # noqa: F401
 from mkdoctor.proc import Completed, ProcessRunner
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,65 +52,7 @@ RSA_WARN_BELOW = 3072
 
 DEFAULT_KEY = "~/.ssh/id_ed25519"
 
-KIND_BY_ALGORITHM = {
-    "ssh-ed25519": "ed25519",
-    "ssh-rsa": "rsa",
-    "ssh-dss": "dsa",
-    "ecdsa-sha2-nistp256": "ecdsa",
-    "ecdsa-sha2-nistp384": "ecdsa",
-    "ecdsa-sha2-nistp521": "ecdsa",
-    "sk-ssh-ed25519@openssh.com": "ed25519-sk",
-    "sk-ecdsa-sha2-nistp256@openssh.com": "ecdsa-sk",
-}
-
-
 # --- public keys -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PublicKey:
-    """One public key line: ``ALGORITHM BLOB [COMMENT]``."""
-
-    algorithm: str
-    blob: str
-    comment: str
-    kind: str  # ed25519, rsa, ecdsa, dsa, ed25519-sk, ecdsa-sk, or the algorithm
-    bits: int
-    fingerprint: str  # SHA256:...
-
-    @property
-    def line(self) -> str:
-        return f"{self.algorithm} {self.blob}" + (f" {self.comment}" if self.comment else "")
-
-
-def parse_public_key(text: str) -> PublicKey:
-    """Parse one public key line (the first non-comment line of ``text``).
-
-    Raises ValueError when it is not a valid public key.
-    """
-    from sshpubkeys import SSHKey
-    from sshpubkeys.exceptions import InvalidKeyError
-
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise ValueError("empty")
-    parts = lines[0].split(None, 2)
-    if len(parts) < 2:
-        raise ValueError("not a public key line")
-    key = SSHKey(lines[0], strict=False, skip_option_parsing=True)
-    try:
-        key.parse()
-    except (InvalidKeyError, NotImplementedError, ValueError) as exc:
-        raise ValueError(str(exc) or type(exc).__name__) from None
-    algorithm = key.key_type.decode("ascii", "replace") if isinstance(key.key_type, bytes) else str(key.key_type)
-    return PublicKey(
-        algorithm=algorithm,
-        blob=parts[1],
-        comment=parts[2].strip() if len(parts) > 2 else "",
-        kind=KIND_BY_ALGORITHM.get(algorithm, algorithm),
-        bits=int(key.bits or 0),
-        fingerprint=key.hash_sha256(),
-    )
 
 
 _FP_LINE = re.compile(r"^(\d+)\s+(SHA256:\S+)\s")

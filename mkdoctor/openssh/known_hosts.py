@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from mkdoctor.openssh.authorized_keys import fingerprint
+from mkdoctor.openssh.pubkey import fingerprint
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,10 @@ class KnownEntry:
 
 
 @dataclass
-class Verdict:
+class HostKeyVerdict:
+    """What ssh will make of the server's host key (not a check's pass/warn/fail: see
+    sshd_config.PolicyVerdict for that)."""
+
     kind: str  # known, unknown, changed, other-types, revoked, cert-authority
     match: Optional[KnownEntry] = None
     server_key: Optional[HostKey] = None  # the key the verdict is about
@@ -127,30 +130,37 @@ def parse_keygen_find(stdout: str, path: str) -> list[KnownEntry]:
     return entries
 
 
-def judge(server_keys: Sequence[HostKey], known: Sequence[KnownEntry]) -> Verdict:
+def judge(server_keys: Sequence[HostKey], known: Sequence[KnownEntry]) -> HostKeyVerdict:
     """Compare the server's keys with the known_hosts entries for its name, the way ssh
-    would (see the module docstring). ``server_keys`` must not be empty."""
-    revoked = {e.key for e in known if e.marker == "revoked"}
-    for key in server_keys:
-        if key in revoked:
-            entry = next(e for e in known if e.marker == "revoked" and e.key == key)
-            return Verdict("revoked", entry, key, list(known))
+    would (see the module docstring). ``server_keys`` (in ssh's preference order, see
+    :func:`preferred`) must not be empty.
+
+    ssh negotiates ONE host key: it moves the algorithms of the types it has plain
+    (unmarked) known_hosts entries for to the front (sshconnect2.c
+    ``order_hostkeyalgs``), then checks that key alone (hostfile.c
+    ``check_hostkeys_by_key_or_type``, ``check_key_not_revoked``). An ``@revoked`` line
+    revokes the key on it, not the host: a revoked key of a type ssh does not use does
+    not stop the login."""
     plain = [e for e in known if not e.marker]
     cas = [e for e in known if e.marker == "cert-authority"]
-    # A recorded type whose key differs: ssh prefers that type, so it fails.
-    for key in server_keys:
-        same_type = [e for e in plain if e.key.keytype == key.keytype]
-        if same_type and not any(e.key == key for e in same_type):
-            return Verdict("changed", None, key, same_type)
-    for key in server_keys:
-        for e in plain:
-            if e.key == key:
-                return Verdict("known", e, key, plain)
+    known_types = {e.key.keytype for e in plain}
+    ordered = ([k for k in server_keys if k.keytype in known_types]
+               + [k for k in server_keys if k.keytype not in known_types])
+    key = ordered[0]
+    for e in known:
+        if e.marker == "revoked" and e.key == key:
+            return HostKeyVerdict("revoked", e, key, list(known))
+    same_type = [e for e in plain if e.key.keytype == key.keytype]
+    for e in same_type:
+        if e.key == key:
+            return HostKeyVerdict("known", e, key, plain)
+    if same_type:
+        return HostKeyVerdict("changed", None, key, same_type)
     if plain:
-        return Verdict("other-types", None, server_keys[0], plain)
+        return HostKeyVerdict("other-types", None, key, plain)
     if cas:
-        return Verdict("cert-authority", cas[0], server_keys[0], cas)
-    return Verdict("unknown", None, server_keys[0], [])
+        return HostKeyVerdict("cert-authority", cas[0], key, cas)
+    return HostKeyVerdict("unknown", None, key, [])
 
 
 def preferred(keys: Sequence[HostKey]) -> list[HostKey]:

@@ -5,7 +5,7 @@ path -> text with the results of glob patterns, or any object with ``read``/``gl
 the same code judges the remote host's sshd (files fetched over ssh, see
 :mod:`mkdoctor.sshd_remote`) and the laptop's own (:func:`local_loader`, MK205).
 
-It follows OpenSSH 9.2's ``servconf.c`` (``process_server_config_line_depth``,
+It follows OpenSSH's ``servconf.c`` (``process_server_config_line_depth``,
 ``match_cfg_line``, ``parse_server_match_config``, ``copy_set_server_options``) and
 ``match.c``/``addrmatch.c``, and is tested against the real ``sshd -T`` on generated
 configurations (tests/test_sshd_config.py, a differential test):
@@ -36,19 +36,33 @@ normalisation applied to both sources (:func:`normalise`): ``PermitRootLogin
 without-password`` (what sshd 9.2 prints for ``prohibit-password``) is
 ``prohibit-password``.
 
+Keywords are judged for the sshd build that runs (``build``, from the server's banner or
+``sshd -V``; :mod:`mkdoctor.openssh.keywords`): a deprecated, ignored or compiled-out
+keyword is a note (sshd logs it and starts), a keyword only some builds know is a note
+"depends on the build" when the build is unknown. Algorithm lists are checked against
+the names the build knows (:mod:`mkdoctor.openssh.algorithms`).
+
 Lines sshd would reject (unknown keywords, a missing argument, bad values, bad quotes, a
-``Match`` it cannot parse, a global-only keyword inside ``Match``), unreadable files, NUL
-bytes and Include loops are reported in ``problems``; evaluation goes on as far as it
-can, and never raises.
+``Match`` it cannot parse, a global-only keyword inside ``Match``, an algorithm it does
+not know), unreadable files, NUL bytes and Include loops are reported in ``problems``;
+evaluation goes on as far as it can, and never raises.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Protocol, Union
+
+from mkdoctor.openssh.algorithms import KINDS as ALGORITHM_KINDS
+from mkdoctor.openssh.algorithms import list_verdict as algorithm_list_verdict
+from mkdoctor.openssh.forwarding import listen_permitted, permit_error  # noqa: F401 (API)
+from mkdoctor.openssh.keywords import (DEPENDS, DEPRECATED, IGNORED, UNKNOWN, UNKNOWN_BUILD,
+                                       UNSUPPORTED, ServerBuild, keyword_status)
+from mkdoctor.openssh.patterns import (MatchSyntaxError, addr_match_list, groups_match,  # noqa: F401
+                                       match_pattern, match_pattern_list)
+from mkdoctor.openssh.tokens import QuoteError, argv_split, strdelim, valid_port  # noqa: F401
 
 SSHDIR = "/etc/ssh"  # relative Include paths are relative to this (OpenSSH's SSHDIR)
 DEFAULT_CONFIG = "/etc/ssh/sshd_config"
@@ -57,57 +71,17 @@ MAX_DEPTH = 16  # servconf.c SERVCONF_MAX_DEPTH
 ORIGIN_DEFAULT = "default"
 ORIGIN_ORACLE = "sshd -T"
 
-# Every keyword sshd 9.2 (Debian) accepts, found by asking it (an unknown keyword is
-# "Bad configuration option" and sshd refuses to start), plus those of later releases.
-KNOWN_KEYWORDS = frozenset("""
-acceptenv addressfamily afstokenpassing allowagentforwarding allowgroups
-allowstreamlocalforwarding allowtcpforwarding allowusers authenticationmethods
-authorizedkeyscommand authorizedkeyscommanduser authorizedkeysfile authorizedkeysfile2
-authorizedprincipalscommand authorizedprincipalscommanduser authorizedprincipalsfile banner
-casignaturealgorithms challengeresponseauthentication channeltimeout checkmail
-chrootdirectory ciphers clientalivecountmax clientaliveinterval compression debianbanner
-denygroups denyusers disableforwarding dsaauthentication exposeauthinfo fingerprinthash
-forcecommand gatewayports gssapiauthentication gssapicleanupcredentials gssapicleanupcreds
-gssapikexalgorithms gssapikeyexchange gssapistorecredentialsonrekey gssapistrictacceptorcheck
-gssapiusesessioncredcache gssusesessionccache hostbasedacceptedalgorithms
-hostbasedacceptedkeytypes hostbasedauthentication hostbasedusesnamefrompacketonly
-hostcertificate hostdsakey hostkey hostkeyagent hostkeyalgorithms ignorerhosts
-ignoreuserknownhosts include ipqos kbdinteractiveauthentication kerberosauthentication
-kerberosgetafstoken kerberosorlocalpasswd kerberostgtpassing kerberosticketcleanup
-kexalgorithms keyregenerationinterval listenaddress logingracetime loglevel logverbose macs
-match maxauthtries maxsessions maxstartups modulifile pamauthenticationviakbdint
-passwordauthentication permitblacklistedkeys permitemptypasswords permitlisten permitopen
-permitrootlogin permittty permittunnel permituserenvironment permituserrc
-persourcemaxstartups persourcenetblocksize pidfile port printlastlog printmotd protocol
-pubkeyacceptedalgorithms pubkeyacceptedkeytypes pubkeyauthentication pubkeyauthoptions
-rdomain rekeylimit requiredrsasize reversemappingcheck revokedkeys rhostsauthentication
-rhostsrsaauthentication securitykeyprovider serverkeybits setenv skeyauthentication
-streamlocalbindmask streamlocalbindunlink strictmodes subsystem syslogfacility tcpkeepalive
-trustedusercakeys unusedconnectiontimeout usedns uselogin usepam useprivilegeseparation
-verifyreversemapping versionaddendum x11displayoffset x11forwarding x11uselocalhost
-xauthlocation
-persourcepenalties persourcepenaltyexemptlist sshdsessionpath sshdauthpath refuseconnection
-""".split())
+# Which keywords a build accepts, deprecates or lacks: keywords.py (servconf.c's keyword
+# tables of 7.4..10.5 and the vendors' patches). Kept for callers: every keyword some
+# build knows.
+from mkdoctor.openssh.keywords import canonical_keywords as _canonical  # noqa: E402
 
-# Keywords sshd 9.2 refuses inside a Match block ("Directive ... is not allowed within a
-# Match block"), found the same way.
-GLOBAL_ONLY = frozenset("""
-addressfamily afstokenpassing checkmail ciphers compression debianbanner dsaauthentication
-fingerprinthash gssapicleanupcredentials gssapicleanupcreds gssapikexalgorithms
-gssapikeyexchange gssapistorecredentialsonrekey gssapistrictacceptorcheck
-gssapiusesessioncredcache gssusesessionccache hostcertificate hostdsakey hostkey hostkeyagent
-hostkeyalgorithms ignoreuserknownhosts kerberosgetafstoken kerberosorlocalpasswd
-kerberostgtpassing kerberosticketcleanup kexalgorithms keyregenerationinterval listenaddress
-logingracetime macs maxstartups modulifile pamauthenticationviakbdint permitblacklistedkeys
-permituserenvironment persourcemaxstartups persourcenetblocksize pidfile port printlastlog
-printmotd protocol reversemappingcheck rhostsauthentication securitykeyprovider serverkeybits
-strictmodes subsystem syslogfacility tcpkeepalive usedns uselogin usepam
-useprivilegeseparation verifyreversemapping versionaddendum xauthlocation
-persourcepenalties persourcepenaltyexemptlist sshdsessionpath sshdauthpath
-""".split())
+KNOWN_KEYWORDS = _canonical()
 
-# Deprecated spellings that set the same option (servconf.c keyword table).
-ALIASES = {"challengeresponseauthentication": "kbdinteractiveauthentication"}
+# Spellings that set another option (servconf.c keyword table: the same opcode).
+ALIASES = {"challengeresponseauthentication": "kbdinteractiveauthentication",
+           "skeyauthentication": "kbdinteractiveauthentication",
+           "dsaauthentication": "pubkeyauthentication"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +91,9 @@ class Keyword:
 
     default: str
     choices: Optional[Mapping[str, str]] = None
-    kind: str = "choice"  # choice | list | permitlisten | authmethods
+    kind: str = "choice"  # choice | list | permitlisten | permitopen | authmethods |
+    # accumulate (every active line adds: AllowUsers...) | rest (the rest of the line:
+    # ForceCommand) | word (one argument: ChrootDirectory) | port | maxstartups
 
 
 _FLAG = {"yes": "yes", "no": "no"}
@@ -143,7 +119,20 @@ KEYWORDS: dict[str, Keyword] = {
     "authorizedkeysfile": Keyword(".ssh/authorized_keys .ssh/authorized_keys2", kind="list"),
     "authenticationmethods": Keyword("any", kind="authmethods"),
     "permitlisten": Keyword("any", kind="permitlisten"),
+    "permitopen": Keyword("any", kind="permitopen"),
+    "allowusers": Keyword("", kind="accumulate"),
+    "allowgroups": Keyword("", kind="accumulate"),
+    "denyusers": Keyword("", kind="accumulate"),
+    "denygroups": Keyword("", kind="accumulate"),
+    "forcecommand": Keyword("none", kind="rest"),
+    "chrootdirectory": Keyword("none", kind="word"),
+    "port": Keyword("22", kind="port"),
+    "maxstartups": Keyword("10:30:100", kind="maxstartups"),
 }
+
+# Keywords whose every active line adds to the value (servconf.c opt_array_append, and
+# the Port list) instead of the first value winning.
+ACCUMULATE = frozenset({"allowusers", "allowgroups", "denyusers", "denygroups", "port"})
 
 
 def normalise(keyword: str, value: str) -> str:
@@ -161,7 +150,10 @@ def normalise(keyword: str, value: str) -> str:
 class Connection:
     """The connection sshd matches ``Match`` blocks against (``sshd -T -C``).
 
-    ``host`` is the client's name as sshd sees it: its address, unless ``UseDNS yes``.
+    ``host`` is the client's name from reverse DNS, when known (else its address).
+    sshd matches ``Match Host`` (and ``from=`` host names) against that name only with
+    ``UseDNS yes``; with ``UseDNS no`` (the default) against the address
+    (auth.c ``auth_get_canonical_hostname``): the evaluator chooses (:meth:`seen_host`).
     ``groups`` are the user's groups on the server (``id -Gn``); None when unknown, and
     then ``Match Group`` cannot match (as sshd does for a user that does not exist).
     """
@@ -173,9 +165,15 @@ class Connection:
     lport: int
     groups: Optional[tuple[str, ...]] = None
 
-    def spec(self) -> str:
-        """The ``sshd -T -C`` connection specification."""
-        return (f"user={self.user},host={self.host},addr={self.addr},"
+    def seen_host(self, usedns: str) -> str:
+        """The host name sshd matches ``Match Host`` against under ``UseDNS usedns``."""
+        return self.host if usedns == "yes" else self.addr
+
+    def spec(self, usedns: Optional[str] = None) -> str:
+        """The ``sshd -T -C`` connection specification (``sshd -T`` takes host= as
+        given: pass ``usedns`` to give the name the running sshd would use)."""
+        host = self.host if usedns is None else self.seen_host(usedns)
+        return (f"user={self.user},host={host},addr={self.addr},"
                 f"laddr={self.laddr},lport={self.lport}")
 
 
@@ -228,166 +226,10 @@ def _has_magic(pattern: str) -> bool:
     return any(c in pattern for c in "*?[")
 
 
-# --- tokenizing (misc.c strdelim, argv_split) ---------------------------------------------
-
-_WS = " \t\r\n"
+# --- Match lines (servconf.c match_cfg_line) ------------------------------------------------
 
 
-def strdelim(s: Optional[str]) -> tuple[Optional[str], Optional[str]]:
-    """misc.c ``strdelim``: the next word of ``s`` and the rest. Splits on whitespace and
-    at most one ``=``; a word may be double-quoted. Returns (None, None) on a missing
-    closing quote, (word, None) at the end."""
-    if s is None:
-        return None, None
-    m = re.search(r'[ \t\r\n"=]', s)
-    if m is None:
-        return s, None
-    i = m.start()
-    if s[i] == '"':
-        body = s[:i] + s[i + 1:]
-        j = body.find('"', i)
-        if j < 0:
-            return None, None
-        word, rest = body[:j], body[j + 1:]
-        return word, rest.lstrip(_WS)
-    word = s[:i]
-    equals = s[i] == "="
-    rest = s[i + 1:].lstrip(_WS)
-    if rest.startswith("=") and not equals:
-        rest = rest[1:].lstrip(_WS)
-    return word, rest
-
-
-class QuoteError(ValueError):
-    pass
-
-
-def argv_split(s: str) -> list[str]:
-    """misc.c ``argv_split`` with terminate_on_comment: words separated by spaces/tabs,
-    single or double quotes, backslash escapes, ``#`` at a word's start ends the line."""
-    out: list[str] = []
-    i, n = 0, len(s)
-    while i < n:
-        if s[i] in " \t":
-            i += 1
-            continue
-        if s[i] == "#":
-            break
-        quote = ""
-        arg: list[str] = []
-        while i < n:
-            c = s[i]
-            if c == "\\" and i + 1 < n and (s[i + 1] in "'\"\\" or (not quote and s[i + 1] == " ")):
-                arg.append(s[i + 1])
-                i += 2
-                continue
-            if not quote and c in " \t":
-                break
-            if not quote and c in "\"'":
-                quote = c
-            elif quote and c == quote:
-                quote = ""
-            else:
-                arg.append(c)
-            i += 1
-        if quote:
-            raise QuoteError("invalid quotes")
-        out.append("".join(arg))
-    return out
-
-
-# --- patterns (match.c, addrmatch.c) -------------------------------------------------------
-
-
-def match_pattern(string: str, pattern: str) -> bool:
-    """match.c ``match_pattern``: ``*`` any run, ``?`` one character, the rest literal."""
-    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(rx, string, re.DOTALL) is not None
-
-
-def match_pattern_list(string: str, patterns: str, dolower: bool = False) -> int:
-    """match.c ``match_pattern_list``: 1 if a pattern matches, -1 if a negated (``!``)
-    pattern matches (that wins), 0 otherwise."""
-    got_positive = 0
-    for sub in patterns.split(","):
-        negated = sub.startswith("!")
-        if negated:
-            sub = sub[1:]
-        if dolower:
-            sub = sub.lower()
-        if match_pattern(string, sub):
-            if negated:
-                return -1
-            got_positive = 1
-    return got_positive
-
-
-class MatchSyntaxError(ValueError):
-    pass
-
-
-def _parse_ip(text: str):
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def _parse_cidr(text: str):
-    """addrmatch.c ``addr_pton_cidr``: (network) on success, None when not an address
-    (then a wildcard pattern), MatchSyntaxError for a bad mask (sshd: -2)."""
-    if len(text) >= 64:
-        return None
-    addr, slash, mask = text.partition("/")
-    if slash:
-        if not re.fullmatch(r"[0-9]+", mask) or int(mask) > 128:
-            return None
-    ip = _parse_ip(addr)
-    if ip is None:
-        return None
-    bits = int(mask) if slash else ip.max_prefixlen
-    if bits > ip.max_prefixlen:
-        raise MatchSyntaxError(f"inconsistent mask length in {text!r}")
-    try:
-        return ipaddress.ip_network(f"{ip}/{bits}", strict=True)
-    except ValueError:
-        raise MatchSyntaxError(f"address {text!r} has host bits set for /{bits}") from None
-
-
-def addr_match_list(addr: Optional[str], patterns: str) -> int:
-    """addrmatch.c ``addr_match_list``: 1 match, -1 negated match, 0 no match; raises
-    :class:`MatchSyntaxError` for an empty entry or a bad network."""
-    ip = _parse_ip(addr) if addr is not None else None
-    if addr is not None and ip is None:
-        return 0
-    result = 0
-    for entry in patterns.split(","):
-        negated = entry.startswith("!")
-        if negated:
-            entry = entry[1:]
-        if entry == "":
-            raise MatchSyntaxError("empty entry in address list")
-        net = _parse_cidr(entry)
-        if net is not None:
-            found = ip is not None and ip.version == net.version and ip in net
-        else:
-            found = addr is not None and match_pattern(addr, entry)
-        if found:
-            if negated:
-                return -1
-            result = 1
-    return result
-
-
-def _valid_port(text: str) -> Optional[int]:
-    """misc.c ``a2port``: 1-65535, else None."""
-    if not re.fullmatch(r"[0-9]+", text or ""):
-        return None
-    port = int(text)
-    return port if 1 <= port <= 65535 else None
-
-
-def match_line(rest: Optional[str], conn: Optional[Connection]) -> int:
+def match_line(rest: Optional[str], conn: Optional[Connection], usedns: str = "no") -> int:
     """servconf.c ``match_cfg_line``: does a ``Match`` line's criteria match ``conn``?
     With ``conn`` None (sshd's first pass) only ``All`` matches. Raises
     :class:`MatchSyntaxError` where sshd says "Bad Match condition"."""
@@ -413,17 +255,18 @@ def match_line(rest: Optional[str], conn: Optional[Connection]) -> int:
             if conn is None or match_pattern_list(conn.user, arg) != 1:
                 result = 0
         elif kind == "group":
-            if conn is None or not _groups_match(conn.groups, arg):
+            if conn is None or not groups_match(conn.groups, arg):
                 result = 0
         elif kind == "host":
-            if conn is None or match_pattern_list(conn.host.lower(), arg, dolower=True) != 1:
+            if conn is None or match_pattern_list(conn.seen_host(usedns).lower(), arg,
+                                                  dolower=True) != 1:
                 result = 0
         elif kind in ("address", "localaddress"):
             where = None if conn is None else (conn.addr if kind == "address" else conn.laddr)
             if addr_match_list(where, arg) != 1 or conn is None:
                 result = 0
         elif kind == "localport":
-            port = _valid_port(arg)
+            port = valid_port(arg)
             if port is None:
                 raise MatchSyntaxError(f"invalid LocalPort {arg!r} (one port number)")
             if conn is None or port != conn.lport:
@@ -437,42 +280,26 @@ def match_line(rest: Optional[str], conn: Optional[Connection]) -> int:
     return result
 
 
-def _groups_match(groups: Optional[tuple[str, ...]], patterns: str) -> bool:
-    """groupaccess.c ``ga_match_pattern_list``: some group matches, none is negated."""
-    if not groups:
-        return False
-    found = False
-    for group in groups:
-        r = match_pattern_list(group, patterns)
-        if r == -1:
-            return False
-        if r == 1:
-            found = True
-    return found
-
-
 # --- PermitListen ---------------------------------------------------------------------------
 
 
-def _split_hostport(entry: str) -> tuple[Optional[str], Optional[str]]:
-    """misc.c ``hpdelim``: ``host:port`` or ``[v6]:port`` -> (host, port)."""
-    if entry.startswith("["):
-        end = entry.find("]")
-        if end < 0:
-            return None, None
-        host, after = entry[1:end], entry[end + 1:]
-        if after == "":
-            return host, None
-        if not after.startswith(":"):
-            return None, None
-        return host, after[1:]
-    host, colon, port = entry.partition(":")
-    return host, (port if colon else None)
+def _maxstartups(args: list[str]) -> str:
+    """servconf.c sMaxStartups: ``start[:rate:full]``; ``N`` alone is ``N:30:N`` (as
+    sshd -T prints it)."""
+    if len(args) > 1:
+        raise ValueError("extra arguments at end of line")
+    parts = args[0].split(":")
+    if not all(p.isdigit() for p in parts) or len(parts) not in (1, 3):
+        raise ValueError(f'Invalid MaxStartups spec "{_shown(args[0])}"')
+    start, rate, full = (int(parts[0]), 30, int(parts[0])) if len(parts) == 1 else map(int, parts)
+    if start > full or start < 1 or rate > 100 or rate < 1:
+        raise ValueError(f'Invalid MaxStartups spec "{_shown(args[0])}"')
+    return f"{start}:{rate}:{full}"
 
 
-def _permitlisten_entries(args: list[str]) -> list[str]:
-    """Parse a ``PermitListen`` line into what sshd stores (a bare port is ``*:port``);
-    raises ValueError with sshd's complaint."""
+def _permit_entries(args: list[str], listen: bool) -> list[str]:
+    """Parse a ``PermitListen``/``PermitOpen`` line into what sshd stores (a bare port
+    is ``*:port`` for PermitListen); raises ValueError with sshd's complaint."""
     if args[0] in ("any", "none"):
         if len(args) > 1:
             raise ValueError("extra arguments at end of line")
@@ -481,40 +308,12 @@ def _permitlisten_entries(args: list[str]) -> list[str]:
     for arg in args:
         if arg == "":
             raise ValueError("empty argument")
-        if ":" not in arg:
-            host, port = "*", arg
-            stored = f"*:{arg}"
-        else:
-            host, port = _split_hostport(arg)
-            stored = arg
-            if host is None:
-                raise ValueError("missing host")
-        if port is None or (port != "*" and _valid_port(port) is None):
-            raise ValueError("bad port number")
-        out.append(stored)
+        error = permit_error(arg, listen=listen)
+        if error:
+            raise ValueError(error)
+        out.append(arg if ":" in arg or not listen else f"*:{arg}")
     return out
 
-
-def listen_permitted(permitlisten: str, port: int, listen_host: str = "localhost") -> bool:
-    """Does ``PermitListen`` (as ``sshd -T`` prints it) allow a remote forward on
-    ``port``? ``ssh -R port:host:hostport`` with no bind address asks the server to listen
-    on "localhost" (channels.c ``channel_rfwd_bind_host``), and channels.c
-    ``remote_open_match`` compares the lower-cased listen host with each entry's host
-    pattern and the port (``*`` any)."""
-    words = permitlisten.split()
-    if not words or words == ["any"]:
-        return True
-    if words == ["none"]:
-        return False
-    for entry in words:
-        host, p = _split_hostport(entry)
-        if host is None or p is None:
-            continue
-        if p != "*" and _valid_port(p) != port:
-            continue
-        if match_pattern(listen_host.lower(), host):
-            return True
-    return False
 
 
 # --- the evaluator --------------------------------------------------------------------------
@@ -546,6 +345,7 @@ class EffectiveConfig:
     # main configuration file when it is not the platform's default (sshd -f FILE).
     place: str = "the server"
     main: str = ""
+    build: ServerBuild = UNKNOWN_BUILD  # the sshd build the lines were judged for
 
     def get(self, keyword: str) -> str:
         keyword = keyword.lower()
@@ -570,7 +370,13 @@ class _Pass:
     """One pass over the configuration (servconf.c ``parse_server_config``)."""
 
     def __init__(self, loader: Loader, conn: Optional[Connection], problems: Optional[list[str]],
-                 files: list[str], sshdir: str) -> None:
+                 files: list[str], sshdir: str, build: ServerBuild = UNKNOWN_BUILD,
+                 usedns: str = "no", notes: Optional[list[str]] = None,
+                 sshd_home: str = "/root") -> None:
+        self.build = build
+        self.usedns = usedns  # the global UseDNS (first pass): which host Match Host sees
+        self.notes = notes
+        self.sshd_home = sshd_home
         self.loader = loader
         self.conn = conn  # None: the first pass
         self.problems = problems  # None: do not report (the second pass sees the same lines)
@@ -583,6 +389,10 @@ class _Pass:
     def problem(self, text: str) -> None:
         if self.problems is not None and text not in self.problems:
             self.problems.append(text)
+
+    def note(self, text: str) -> None:
+        if self.notes is not None and text not in self.notes:
+            self.notes.append(text)
 
     def run_file(self, path: str, text: str, flags: int, depth: int, chain: tuple[str, ...]) -> None:
         for number, line in enumerate(_lines(text), start=1):
@@ -605,13 +415,17 @@ class _Pass:
             self.problem(f'{where}: no argument after keyword "{keyword}"')
             return flags
         kw = keyword.lower()
-        if kw not in KNOWN_KEYWORDS:
-            self.problem(f'{where}: unknown keyword "{_shown(keyword)}" '
-                         "(sshd refuses to start: Bad configuration option)")
+        status = keyword_status(kw, self.build)
+        if status.kind == UNKNOWN:
+            self.problem(f'{where}: unknown keyword "{_shown(keyword)}" for '
+                         f"{self.build.describe()} (sshd refuses to start: Bad configuration "
+                         "option)")
             return flags
+        if status.kind == DEPENDS and status.may_refuse and self.conn is None:
+            self.note(f"{where}: {keyword}: {status.why}")
         if kw == "match":
             try:
-                value = match_line(rest, None if flags & NEVERMATCH else self.conn)
+                value = match_line(rest, None if flags & NEVERMATCH else self.conn, self.usedns)
             except MatchSyntaxError as exc:
                 self.problem(f"{where}: bad Match condition: {exc}")
                 value = 0
@@ -622,23 +436,41 @@ class _Pass:
         except QuoteError:
             self.problem(f"{where}: invalid quotes")
             return flags
-        if not self.active and kw in GLOBAL_ONLY:
+        if not self.active and status.in_match is False:
             if self.conn is None:
-                self.problem(f"{where}: {keyword} is not allowed within a Match block")
+                self.problem(f"{where}: {keyword} is not allowed within a Match block "
+                             "(sshd refuses to start)")
+            return flags
+        if status.kind in (DEPRECATED, IGNORED, UNSUPPORTED):
+            if self.conn is None and status.kind != IGNORED:
+                word = "Unsupported" if status.kind == UNSUPPORTED else "Deprecated"
+                self.note(f'{where}: {word} option {keyword}: {self.build.describe()} logs '
+                          f'"{word} option" and ignores the line (it starts)')
             return flags
         if kw == "include":
             self.include(where, args, flags, depth, chain)
             return flags
+        if kw in ALGORITHM_KINDS and args and self.conn is None:
+            refusal, note = algorithm_list_verdict(keyword, args[0], self.build)
+            if refusal:
+                self.problem(f"{where}: {refusal} (sshd refuses to start)")
+            elif note:
+                self.note(f"{where}: {note}")
         kw = ALIASES.get(kw, kw)
         spec = KEYWORDS.get(kw)
         if spec is None:
             return flags  # a keyword we do not evaluate
         try:
-            value = _parse_value(kw, spec, args, kw in self.values, self.active)
+            value = _parse_value(kw, spec, args, kw in self.values, self.active, rest,
+                                 self.sshd_home)
         except ValueError as exc:
             self.problem(f"{where}: {keyword}: {exc}")
             return flags
-        if self.active and kw not in self.values:
+        if self.active and kw in ACCUMULATE:
+            old = self.values.get(kw)
+            self.values[kw] = value if old is None else f"{old} {value}"
+            self.origin.setdefault(kw, f"{path}:{number}")
+        elif self.active and kw not in self.values:
             self.values[kw] = value
             self.origin[kw] = f"{path}:{number}"
         return flags
@@ -706,10 +538,40 @@ def _lines(text: str) -> list[str]:
     return joined.split("\n")
 
 
+def tilde_expand(path: str, home: str) -> str:
+    """misc.c ``tilde_expand_filename`` as sshd applies it while READING the file (for
+    ``AuthorizedKeysFile`` and ``AuthorizedPrincipalsFile``): ``~/x`` is the home of the
+    user sshd runs as (root: ``home``), not of the user logging in (checked with sshd -T:
+    ``AuthorizedKeysFile ~/.ssh/ak`` is ``/root/.ssh/ak``). ``~name/x`` needs name's
+    home from the server's passwd database: left as written."""
+    if path == "~" or path.startswith("~/"):
+        return home.rstrip("/") + path[1:] if home != "/" else path[1:] or "/"
+    return path
+
+
 def _parse_value(kw: str, spec: Keyword, args: list[str], already_set: bool = False,
-                 active: bool = True) -> str:
+                 active: bool = True, rest: str = "", sshd_home: str = "/root") -> str:
     if not args:
         raise ValueError("missing argument")
+    if spec.kind == "rest":
+        # servconf.c sForceCommand: the rest of the line as written, leading blanks cut
+        return rest.lstrip(" \t")
+    if spec.kind == "word":
+        if len(args) > 1:
+            raise ValueError("extra arguments at end of line")
+        return args[0]
+    if spec.kind == "port":
+        if len(args) > 1:
+            raise ValueError("extra arguments at end of line")
+        if valid_port(args[0]) is None:
+            raise ValueError("Badly formatted port number")
+        return str(int(args[0]))
+    if spec.kind == "maxstartups":
+        return _maxstartups(args)
+    if spec.kind == "permitopen":
+        return " ".join(_permit_entries(args, listen=False))
+    if kw == "authorizedkeysfile":
+        args = [tilde_expand(a, sshd_home) for a in args]
     if spec.kind == "choice":
         assert spec.choices is not None
         value = spec.choices.get(args[0].lower())
@@ -719,7 +581,7 @@ def _parse_value(kw: str, spec: Keyword, args: list[str], already_set: bool = Fa
             raise ValueError("extra arguments at end of line")
         return value
     if spec.kind == "permitlisten":
-        return " ".join(_permitlisten_entries(args))
+        return " ".join(_permit_entries(args, listen=True))
     if any(a == "" for a in args):
         raise ValueError("empty argument")
     if spec.kind == "authmethods":
@@ -740,8 +602,15 @@ def _parse_value(kw: str, spec: Keyword, args: list[str], already_set: bool = Fa
 
 
 def evaluate(main: str, loader: Union[Loader, Mapping[str, str]], conn: Connection,
-             sshdir: str = SSHDIR, source: str = "") -> EffectiveConfig:
+             sshdir: str = SSHDIR, source: str = "", build: ServerBuild = UNKNOWN_BUILD,
+             sshd_home: str = "/root") -> EffectiveConfig:
     """The effective configuration for ``conn`` of the sshd reading ``main``.
+
+    ``build``: which sshd runs (:func:`mkdoctor.openssh.keywords.parse_banner` of the
+    server's banner): keywords are judged as that build does (deprecated, unsupported,
+    vendor keywords); with an unknown build, a keyword that only some builds know is
+    noted as depending on the build. ``sshd_home``: the home of the user sshd runs as
+    (``~`` in AuthorizedKeysFile, expanded when the file is read).
 
     ``loader`` is a :class:`Loader` or a plain mapping path -> text (globs then match
     the mapping's paths). Never raises: problems are listed in the result, and a main
@@ -752,7 +621,8 @@ def evaluate(main: str, loader: Union[Loader, Mapping[str, str]], conn: Connecti
     problems: list[str] = []
     files: list[str] = []
     result = EffectiveConfig(source=source or f"evaluated {main}", problems=problems, files=files)
-    first = _Pass(loader, None, problems, files, sshdir)
+    first = _Pass(loader, None, problems, files, sshdir, build, notes=result.notes,
+                  sshd_home=sshd_home)
     try:
         text = loader.read(main)  # type: ignore[union-attr]
     except FileUnavailable as exc:
@@ -767,16 +637,23 @@ def evaluate(main: str, loader: Union[Loader, Mapping[str, str]], conn: Connecti
         result.notes.append(f"the groups of {conn.user} are unknown: Match Group blocks were "
                         "taken as not matching")
     first.run_file(main, text, 0, 0, (main,))
-    second = _Pass(loader, conn, problems, files, sshdir)
+    usedns = first.values.get("usedns", KEYWORDS["usedns"].default)  # global only
+    if usedns == "yes" and conn.host == conn.addr:
+        result.notes.append("UseDNS yes: sshd matches Match Host against the client's name "
+                            "from reverse DNS, which is not known here (and is chosen by "
+                            "whoever controls that address's reverse zone)")
+    second = _Pass(loader, conn, problems, files, sshdir, build, usedns, sshd_home=sshd_home)
     second.run_file(main, text, MATCH_ONLY, 0, (main,))
     for kw, spec in KEYWORDS.items():
-        if kw in second.values and kw not in GLOBAL_ONLY:  # copy_set_server_options
+        if kw in second.values and keyword_status(kw, build).in_match is not False:
+            # copy_set_server_options
             result.values[kw], result.origin[kw] = second.values[kw], second.origin[kw]
         elif kw in first.values:
             result.values[kw], result.origin[kw] = first.values[kw], first.origin[kw]
         else:
             result.values[kw], result.origin[kw] = spec.default, ORIGIN_DEFAULT
     _check_auth_methods(first, result)
+    result.build = build
     return result
 
 
@@ -861,29 +738,33 @@ def oracle_config(text: str, source: str) -> EffectiveConfig:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class PolicyVerdict:
+    """A check's judgement of a server policy (pass/warn/fail, a summary and the fix).
+    Not known_hosts.HostKeyVerdict (what ssh makes of a host key) nor
+    firewall.FirewallVerdict (one firewall's view of the link ports)."""
+
     status: str  # pass | warn | fail
     summary: str
     fix: str = ""
     details: tuple[str, ...] = ()
 
 
-def root_login_verdict(cfg: EffectiveConfig, restart: str) -> Verdict:
+def root_login_verdict(cfg: EffectiveConfig, restart: str) -> PolicyVerdict:
     """MK310 (and MK205): ``PermitRootLogin`` no -> pass; prohibit-password /
     forced-commands-only -> warn; yes -> fail. ``restart`` is how to apply a change."""
     value = cfg.get("permitrootlogin")
     where = cfg.where("permitrootlogin")
     fix = setting_fix("PermitRootLogin", "no", cfg, restart)
     if value == "no":
-        return Verdict("pass", f"PermitRootLogin no ({where})")
+        return PolicyVerdict("pass", f"PermitRootLogin no ({where})")
     if value == "yes":
-        return Verdict("fail", f"root may log in, even with a password (PermitRootLogin yes, {where})",
+        return PolicyVerdict("fail", f"root may log in, even with a password (PermitRootLogin yes, {where})",
                        fix)
     what = {"prohibit-password": "root may log in with a key (PermitRootLogin prohibit-password)",
             "forced-commands-only": "root may log in with a key that has a forced command "
                                     "(PermitRootLogin forced-commands-only)"}.get(
         value, f"PermitRootLogin {value}")
-    return Verdict("warn", f"{what}, {where}", fix)
+    return PolicyVerdict("warn", f"{what}, {where}", fix)
 
 
 def passwords_enabled(cfg: EffectiveConfig) -> list[str]:
@@ -903,22 +784,22 @@ def passwords_enabled(cfg: EffectiveConfig) -> list[str]:
     return ways
 
 
-def password_verdict(cfg: EffectiveConfig, exposed: bool, exposure: str, restart: str) -> Verdict:
+def password_verdict(cfg: EffectiveConfig, exposed: bool, exposure: str, restart: str) -> PolicyVerdict:
     """MK311 (and MK205): password logins on and reachable from the internet -> warn;
     on but only on a private network -> pass with a note; off -> pass. ``exposure``
     says why the server is (or is not) counted as reachable from the internet."""
     ways = passwords_enabled(cfg)
     if not ways:
-        return Verdict("pass", "password logins are off (keys only)", details=(exposure,))
+        return PolicyVerdict("pass", "password logins are off (keys only)", details=(exposure,))
     details = tuple(f"password login is on: {w}" for w in ways) + (exposure,)
     keywords = ["PasswordAuthentication"]
     if any(w.startswith("KbdInteractive") for w in ways):
         keywords.append("KbdInteractiveAuthentication")
     fix = " ; ".join(setting_fix(k, "no", cfg, restart) for k in keywords)
     if exposed:
-        return Verdict("warn", "password logins are on and the server is reachable from the "
+        return PolicyVerdict("warn", "password logins are on and the server is reachable from the "
                        "internet (passwords can be guessed)", fix, details)
-    return Verdict("pass", "password logins are on, but only on a private network", fix, details)
+    return PolicyVerdict("pass", "password logins are on, but only on a private network", fix, details)
 
 
 def setting_fix(keyword: str, value: str, cfg: EffectiveConfig, restart: str) -> str:
@@ -956,7 +837,7 @@ def describe_source(cfg: EffectiveConfig) -> list[str]:
     return lines
 
 
-def to_result(verdict: Verdict, cfg: EffectiveConfig, **facts):
+def to_result(verdict: PolicyVerdict, cfg: EffectiveConfig, **facts):
     """A check :class:`~mkdoctor.model.Result` from a verdict and the configuration it was
     drawn from: a pass becomes a warn when sshd would refuse the configuration."""
     from mkdoctor.model import Result, Status
