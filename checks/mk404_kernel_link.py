@@ -84,7 +84,33 @@ DECOY_LIBRARIES = ("libcrypto.so", "libcrypto.so.3", "libcrypto.so.1.1", "libcry
                    "libcrypto.so.10", "libssl.so.3", "libssl.so.1.1", "libcrypto.3.dylib",
                    "libcrypto.dylib", "libcrypto.44.dylib", "libcrypto.46.dylib")
 LOADER_ERROR = re.compile(r"error while loading shared libraries|no version information available"
-                          r"|Library not loaded|image not found")
+                          r"|symbol lookup error|Library not loaded|image not found")
+# The front end's own library directory, SystemFiles/Libraries/$SystemID of its
+# installation (documented: reference.wolfram.com/language/tutorial/
+# WolframSystemFileOrganization.html), in the standard install places; the first found is
+# put first in LD_LIBRARY_PATH, as the front end does (observed), before the stand-in.
+# MKDOCTOR_FRONTEND_LIBRARIES (a directory) names another installation's.
+FRONTEND_LIBRARY_GLOBS = (
+    "/usr/local/Wolfram/*/*/SystemFiles/Libraries/Linux-x86-64",
+    "/opt/Wolfram/*/*/SystemFiles/Libraries/Linux-x86-64",
+    "/usr/local/Wolfram/*/*/SystemFiles/Libraries/Linux-ARM64",
+    "/Applications/Mathematica*.app/Contents/SystemFiles/Libraries/MacOSX-*",
+    "/Applications/Wolfram*.app/Contents/SystemFiles/Libraries/MacOSX-*",
+)
+
+
+def frontend_library_dir() -> tuple[Optional[str], str]:
+    """(an installed front end's library directory, where it came from), or (None, '')."""
+    import glob
+
+    given = os.environ.get("MKDOCTOR_FRONTEND_LIBRARIES")
+    if given:
+        return given, "MKDOCTOR_FRONTEND_LIBRARIES"
+    for pattern in FRONTEND_LIBRARY_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[-1], "the installed front end"
+    return None, ""
 
 
 def decoy_library_dir(parent: str) -> str:
@@ -143,7 +169,7 @@ def gui_ssh(local: list[str]) -> Optional[str]:
 
 
 def proof_lines(local: list[str], tested: Optional[str], agent: Optional[str], agent_from: str,
-                own_agent: Optional[str]) -> tuple[list[str], list[str]]:
+                own_agent: Optional[str], real_libs: str = "") -> tuple[list[str], list[str]]:
     """(what running the command in the emulated environment proves, what it warns of)."""
     proved, warn = [], []
     unsets = set()
@@ -165,13 +191,12 @@ def proof_lines(local: list[str], tested: Optional[str], agent: Optional[str], a
         if tested and ssh and os.path.realpath(ssh) != os.path.realpath(tested):
             warn.append(f"under the front end's PATH the command runs {ssh}, not the ssh "
                         f"MK201 tested ({tested})")
-    if "LD_LIBRARY_PATH" in unsets:
-        proved.append("library path: ssh started with a front-end library directory (an "
-                      "unloadable libcrypto) first in LD_LIBRARY_PATH: the command removes it "
-                      "for ssh (env -u LD_LIBRARY_PATH)")
-    else:
-        proved.append("library path: ssh started with a front-end library directory (an "
-                      "unloadable libcrypto) first in LD_LIBRARY_PATH")
+    libs = (f"the front end's library directory {real_libs}, then a stand-in with an "
+            "unloadable libcrypto" if real_libs else
+            "a stand-in front-end library directory with an unloadable libcrypto")
+    how = (": the command removes it for ssh (env -u LD_LIBRARY_PATH)"
+           if "LD_LIBRARY_PATH" in unsets else "")
+    proved.append(f"library path: LD_LIBRARY_PATH starts with {libs}{how}")
     if agent:
         proved.append(f"agent: the desktop's ({agent_from}): {agent}")
     else:
@@ -236,9 +261,12 @@ def run(ctx) -> Result:
     agent, doubts = None, []
     try:
         agent, agent_from = desktop_agent(ctx)
-        env = frontend_environment(dict(os.environ), decoy_library_dir(tmp), agent)
+        real, real_from = frontend_library_dir()
+        libdirs = ([real] if real else []) + [decoy_library_dir(tmp)]
+        env = frontend_environment(dict(os.environ), os.pathsep.join(libdirs), agent)
         proved, doubts = proof_lines(local, ctx.fact("MK201", "ssh_path"), agent, agent_from,
-                                     os.environ.get("SSH_AUTH_SOCK"))
+                                     os.environ.get("SSH_AUTH_SOCK"),
+                                     f"{real} ({real_from})" if real else "")
         details += ["run as the front end would (an emulated front-end environment):"] + [
             f"  {p}" for p in proved]
         proc = ctx.runner.spawn(["/bin/sh", "-c", shell_line], stdout_path=log, env=env)
@@ -281,8 +309,8 @@ def run(ctx) -> Result:
                 "re-run mkdoctor setup: it writes the tested ssh by its path", details + peers)
         return passed(
             f"the kernel started and connected to both link ports ({ports[0]}, {ports[1]}) "
-            f"with the launch command run as the front end would (its PATH, its libcrypto "
-            f"first in LD_LIBRARY_PATH, {'the desktop agent' if agent else 'no agent'}); "
+            f"with the launch command run as the front end would (a GUI PATH, an incompatible "
+            f"libcrypto first in LD_LIBRARY_PATH, {'the desktop agent' if agent else 'no agent'}); "
             f"then it exited cleanly",
             details + peers)
     if leftovers:
