@@ -157,6 +157,22 @@ def frontend_environment(base: dict[str, str], libdir: str, agent: Optional[str]
     return env
 
 
+def login_probe(local: list[str], ssh_config: Optional[str], port: Optional[int]) -> list[str]:
+    """The launch command's ssh, its own login (no ControlPath, no forwards), running
+    ``exit 0``: what the front end's ssh does before the kernel starts (pure; tested)."""
+    i = max(ssh_index(local), 0)
+    words, skip = [], False
+    for w in local[i + 1:-1]:
+        if skip:
+            skip = False
+        elif w == "-R":
+            skip = True
+        elif not w.startswith("-R"):
+            words.append(w)
+    argv = with_run_options([*local[:i + 1], *words, "exit 0"], "none", ssh_config, port)
+    return argv
+
+
 def gui_ssh(local: list[str]) -> Optional[str]:
     """The ssh the command runs under the GUI PATH (its own path when absolute)."""
     import shutil
@@ -269,6 +285,30 @@ def run(ctx) -> Result:
                                      f"{real} ({real_from})" if real else "")
         details += ["run as the front end would (an emulated front-end environment):"] + [
             f"  {p}" for p in proved]
+        own = os.environ.get("SSH_AUTH_SOCK")
+        if own and own != agent:
+            # This run logged in with an agent the front end does not have; the launch
+            # command reuses that login, so prove the front end's own login separately.
+            probe = login_probe(local, str(ctx.options.ssh_config) if ctx.options.ssh_config
+                                else None, ctx.target.port)
+            done = ctx.runner.run(["/bin/sh", "-c", shlex.join(probe)], ctx.step_timeout(),
+                                  env=env)
+            if done.returncode != 0:
+                said = [f"  {ln}" for ln in (done.stderr or done.stdout).strip().splitlines()[-4:]]
+                return failed(
+                    "the front end cannot log in: this run used an ssh agent (SSH_AUTH_SOCK) "
+                    "that the front end does not get, and without it the login fails",
+                    "give GUI apps the agent: on macOS keep the key's passphrase in the "
+                    "keychain (ssh-add --apple-use-keychain KEY, and UseKeychain yes in the "
+                    "managed Host block); on Linux start the desktop's agent (systemctl --user "
+                    "enable --now ssh-agent, or the keyring's) so that `systemctl --user "
+                    "show-environment` has SSH_AUTH_SOCK, or set IdentityAgent in the Host block",
+                    details + [f"login as the front end would: {shlex.join(probe)}", "ssh said:"]
+                    + said, reason="frontend-agent")
+            details.append("  agent: a login without this run's agent worked (exit 0): "
+                           + shlex.join(probe))
+        elif not own:
+            details.append("  agent: this run's own login used no agent either")
         proc = ctx.runner.spawn(["/bin/sh", "-c", shell_line], stdout_path=log, env=env)
         end = time.monotonic() + limit
         while proc is not None and time.monotonic() < end:

@@ -192,3 +192,63 @@ def test_mk404_own_stand_in_library_catches_the_old_command(
     assert got["old"]["MK404"]["status"] == "fail", got["old"]["MK404"]
     assert "front end's environment" in got["old"]["MK404"]["summary"]
     assert got["new"]["MK404"]["status"] == "pass", got["new"]["MK404"]
+
+
+def test_login_probe_is_the_commands_own_login() -> None:
+    from mkdoctor.checks.mk404_kernel_link import login_probe
+
+    local = ["/usr/bin/env", "-u", "LD_LIBRARY_PATH", SSH, "-F", "c", "-R", "1:127.0.0.1:1",
+             "-R2:127.0.0.1:2", "mk-ws", "/k -wstp"]
+    assert login_probe(local, None, None) == [
+        "/usr/bin/env", "-u", "LD_LIBRARY_PATH", SSH, "-o", "ControlPath=none", "-o",
+        "ControlMaster=no", "-o", "BatchMode=yes", "-F", "c", "mk-ws", "exit 0"]
+
+
+@integration
+def test_mk404_front_end_without_the_agent_this_run_used(
+        netns_factory, sandbox_factory, sandbox_dir: Path) -> None:
+    """mkdoctor runs with an ssh agent (SSH_AUTH_SOCK) the front end does not get (no
+    desktop session here gives one). A key that needs no agent: MK404 proves the front
+    end's own login and passes. The same key with a passphrase, only usable through the
+    agent: the run's login works (through the agent) but MK404 fails naming the agent."""
+    import signal
+
+    laptop, _, box = _same_network(netns_factory, sandbox_factory)
+    kernel = kernel_in(box)
+    sock = sandbox_dir / "agent.sock"
+    started = subprocess.run(["ssh-agent", "-a", str(sock)], capture_output=True, text=True,
+                             timeout=10, check=True)
+    pid = int(started.stdout.split("SSH_AGENT_PID=")[1].split(";")[0])
+    try:
+        askpass = sandbox_dir / "askpass"
+        askpass.write_text("#!/bin/sh\necho agent-only-passphrase\n")
+        askpass.chmod(0o700)
+        agent_env = {"SSH_AUTH_SOCK": str(sock), "SSH_ASKPASS": str(askpass),
+                     "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0"}
+
+        def mk404() -> dict:
+            data, done = json_report("--ssh-config", str(box.client_config), "--host", box.alias,
+                                     "--only", f"{LOGIN},MK402,MK403,MK404", "--mode", "tunnel",
+                                     "--kernel", kernel, *FAST, netns=laptop.name,
+                                     env={"SSH_AUTH_SOCK": str(sock)})
+            assert "Traceback" not in done.stderr, done.stderr
+            return by_id(data)
+
+        subprocess.run(["ssh-add", str(box.client_key)], env={**os.environ, **agent_env},
+                       check=True, timeout=10, capture_output=True, stdin=subprocess.DEVNULL)
+        checks = mk404()
+        assert checks["MK404"]["status"] == "pass", checks["MK404"]
+        assert "a login without this run's agent worked" in "\n".join(checks["MK404"]["details"])
+
+        subprocess.run(["ssh-keygen", "-p", "-q", "-P", "", "-N", "agent-only-passphrase", "-f",
+                        str(box.client_key)], check=True, timeout=10, capture_output=True)
+        checks = mk404()
+        assert checks["MK304"]["status"] == "pass", checks["MK304"]  # through the agent
+        mk = checks["MK404"]
+        assert mk["status"] == "fail", mk
+        assert mk["summary"].startswith("the front end cannot log in: this run used an ssh agent")
+        assert "Permission denied" in "\n".join(mk["details"]) or \
+            "passphrase" in "\n".join(mk["details"]), mk["details"]
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert_nothing_left([str(sandbox_dir)])
