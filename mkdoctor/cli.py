@@ -278,14 +278,17 @@ def cmd_check(argv: Sequence[str]) -> int:
     if out_path is not None:
         from mkdoctor.fileio import atomic_write
 
+        write_error = ""
         try:
             atomic_write(out_path, render(args.format, reports, verbose=opts.verbose))
-        except OSError as exc:  # the run's summary was printed all the same
-            raise UsageError(f"--output {args.output}: cannot write the report: "
-                             f"{exc.strerror or exc}") from None
+        except OSError as exc:
+            write_error = f"--output {args.output}: cannot write the report: {exc.strerror or exc}"
         if text_after:
             sys.stdout.write(render("text", reports, color=use_color(args.no_color),
                                     verbose=opts.verbose))
+        if write_error:  # the run's summary is printed all the same
+            sys.stdout.flush()
+            raise UsageError(write_error)
     elif args.format != "text":
         sys.stdout.write(render(args.format, reports, verbose=opts.verbose))
     sys.stdout.flush()

@@ -274,8 +274,9 @@ class CheckStream:
     # --- printing in order -----------------------------------------------------------------
 
     def _progress(self) -> None:
-        if self.n > 1:
-            self.p.prefix = f"hosts {self._done}/{self.n} done, {self._running} running"
+        if self.n > 1:  # nothing left to say once every host is done
+            self.p.prefix = ("" if self._done == self.n else
+                             f"hosts {self._done}/{self.n} done, {self._running} running")
 
     def _header_known(self, h: dict) -> Optional[str]:
         """The header, once the mode is final (given, or MK103 decided or is not run)."""

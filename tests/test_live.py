@@ -169,13 +169,14 @@ def test_stream_of_several_hosts_groups_by_host_and_ends_with_the_table() -> Non
     for c in CHECKS:  # the second host finishes first: nothing of it is printed yet
         s.check_done(1, c, rb[c.id])
     s.host_done(1, _report(b, rb))
+    assert p.status_text() == "hosts 1/2 done, 1 running"
     assert "ws2 (tunnel" not in out.getvalue() and "it broke" not in out.getvalue()
     s.check_done(0, CHECKS[0], ra["MK301"])  # the first host streams while it runs
     assert "alice@ws1 (tunnel" in out.getvalue() and "MK301 host-resolves" in out.getvalue()
     for c in CHECKS:
         s.check_done(0, c, ra[c.id])
     s.host_done(0, _report(a, ra))
-    assert p.status_text() == "hosts 2/2 done, 0 running"
+    assert p.status_text() == ""  # all done: no status line left
     s.finish()
     p.close()
     screen = "\n".join(seg.split("\r")[-1] for seg in out.getvalue().split("\n")).rstrip() + "\n"
