@@ -252,3 +252,30 @@ def test_mk404_front_end_without_the_agent_this_run_used(
     finally:
         os.kill(pid, signal.SIGTERM)
     assert_nothing_left([str(sandbox_dir)])
+
+
+@integration
+def test_mk404_warns_when_a_bare_ssh_is_not_the_tested_one(
+        netns_factory, sandbox_factory, sandbox_dir: Path) -> None:
+    """mkdoctor's PATH finds another ssh first (a copy of the real one in its own
+    directory, as a Homebrew ssh would be): MK201 tests that one. A command with a bare
+    ``ssh`` runs /usr/bin/ssh under the front end's PATH: MK404 warns; the command that
+    names the tested ssh by its path passes."""
+    other = sandbox_dir / "brew" / "bin"
+    other.mkdir(parents=True)
+    shutil.copy2(SSH, other / "ssh")
+    for p in (other, other.parent, sandbox_dir):
+        p.chmod(0o755)
+    env = {"PATH": f"{other}:{os.environ['PATH']}"}
+    got = _mk404(netns_factory, sandbox_factory, sandbox_dir,
+                 {"bare": ("ssh", None), "named": (str(other / "ssh"), None),
+                  "system": (SSH, None)}, env)
+    assert got["bare"]["MK201"]["summary"].endswith(f"({other / 'ssh'})"), got["bare"]["MK201"]
+    bare, named = got["bare"]["MK404"], got["named"]["MK404"]
+    assert bare["status"] == "warn", bare
+    assert f"runs /usr/bin/ssh, not the ssh MK201 tested ({other / 'ssh'})" in bare["summary"]
+    assert named["status"] == "pass", named
+    assert f"names ssh by its path ({other / 'ssh'})" in "\n".join(named["details"])
+    system = got["system"]["MK404"]  # an absolute path, but not the ssh that was tested
+    assert system["status"] == "warn", system
+    assert f"the command's ssh ({SSH}) is not the one MK201 tested" in system["summary"]
