@@ -4,8 +4,11 @@ The launch command is the profile's (``--profile``: what ``mkdoctor setup`` wrot
 the front end), else the one :mod:`mkdoctor.launch` builds from this run's options — the
 same builder the wizard uses. Like the front end, this check listens on both link ports
 (``-LinkMode Listen``), replaces the placeholders `` `linkname` `` and `` `ipaddress` ``,
-and runs the command with ``sh -c``. It passes when the kernel connects to both ports
-within ``--kernel-timeout``.
+and runs the command with ``/bin/sh -c`` — in an emulated front-end environment, not
+mkdoctor's own: a GUI app's PATH, a front-end library directory whose libcrypto cannot
+load first in LD_LIBRARY_PATH, and SSH_AUTH_SOCK only as the desktop gives it (see
+"the front end's environment" below and mkdoctor/launch.py). It passes when the kernel
+connects to both ports within ``--kernel-timeout``; its details say what was emulated.
 
 To avoid a second authentication, ``-o ControlPath=<the run's socket> -o
 ControlMaster=no`` is inserted right after ``ssh`` (and ``-F`` with ``--ssh-config`` when
@@ -185,7 +188,7 @@ def gui_ssh(local: list[str]) -> Optional[str]:
 
 
 def proof_lines(local: list[str], tested: Optional[str], agent: Optional[str], agent_from: str,
-                own_agent: Optional[str], real_libs: str = "") -> tuple[list[str], list[str]]:
+                real_libs: str = "") -> tuple[list[str], list[str]]:
     """(what running the command in the emulated environment proves, what it warns of)."""
     proved, warn = [], []
     unsets = set()
@@ -281,7 +284,6 @@ def run(ctx) -> Result:
         libdirs = ([real] if real else []) + [decoy_library_dir(tmp)]
         env = frontend_environment(dict(os.environ), os.pathsep.join(libdirs), agent)
         proved, doubts = proof_lines(local, ctx.fact("MK201", "ssh_path"), agent, agent_from,
-                                     os.environ.get("SSH_AUTH_SOCK"),
                                      f"{real} ({real_from})" if real else "")
         details += ["run as the front end would (an emulated front-end environment):"] + [
             f"  {p}" for p in proved]

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from mkdoctor import launch
 from mkdoctor.checks.mk404_kernel_link import (GUI_PATH, frontend_environment, proof_lines,
                                                with_run_options)
 from mkdoctor.launch import (LaunchSpec, frontend_unset, launch_command, split_launch, ssh_index,
@@ -87,12 +86,12 @@ def test_frontend_environment() -> None:
 
 def test_proof_lines_say_what_was_emulated() -> None:
     new = ["/usr/bin/env", "-u", "LD_LIBRARY_PATH", SSH, "h", "k"]
-    proved, doubts = proof_lines(new, SSH, None, "systemctl --user show-environment", None)
+    proved, doubts = proof_lines(new, SSH, None, "systemctl --user show-environment")
     text = "\n".join(proved)
     assert f"names ssh by its path ({SSH})" in text and "the ssh MK201 tested" in text
     assert "removes it for ssh (env -u LD_LIBRARY_PATH)" in text
     assert "agent: none" in text and doubts == []
-    _, doubts = proof_lines(["ssh", "h", "k"], "/opt/brew/bin/ssh", None, "x", None)
+    _, doubts = proof_lines(["ssh", "h", "k"], "/opt/brew/bin/ssh", None, "x")
     assert doubts and "not the ssh MK201 tested (/opt/brew/bin/ssh)" in doubts[0]
 
 
