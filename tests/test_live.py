@@ -291,3 +291,40 @@ def test_piped_ci_and_json_have_no_carriage_return_or_escape(slow_kernel_box) ->
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stdout and "\x1b" not in done.stdout
     assert json.loads(done.stdout)["checks"]
+
+
+@integration
+def test_several_hosts_on_a_terminal(sandbox_factory, sandbox_dir) -> None:
+    """Two real sshd sandboxes checked at once (--jobs 2), the first with the 6 s kernel:
+    the status line counts hosts done and running, the second host (done first) is
+    printed after the first, whole, and the run ends with one line per host."""
+    import pexpect
+
+    slow, fast = sandbox_factory(), sandbox_factory()
+    relative = "Wolfram/Mathematica/14.1/Executables/WolframKernel"  # from the remote home
+    for box in (slow, fast):
+        install_standin(box.home, relative)
+    (slow.home / ".standin-fault").write_text("slow:6\n")
+    config = sandbox_dir / "fleet_config"
+    config.write_text(
+        slow.client_config.read_text().replace(f"Host {slow.alias}\n", "Host slow\n", 1)
+        + fast.client_config.read_text().replace(f"Host {fast.alias}\n", "Host fast\n", 1))
+    env = mkdoctor_env(empty_config_dir())
+    env.pop("CI", None)
+    child = pexpect.spawn(sys.executable, [
+        "-m", "mkdoctor", "--ssh-config", str(config), "--host", "slow", "--host", "fast",
+        "--jobs", "2", "--offline", "--only", f"{LOGIN},MK401,MK402", "--kernel", relative,
+        "--kernel-timeout", "20"], env=env, cwd=str(ROOT), encoding="utf-8", timeout=60,
+        dimensions=(40, 200))
+    child.logfile_read = seen = io.StringIO()
+    child.expect(r"hosts 1/2 done, 1 running · MK402 kernel-starts: starting the kernel on slow")
+    assert "mkdoctor 0" in seen.getvalue() and "fast (tunnel" not in seen.getvalue()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, seen.getvalue()
+    screen = "\n".join(seg.split("\r")[-1] for seg in seen.getvalue().replace("\r\n", "\n")
+                       .split("\n"))
+    assert screen.index("slow (tunnel") < screen.index("fast (tunnel") < screen.index("2 hosts")
+    table = screen.split("2 hosts\n", 1)[1].splitlines()
+    assert [ln.split()[:2] for ln in table[:2]] == [["✓", "slow"], ["✓", "fast"]], table
+    assert all("every check passed" in ln for ln in table[:2])
