@@ -29,6 +29,7 @@ imported by the check command only).
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sys
@@ -38,6 +39,7 @@ from contextlib import contextmanager
 from typing import IO, Callable, Iterator, Optional, Sequence
 
 TICK_S = 0.5
+_STEPS = itertools.count()
 
 
 def animation_allowed(stream: IO[str]) -> bool:
@@ -94,7 +96,7 @@ class LivePrinter:
     @contextmanager
     def step(self, text: str) -> Iterator[None]:
         """``text … N s`` on the status line while the block runs."""
-        key = f"step-{id(object())}-{text}"
+        key = f"step-{next(_STEPS)}"
         self.start(key, text, order=-1.0)
         try:
             yield
