@@ -4,8 +4,11 @@ The launch command is the profile's (``--profile``: what ``mkdoctor setup`` wrot
 the front end), else the one :mod:`mkdoctor.launch` builds from this run's options — the
 same builder the wizard uses. Like the front end, this check listens on both link ports
 (``-LinkMode Listen``), replaces the placeholders `` `linkname` `` and `` `ipaddress` ``,
-and runs the command with ``sh -c``. It passes when the kernel connects to both ports
-within ``--kernel-timeout``.
+and runs the command with ``/bin/sh -c`` — in an emulated front-end environment, not
+mkdoctor's own: a GUI app's PATH, a front-end library directory whose libcrypto cannot
+load first in LD_LIBRARY_PATH, and SSH_AUTH_SOCK only as the desktop gives it (see
+"the front end's environment" below and mkdoctor/launch.py). It passes when the kernel
+connects to both ports within ``--kernel-timeout``; its details say what was emulated.
 
 To avoid a second authentication, ``-o ControlPath=<the run's socket> -o
 ControlMaster=no`` is inserted right after ``ssh`` (and ``-F`` with ``--ssh-config`` when
@@ -19,14 +22,15 @@ licence).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import tempfile
 import time
 from typing import Optional
 
 from mkdoctor.kernel import LICENCE_PATTERNS, ensure_login, kernel_path
-from mkdoctor.launch import (LaunchSpec, direct_linkname, launch_command, split_launch, substitute,
-                           tunnel_linkname)
+from mkdoctor.launch import (ENV, LaunchSpec, direct_linkname, launch_command, split_launch,
+                             ssh_index, substitute, tunnel_linkname)
 from mkdoctor.listen import LinkListener, ListenError, bind_address
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped, warned
 
@@ -60,13 +64,163 @@ def _link_host(ctx) -> Optional[str]:
 
 def with_run_options(local: list[str], control_path: str, ssh_config: Optional[str],
                      port: Optional[int]) -> list[str]:
-    """Insert the run's connection options right after ``ssh`` (pure; tested)."""
+    """Insert the run's connection options right after ``ssh`` (after an ``env`` prefix,
+    which stays where it is) (pure; tested)."""
+    at = max(ssh_index(local), 0)
     extra = ["-o", f"ControlPath={control_path}", "-o", "ControlMaster=no", "-o", "BatchMode=yes"]
-    if ssh_config and "-F" not in local[:-1]:
+    if ssh_config and "-F" not in local[at:-1]:
         extra = ["-F", ssh_config] + extra
-    if port and "-p" not in local[:-1]:
+    if port and "-p" not in local[at:-1]:
         extra += ["-p", str(port)]
-    return [local[0], *extra, *local[1:]]
+    return [*local[:at + 1], *extra, *local[at + 1:]]
+
+
+# --- the front end's environment -------------------------------------------------------
+# MK404 runs the command as the front end would, not in mkdoctor's own environment
+# (see mkdoctor/launch.py for what is documented and what observed):
+GUI_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"  # a macOS GUI app's PATH (launchd's; observed)
+LIBRARY_VARS = ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "DYLD_FALLBACK_LIBRARY_PATH")
+# A front-end library directory whose libcrypto cannot load: an ssh that reads
+# LD_LIBRARY_PATH fails to start on it ("error while loading shared libraries", exit 127),
+# as the system ssh does on the front end's own libcrypto.
+DECOY_LIBRARIES = ("libcrypto.so", "libcrypto.so.3", "libcrypto.so.1.1", "libcrypto.so.1.0.0",
+                   "libcrypto.so.10", "libssl.so.3", "libssl.so.1.1", "libcrypto.3.dylib",
+                   "libcrypto.dylib", "libcrypto.44.dylib", "libcrypto.46.dylib")
+LOADER_ERROR = re.compile(r"error while loading shared libraries|no version information available"
+                          r"|symbol lookup error|Library not loaded|image not found")
+# The front end's own library directory, SystemFiles/Libraries/$SystemID of its
+# installation (documented: reference.wolfram.com/language/tutorial/
+# WolframSystemFileOrganization.html), in the standard install places; the first found is
+# put first in LD_LIBRARY_PATH, as the front end does (observed), before the stand-in.
+# MKDOCTOR_FRONTEND_LIBRARIES (a directory) names another installation's.
+FRONTEND_LIBRARY_GLOBS = (
+    "/usr/local/Wolfram/*/*/SystemFiles/Libraries/Linux-x86-64",
+    "/opt/Wolfram/*/*/SystemFiles/Libraries/Linux-x86-64",
+    "/usr/local/Wolfram/*/*/SystemFiles/Libraries/Linux-ARM64",
+    "/Applications/Mathematica*.app/Contents/SystemFiles/Libraries/MacOSX-*",
+    "/Applications/Wolfram*.app/Contents/SystemFiles/Libraries/MacOSX-*",
+)
+
+
+def frontend_library_dir() -> tuple[Optional[str], str]:
+    """(an installed front end's library directory, where it came from), or (None, '')."""
+    import glob
+
+    given = os.environ.get("MKDOCTOR_FRONTEND_LIBRARIES")
+    if given:
+        return given, "MKDOCTOR_FRONTEND_LIBRARIES"
+    for pattern in FRONTEND_LIBRARY_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[-1], "the installed front end"
+    return None, ""
+
+
+def decoy_library_dir(parent: str) -> str:
+    """``parent``/SystemFiles/Libraries with an empty (unloadable) file for each libcrypto
+    name ssh may ask for."""
+    d = os.path.join(parent, "SystemFiles", "Libraries")
+    os.makedirs(d, exist_ok=True)
+    for name in DECOY_LIBRARIES:
+        with open(os.path.join(d, name), "wb"):
+            pass
+    return d
+
+
+def desktop_agent(ctx) -> tuple[Optional[str], str]:
+    """The SSH_AUTH_SOCK the desktop gives GUI apps (and where that was read), or None:
+    macOS ``launchctl getenv`` (launchd's environment for GUI apps), Linux the systemd
+    user manager's environment (what apps it and D-Bus activation start get)."""
+    import shutil
+    import sys
+
+    if sys.platform == "darwin" and shutil.which("launchctl"):
+        done = ctx.run_local(["launchctl", "getenv", "SSH_AUTH_SOCK"])
+        value = done.stdout.strip() if done.returncode == 0 else ""
+        return (value or None), "launchctl getenv SSH_AUTH_SOCK"
+    if shutil.which("systemctl"):
+        done = ctx.run_local(["systemctl", "--user", "show-environment"])
+        if done.returncode == 0:
+            for line in done.stdout.splitlines():
+                if line.startswith("SSH_AUTH_SOCK="):
+                    return line.split("=", 1)[1] or None, "systemctl --user show-environment"
+            return None, "systemctl --user show-environment"
+    return None, "no desktop session found"
+
+
+def frontend_environment(base: dict[str, str], libdir: str, agent: Optional[str]) -> dict[str, str]:
+    """``base`` as the front end would hand it on: a GUI PATH, its library directory first
+    in the library paths, and the desktop's agent only (pure; tested)."""
+    env = {k: v for k, v in base.items() if k not in LIBRARY_VARS and k != "SSH_AUTH_SOCK"}
+    env["PATH"] = GUI_PATH
+    for var in LIBRARY_VARS[:2]:
+        env[var] = libdir + (os.pathsep + base[var] if base.get(var) else "")
+    if agent:
+        env["SSH_AUTH_SOCK"] = agent
+    return env
+
+
+def login_probe(local: list[str], ssh_config: Optional[str], port: Optional[int]) -> list[str]:
+    """The launch command's ssh, its own login (no ControlPath, no forwards), running
+    ``exit 0``: what the front end's ssh does before the kernel starts (pure; tested)."""
+    i = max(ssh_index(local), 0)
+    words, skip = [], False
+    for w in local[i + 1:-1]:
+        if skip:
+            skip = False
+        elif w == "-R":
+            skip = True
+        elif not w.startswith("-R"):
+            words.append(w)
+    argv = with_run_options([*local[:i + 1], *words, "exit 0"], "none", ssh_config, port)
+    return argv
+
+
+def gui_ssh(local: list[str]) -> Optional[str]:
+    """The ssh the command runs under the GUI PATH (its own path when absolute)."""
+    import shutil
+
+    i = ssh_index(local)
+    if i < 0:
+        return None
+    word = local[i]
+    return word if os.sep in word else shutil.which(word, path=GUI_PATH)
+
+
+def proof_lines(local: list[str], tested: Optional[str], agent: Optional[str], agent_from: str,
+                real_libs: str = "") -> tuple[list[str], list[str]]:
+    """(what running the command in the emulated environment proves, what it warns of)."""
+    proved, warn = [], []
+    unsets = set()
+    i = ssh_index(local)
+    for j in range(1, max(i, 0)):
+        if local[j - 1] == "-u":
+            unsets.add(local[j])
+    ssh = gui_ssh(local)
+    if i >= 0 and os.sep in local[i]:
+        same = tested and os.path.realpath(local[i]) == os.path.realpath(tested)
+        proved.append(f"PATH: the command names ssh by its path ({local[i]}), so the front end's "
+                      f"PATH ({GUI_PATH}) does not matter"
+                      + ("; it is the ssh MK201 tested" if same else ""))
+        if tested and not same:
+            warn.append(f"the command's ssh ({local[i]}) is not the one MK201 tested ({tested})")
+    else:
+        proved.append(f"PATH: a bare 'ssh' under the front end's PATH ({GUI_PATH}) is "
+                      f"{ssh or 'not found'}")
+        if tested and ssh and os.path.realpath(ssh) != os.path.realpath(tested):
+            warn.append(f"under the front end's PATH the command runs {ssh}, not the ssh "
+                        f"MK201 tested ({tested})")
+    libs = (f"the front end's library directory {real_libs}, then a stand-in with an "
+            "unloadable libcrypto" if real_libs else
+            "a stand-in front-end library directory with an unloadable libcrypto")
+    how = (": the command removes it for ssh (env -u LD_LIBRARY_PATH)"
+           if "LD_LIBRARY_PATH" in unsets else "")
+    proved.append(f"library path: LD_LIBRARY_PATH starts with {libs}{how}")
+    if agent:
+        proved.append(f"agent: the desktop's ({agent_from}): {agent}")
+    else:
+        proved.append(f"agent: none (SSH_AUTH_SOCK unset; the desktop gives none: {agent_from})")
+    return proved, warn
 
 
 def forwards_of(local: list[str]) -> list[str]:
@@ -103,7 +257,7 @@ def run(ctx) -> Result:
     except ValueError as exc:
         return failed(f"the launch command cannot be parsed by a shell: {exc}",
                       "re-run mkdoctor setup to rewrite it", [command])
-    if not local or os.path.basename(local[0]) != "ssh" or len(local) < 2:
+    if not local or ssh_index(local) < 0 or len(local) < ssh_index(local) + 2:
         return skipped("skipped: the launch command does not start with ssh",
                        "re-run mkdoctor setup", [command])
     argv = with_run_options(local, ctx.ssh.control_path,
@@ -123,8 +277,41 @@ def run(ctx) -> Result:
     proc = None
     connected = False
     leftovers: list[str] = []
+    agent, doubts = None, []
     try:
-        proc = ctx.runner.spawn(["sh", "-c", shell_line], stdout_path=log)
+        agent, agent_from = desktop_agent(ctx)
+        real, real_from = frontend_library_dir()
+        libdirs = ([real] if real else []) + [decoy_library_dir(tmp)]
+        env = frontend_environment(dict(os.environ), os.pathsep.join(libdirs), agent)
+        proved, doubts = proof_lines(local, ctx.fact("MK201", "ssh_path"), agent, agent_from,
+                                     f"{real} ({real_from})" if real else "")
+        details += ["run as the front end would (an emulated front-end environment):"] + [
+            f"  {p}" for p in proved]
+        own = os.environ.get("SSH_AUTH_SOCK")
+        if own and own != agent:
+            # This run logged in with an agent the front end does not have; the launch
+            # command reuses that login, so prove the front end's own login separately.
+            probe = login_probe(local, str(ctx.options.ssh_config) if ctx.options.ssh_config
+                                else None, ctx.target.port)
+            done = ctx.runner.run(["/bin/sh", "-c", shlex.join(probe)], ctx.step_timeout(),
+                                  env=env)
+            if done.returncode != 0:
+                said = [f"  {ln}" for ln in (done.stderr or done.stdout).strip().splitlines()[-4:]]
+                return failed(
+                    "the front end cannot log in: this run used an ssh agent (SSH_AUTH_SOCK) "
+                    "that the front end does not get, and without it the login fails",
+                    "give GUI apps the agent: on macOS keep the key's passphrase in the "
+                    "keychain (ssh-add --apple-use-keychain KEY, and UseKeychain yes in the "
+                    "managed Host block); on Linux start the desktop's agent (systemctl --user "
+                    "enable --now ssh-agent, or the keyring's) so that `systemctl --user "
+                    "show-environment` has SSH_AUTH_SOCK, or set IdentityAgent in the Host block",
+                    details + [f"login as the front end would: {shlex.join(probe)}", "ssh said:"]
+                    + said, reason="frontend-agent")
+            details.append("  agent: a login without this run's agent worked (exit 0): "
+                           + shlex.join(probe))
+        elif not own:
+            details.append("  agent: this run's own login used no agent either")
+        proc = ctx.runner.spawn(["/bin/sh", "-c", shell_line], stdout_path=log, env=env)
         end = time.monotonic() + limit
         while proc is not None and time.monotonic() < end:
             if listener.connected_all(0.2) or proc.poll() is not None:
@@ -157,10 +344,17 @@ def run(ctx) -> Result:
                 "a kernel that outlives its link holds a licence: update the kernel, and "
                 f"look for others still running: ssh {ctx.target.display} pgrep -af Kernel",
                 details + ["killed on the server:"] + [f"  {x}" for x in leftovers])
+        peers = [f"port {p}: connection from {', '.join(states[p].peers)}" for p in ports]
+        if doubts:
+            return warned(
+                "the kernel connected to both link ports, but " + "; ".join(doubts),
+                "re-run mkdoctor setup: it writes the tested ssh by its path", details + peers)
         return passed(
             f"the kernel started and connected to both link ports ({ports[0]}, {ports[1]}) "
-            f"with the launch command; then it exited cleanly",
-            details + [f"port {p}: connection from {', '.join(states[p].peers)}" for p in ports])
+            f"with the launch command run as the front end would (a GUI PATH, an incompatible "
+            f"libcrypto first in LD_LIBRARY_PATH, {'the desktop agent' if agent else 'no agent'}); "
+            f"then it exited cleanly",
+            details + peers)
     if leftovers:
         details += ["killed on the server (left running):"] + [f"  {x}" for x in leftovers]
     text = output
@@ -169,6 +363,19 @@ def run(ctx) -> Result:
             return failed("the kernel could not start: a licence or activation problem (see MK402)",
                           "fix MK402 kernel-starts first", details + ["it said:"] + shown,
                           reason=outcome)
+    if LOADER_ERROR.search(text) and not got:
+        return failed(
+            "ssh cannot start in the front end's environment: it loads the front end's "
+            "libraries (LD_LIBRARY_PATH) and fails",
+            "re-run mkdoctor setup: it writes the launch command as "
+            f"'{ENV} -u LD_LIBRARY_PATH {ctx.fact('MK201', 'ssh_path') or '/usr/bin/ssh'} …'; "
+            "or put that prefix before ssh in the front end's Launch command",
+            details + ["it said:"] + shown, reason="frontend-libraries")
+    if rc == 127 and re.search(r"\bssh: (command )?not found|ssh: No such file", text) and not got:
+        return failed(
+            f"ssh is not found under the front end's PATH ({GUI_PATH})",
+            "re-run mkdoctor setup: it writes ssh by its absolute path",
+            details + ["it said:"] + shown, reason="frontend-path")
     if rc is not None and rc == 255 and not got:
         return failed("ssh failed to run the launch command",
                       "run the launch command in a terminal and read ssh's message",
@@ -231,6 +438,6 @@ CHECK = Check(
     title="the exact launch command of the configuration starts the kernel and it connects to both link ports",
     run=run,
     needs=("MK402", "MK403"),
-    after=("MK101",),
+    after=("MK101", "MK201"),
     preconditions=(needs_target,),
 )

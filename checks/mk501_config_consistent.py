@@ -53,7 +53,7 @@ def expected_strings(prof) -> tuple[str, str]:
 
 def string_traps(label: str, launch: str, mlopen: str, prof) -> list[str]:
     """Known traps in a pair of front-end strings (``label`` says where they were read)."""
-    from mkdoctor.launch import split_launch, substitute
+    from mkdoctor.launch import split_launch, ssh_part, substitute
 
     problems: list[str] = []
     if re.search(r"""["']`linkname`["']""", launch):
@@ -70,7 +70,7 @@ def string_traps(label: str, launch: str, mlopen: str, prof) -> list[str]:
         local, remote = split_launch(substitute(launch, "1@127.0.0.1,2@127.0.0.1", "127.0.0.1"))
     except ValueError as exc:
         return problems + [f"{label}: the launch command does not parse as a shell command ({exc})"]
-    dest = _destination(local)
+    dest = _destination(ssh_part(local))  # after an env prefix (launch.py)
     if dest != prof.host:
         problems.append(f"{label}: the launch command connects to {dest!r}, not the managed alias "
                         f"{prof.host!r}")

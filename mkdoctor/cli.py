@@ -213,6 +213,15 @@ def options_from_args(args: argparse.Namespace) -> tuple[Options, list[Optional[
     return opts, targets
 
 
+def _is_stdout(path: Path) -> bool:
+    """``path`` is where stdout goes (/dev/stdout, or the file it is redirected to)."""
+    try:
+        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def cmd_check(argv: Sequence[str]) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -240,26 +249,47 @@ def cmd_check(argv: Sequence[str]) -> int:
 
     from mkdoctor.runner import run_targets
 
-    reports = run_targets(opts, targets, selection, jobs=args.jobs)
+    # The text report goes to stdout as it is known (live.py): a status line only on a
+    # terminal outside CI. JSON, JUnit or Markdown on stdout: printed once, at the end.
+    # --output /dev/stdout (or the file stdout goes to): the report first, then the text.
+    text_after = out_path is not None and _is_stdout(out_path)
+    text_on_stdout = (out_path is not None or args.format == "text") and not text_after
+    stream = printer = None
+    if text_on_stdout:
+        from mkdoctor.live import CheckStream, LivePrinter
+
+        printer = LivePrinter(sys.stdout)
+        stream = CheckStream(printer, selection, len(targets), color=use_color(args.no_color),
+                             verbose=opts.verbose)
+    try:
+        if printer is not None:
+            with printer:
+                reports = run_targets(opts, targets, selection, jobs=args.jobs, live=stream)
+                stream.finish()
+        else:
+            reports = run_targets(opts, targets, selection, jobs=args.jobs)
+    finally:
+        if printer is not None:
+            printer.close()
 
     from mkdoctor.engine import exit_status
     from mkdoctor.reports import render
 
-    write_error = ""
     if out_path is not None:
         from mkdoctor.fileio import atomic_write
 
+        write_error = ""
         try:
             atomic_write(out_path, render(args.format, reports, verbose=opts.verbose))
         except OSError as exc:
             write_error = f"--output {args.output}: cannot write the report: {exc.strerror or exc}"
-        sys.stdout.write(render("text", reports, color=use_color(args.no_color), verbose=opts.verbose))
+        if text_after:
+            sys.stdout.write(render("text", reports, color=use_color(args.no_color),
+                                    verbose=opts.verbose))
         if write_error:  # the run's summary is printed all the same
             sys.stdout.flush()
             raise UsageError(write_error)
-    elif args.format == "text":
-        sys.stdout.write(render("text", reports, color=use_color(args.no_color), verbose=opts.verbose))
-    else:
+    elif args.format != "text":
         sys.stdout.write(render(args.format, reports, verbose=opts.verbose))
     sys.stdout.flush()
     return max(exit_status(r.results, opts.strict) for r in reports)

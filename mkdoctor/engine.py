@@ -30,6 +30,7 @@ from mkdoctor.model import Check, Result, Status
 from mkdoctor.proc import set_current_log
 
 OnResult = Callable[[Check, Result], None]
+OnStart = Callable[[Check], None]
 BUG_FIX = "this is a bug in mkdoctor; please report it with the output of -v"
 
 
@@ -43,6 +44,7 @@ def run_checks(
     ctx: Context,
     checks: Sequence[Check],
     on_result: Optional[OnResult] = None,
+    on_start: Optional[OnStart] = None,
 ) -> list[tuple[Check, Result]]:
     selected = {c.id: c for c in checks}
     order = [c.id for c in checks]
@@ -138,6 +140,8 @@ def run_checks(
                     finish(check, early)
                     continue
                 running[cid] = time.monotonic()
+                if on_start:  # the live status line: what runs now, and since when
+                    on_start(check)
                 threading.Thread(target=worker, args=(check,), name=cid, daemon=True).start()
             if len(results) >= len(order):
                 break

@@ -45,6 +45,7 @@ Facts this relies on:
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -71,7 +72,12 @@ class LaunchSpec:
     kernel_version: str = ""  # "14.1"; empty: assume 10 or later
     link_host: Optional[str] = None  # direct mode: the laptop address the kernel connects to
     ssh_config: Optional[str] = None  # an ssh config other than ~/.ssh/config (ssh -F)
-    ssh_binary: str = "ssh"
+    # The ssh the front end runs: "" is the ssh on this computer's PATH, written as its
+    # absolute path (the one mkdoctor tests: a GUI app's PATH is not the shell's).
+    ssh_binary: str = ""
+    # Variables removed for ssh (``/usr/bin/env -u NAME``): None is this computer's
+    # platform's (see frontend_unset); () writes the bare form with no env prefix.
+    unset_env: Optional[tuple[str, ...]] = None
 
 
 def link_flag(kernel_version: str) -> str:
@@ -132,7 +138,7 @@ def ssh_argv(spec: LaunchSpec) -> list[str]:
     dest = spec.destination
     if not dest or dest.startswith("-") or re.search(r"[\s\x00-\x1f\x7f]", dest):
         raise ValueError(f"{spec.destination!r}: not a usable ssh destination")
-    argv = [spec.ssh_binary]
+    argv = [*env_prefix(spec), resolved_ssh(spec.ssh_binary)]
     if spec.ssh_config:
         argv += ["-F", spec.ssh_config]
     if spec.mode == "tunnel":
@@ -140,6 +146,94 @@ def ssh_argv(spec: LaunchSpec) -> list[str]:
             argv += ["-R", f"{p}:127.0.0.1:{p}"]
     argv += [spec.destination, _join(kernel_argv(spec), shlex.quote)]
     return argv
+
+
+# --- the front end's environment (how ssh is started) ----------------------------------
+#
+# The front end starts the launch command in its own environment, not the shell's:
+# - Linux: it puts its own SystemFiles/Libraries first in LD_LIBRARY_PATH for the programs
+#   it starts, so the system ssh loads the front end's libcrypto and cannot start
+#   (observed: users quote "libcrypto.so.1.0.0: no version information available
+#   (required by ssh)", and sakra/Tunnel's HISTORY, 1.1.1, has a "work-around for
+#   SystemFiles/Libraries/libcrypto.so incompatibility with /usr/bin/ssh under Linux").
+#   That the front end keeps libraries in SystemFiles/Libraries/$SystemID is documented
+#   (reference.wolfram.com/language/tutorial/WolframSystemFileOrganization.html); that it
+#   sets LD_LIBRARY_PATH to it is observed.
+# - macOS: a GUI app gets launchd's PATH (/usr/bin:/bin:/usr/sbin:/sbin), not the shell's
+#   (observed), so a bare "ssh" may not be the ssh that was tested; DYLD_* variables are
+#   removed for the same reason as LD_LIBRARY_PATH (SIP already purges them for
+#   /usr/bin/ssh; a Homebrew ssh is not protected).
+# So the command names the tested ssh by its absolute path, behind
+# ``/usr/bin/env -u VAR``. ``env -u`` is not POSIX (POSIX env has only -i, which would
+# also drop SSH_AUTH_SOCK and HOME) but GNU coreutils, BusyBox, macOS and the BSDs all
+# have it, and /usr/bin/env is where every Linux distribution and macOS put env.
+
+ENV = "/usr/bin/env"
+FRONTEND_UNSET = {
+    "linux": ("LD_LIBRARY_PATH",),
+    "darwin": ("DYLD_LIBRARY_PATH", "DYLD_FALLBACK_LIBRARY_PATH"),
+}
+
+
+def frontend_unset(platform: Optional[str] = None) -> tuple[str, ...]:
+    """The library-path variables a front end on ``platform`` (sys.platform) sets that
+    ssh must not see; none on Windows (its front end runs commands with cmd.exe)."""
+    import sys
+
+    plat = platform or sys.platform
+    return FRONTEND_UNSET.get("linux" if plat.startswith("linux") else plat, ())
+
+
+def env_prefix(spec: LaunchSpec) -> list[str]:
+    names = frontend_unset() if spec.unset_env is None else spec.unset_env
+    if not names:
+        return []
+    out = [ENV]
+    for name in names:
+        out += ["-u", name]
+    return out
+
+
+def resolved_ssh(binary: str) -> str:
+    """``binary``, or with "" the absolute path of the ssh on PATH (bare "ssh" if none)."""
+    import sys
+
+    if binary:
+        return binary
+    if sys.platform == "win32":  # cmd.exe: a backslash path would need other quoting
+        return "ssh"
+    import shutil
+
+    found = shutil.which("ssh")
+    if not found or "`" in found:  # a backquote would read as a placeholder
+        return "ssh"
+    return os.path.abspath(found)
+
+
+def ssh_index(local: list[str]) -> int:
+    """Where ssh is in a launch command's local argv: 0, or after an ``env`` prefix
+    (``env [-i] [-u NAME]... [NAME=VALUE]... ssh ...``); -1 when there is no ssh."""
+    i = 0
+    if local and os.path.basename(local[0]) == "env":
+        i = 1
+        while i < len(local):
+            word = local[i]
+            if word == "-u" and i + 1 < len(local):
+                i += 2
+            elif word in ("-i", "-") or word.startswith("-u") or (
+                    "=" in word and not word.startswith("-") and "/" not in word.split("=")[0]):
+                i += 1
+            else:
+                break
+    if i < len(local) and os.path.basename(local[i]) == "ssh":
+        return i
+    return -1
+
+
+def ssh_part(local: list[str]) -> list[str]:
+    """A launch command's local argv from ssh on (an env prefix dropped)."""
+    i = ssh_index(local)
+    return local[i:] if i >= 0 else local
 
 
 def launch_command(spec: LaunchSpec) -> str:

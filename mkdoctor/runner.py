@@ -41,15 +41,28 @@ def target_info(ctx: Context) -> dict:
 
 
 def run_one(options: Options, target: Optional[Target], checks: Sequence[Check],
-            on_result: Optional[OnResult] = None) -> Report:
+            on_result: Optional[OnResult] = None, live=None, index: int = 0) -> Report:  # noqa: ANN001
+    """``live``: a :class:`mkdoctor.live.CheckStream` told of each start and result."""
     ctx = Context(options, target)
     started = time.monotonic()
+    on_start = None
+    if live is not None:
+        live.host_started(index, ctx)
+        on_start = lambda c: live.check_started(index, c)  # noqa: E731
+
+        def on_result(c, r, _outer=on_result):  # noqa: ANN001
+            live.check_done(index, c, r)
+            if _outer:
+                _outer(c, r)
     try:
-        results = run_checks(ctx, checks, on_result)
+        results = run_checks(ctx, checks, on_result, on_start)
     finally:
         ctx.close()
     notes = [] if target else [NO_TARGET_NOTE]
-    return Report(__version__, target_info(ctx), results, time.monotonic() - started, notes)
+    report = Report(__version__, target_info(ctx), results, time.monotonic() - started, notes)
+    if live is not None:
+        live.host_done(index, report)
+    return report
 
 
 def _interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
@@ -57,13 +70,14 @@ def _interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 
 
 def run_targets(options: Options, targets: Sequence[Optional[Target]], checks: Sequence[Check],
-                jobs: int = 1) -> list[Report]:
+                jobs: int = 1, live=None) -> list[Report]:  # noqa: ANN001
     # SIGTERM ends the run like Ctrl-C does, so the SSH master is closed on the way out.
     try:
         signal.signal(signal.SIGTERM, _interrupt)
     except ValueError:  # not the main thread
         pass
     if len(targets) == 1 or jobs == 1:
-        return [run_one(options, t, checks) for t in targets]
+        return [run_one(options, t, checks, live=live, index=i) for i, t in enumerate(targets)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(lambda t: run_one(options, t, checks), targets))
+        return list(pool.map(lambda it: run_one(options, it[1], checks, live=live, index=it[0]),
+                             enumerate(targets)))

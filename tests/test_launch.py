@@ -44,7 +44,9 @@ def sh_words(script: str) -> list[str]:
 
 
 def local_words(command: str) -> list[str]:
-    return sh_words("ssh() { printf '%s\\0' ssh \"$@\"; }\n" + command)
+    # printf in front: the words the shell hands to the command, whatever its first word
+    # (/usr/bin/env -u LD_LIBRARY_PATH /usr/bin/ssh ..., or a bare ssh)
+    return sh_words("printf '%s\\0' " + command)
 
 
 def remote_words(remote: str) -> list[str]:
@@ -107,7 +109,8 @@ def test_placeholders_only_where_intended(name, kernel, cfg):
     assert [i for i, w in enumerate(remote) if "198.51.100.7" in w] == [remote.index("-LinkName") + 1]
     assert [i for i, w in enumerate(remote) if ADDR in w] == [remote.index("-LinkHost") + 1]
     assert remote[remote.index("-LinkName") + 1] == LINK and remote[-1] == ADDR
-    assert remote[0] == kernel and (cfg is None or local[1:3] == ["-F", cfg])
+    at = launch.ssh_index(local)
+    assert remote[0] == kernel and (cfg is None or local[at + 1:at + 3] == ["-F", cfg])
 
 
 def test_backquote_refused_even_in_tunnel_mode():
@@ -187,8 +190,8 @@ def test_tunnel_strings_exact():
                       "tunnel", (50001, 50002), "14.1")
     assert mlopen_arguments(spec) == ("-LinkMode Listen -LinkProtocol TCPIP -LinkName "
                                       "50001@127.0.0.1,50002@127.0.0.1 -LinkOptions MLDontInteract")
-    assert launch_command(spec) == (
-        'ssh -R 50001:127.0.0.1:50001 -R 50002:127.0.0.1:50002 mk-hpc '
+    assert launch_command(spec) == launch.ENV + " -u LD_LIBRARY_PATH " + (
+        launch.resolved_ssh("") + ' -R 50001:127.0.0.1:50001 -R 50002:127.0.0.1:50002 mk-hpc '
         '"/usr/local/Wolfram/Mathematica/14.1/Executables/WolframKernel -wstp -LinkMode Connect '
         '-LinkProtocol TCPIP -LinkName 50001@127.0.0.1,50002@127.0.0.1 -LinkHost 127.0.0.1"')
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from mkdoctor.model import Check, Result, Status
 from mkdoctor.reports import Report
 
@@ -56,17 +58,30 @@ def render_one(report: Report, color: bool, verbose: bool) -> str:
     out = [header(report), ""]
     width = max((len(f"{c.id} {c.name}") for c, _ in report.results), default=20)
     for check, result in report.results:
-        out.append(line(check, result, color, width))
-        if verbose:
-            for d in result.details:
-                out.append(f"      {d}")
-            for cmd in result.commands:
-                first, *rest = cmd.splitlines() or [""]
-                out.append(f"      $ {first}")
-                out.extend(f"          {text}" for text in rest)  # a remote script
-            if result.traceback:
-                out.extend("      " + t for t in result.traceback.rstrip().splitlines())
-    out.append("")
+        out += check_entry(check, result, color, width, verbose)
+    out += tail_lines(report, color, verbose)
+    return "\n".join(out) + "\n"
+
+
+def check_entry(check: Check, result: Result, color: bool, width: int, verbose: bool) -> list[str]:
+    """One check's line (and with ``verbose`` its details and commands): what the live
+    output prints the moment this result and all before it are known."""
+    out = [line(check, result, color, width)]
+    if verbose:
+        for d in result.details:
+            out.append(f"      {d}")
+        for cmd in result.commands:
+            first, *rest = cmd.splitlines() or [""]
+            out.append(f"      $ {first}")
+            out.extend(f"          {text}" for text in rest)  # a remote script
+        if result.traceback:
+            out.extend("      " + t for t in result.traceback.rstrip().splitlines())
+    return out
+
+
+def tail_lines(report: Report, color: bool, verbose: bool) -> list[str]:
+    """What follows the check lines: the counts, what to fix, the notes."""
+    out = [""]
     out.append(summary_line(report))
     todo = [(c, r) for c, r in report.results if r.status is not Status.PASS]
     own = [(c, r) for c, r in todo if not r.blocked_by]
@@ -87,8 +102,55 @@ def render_one(report: Report, color: bool, verbose: bool) -> str:
             out.append(f"    docs: mkdoctor explain {check.id}")
     for note in report.notes:
         out += ["", note]
-    return "\n".join(out) + "\n"
+    return out
+
+
+# --------------------------------------------------------------------------- several hosts
+
+RANK = {Status.ERROR: 4, Status.FAIL: 3, Status.WARN: 2, Status.PASS: 1, Status.SKIP: 0}
+
+
+def worst(report: Report) -> tuple[Status, Optional[tuple[Check, Result]]]:
+    """A host's worst status and the first check (catalogue order) that has it; a skip
+    counts only when nothing else ran. Skips caused by another check are not "first"."""
+    own = [(c, r) for c, r in report.results if not r.blocked_by or r.status is not Status.SKIP]
+    if not own:
+        return Status.SKIP, None
+    status = max((r.status for _, r in own), key=RANK.__getitem__)
+    if status in (Status.PASS, Status.SKIP):
+        return status, None
+    return status, next((c, r) for c, r in own if r.status is status
+                        or (status is Status.FAIL and r.status is Status.ERROR))
+
+
+def short_fix(fix: str, limit: int = 48) -> str:
+    """The fix in a few words: its first line, cut at ``limit`` characters."""
+    first = (fix.strip().splitlines() or [""])[0].strip()
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+
+
+def fleet_table(reports: list[Report], color: bool = False) -> list[str]:
+    """The end of a several-host report: one line per host, in the order given: its worst
+    status, the first check with it, and that check's fix in a few words."""
+    names = [(r.target or {}).get("destination") or "this computer" for r in reports]
+    width = max(len(n) for n in names)
+    label_width = max((len(f"{c.id} {c.name}") for r in reports for c, _ in r.results), default=20)
+    out = ["", paint(f"{len(reports)} hosts", "1", color)]
+    for name, report in zip(names, reports):
+        status, first = worst(report)
+        symbol = paint(SYMBOLS[status], COLORS[status], color)
+        if first is None:
+            what = "every check passed" if status is Status.PASS else "every check was skipped"
+            out.append(f"{symbol} {name:<{width}}  {what}")
+            continue
+        check, result = first
+        fix = f"  fix: {short_fix(result.fix)}" if result.fix else ""
+        out.append(f"{symbol} {name:<{width}}  {check.id + ' ' + check.name:<{label_width}}{fix}")
+    return out
 
 
 def render(reports: list[Report], color: bool = False, verbose: bool = False) -> str:
-    return "\n".join(render_one(r, color, verbose) for r in reports)
+    text = "\n".join(render_one(r, color, verbose) for r in reports)
+    if len(reports) > 1:
+        text += "\n".join(fleet_table(reports, color)) + "\n"
+    return text
