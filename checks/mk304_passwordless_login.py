@@ -137,6 +137,13 @@ def run(ctx) -> Result:
     login = ctx.ssh.login(ctx.step_timeout(ctx.options.timeout * 2 + 2))
     if login.ok:
         return passed(f"logged in as {ctx.target.display} with no prompt (BatchMode=yes)")
+    if login.dropped:
+        return failed(
+            "the server limits simultaneous logins (MaxStartups): it dropped the login "
+            "before authentication twice",
+            "check fewer hosts behind this server at once (--jobs N), or wait and re-run; "
+            "its administrator can raise MaxStartups in sshd_config (default 10:30:100)",
+            [ln for ln in login.stderr.splitlines() if ln.strip()][-3:], reason="max-startups")
     summary, fix, details, reason = classify(login.stderr, login.timed_out, ctx.target.display,
                                              install_command(ctx), modes_command(ctx))
     return failed(summary, fix, details, reason=reason)

@@ -44,7 +44,7 @@ def _launch(ctx) -> tuple[Optional[str], str, Optional[Result]]:
     t = ctx.target
     spec = LaunchSpec(
         destination=f"{t.user}@{t.host}" if t.user else t.host,
-        kernel=kernel, mode=ctx.mode, link_ports=ctx.link_ports, kernel_version=str(version),
+        kernel=kernel, mode=ctx.mode, link_ports=ctx.test_ports, kernel_version=str(version),
         link_host=_link_host(ctx),
         ssh_config=str(ctx.options.ssh_config) if ctx.options.ssh_config else None,
     )
@@ -88,7 +88,7 @@ def run(ctx) -> Result:
     if problem:
         return problem
     assert command is not None
-    ports = ctx.link_ports
+    ports = ctx.test_ports
     if ctx.mode == "tunnel":
         linkname, ipaddress, listen_on = tunnel_linkname(ports), "127.0.0.1", "127.0.0.1"
     else:

@@ -93,6 +93,9 @@ class Check:
       waits for them but runs whatever their status.
     - ``preconditions``: generic applicability tests (a remote host is given, a mode is
       selected...), each returning a skip reason or None.
+    - ``per_host``: the check runs without a host but reads it when there is one; every
+      other check without ``needs_target`` (and not depending on one that has it) checks
+      this computer only and runs once per run when several hosts are checked.
     """
 
     id: str
@@ -104,6 +107,9 @@ class Check:
     needs_if_run: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     preconditions: tuple[Precondition, ...] = ()
+    # Runs without a remote host but reads it when one is given (MK202: the identity ssh
+    # uses for that host): with several hosts it runs once per host, not once per run.
+    per_host: bool = False
 
     @property
     def docs(self) -> str:

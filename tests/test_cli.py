@@ -33,7 +33,7 @@ def test_help_lists_commands_and_flags():
 def test_help_and_version_import_nothing_heavy():
     code = (
         "import sys\n"
-        "from checks import cli\n"
+        "from mkdoctor import cli\n"
         "for a in (['--help'], ['--version']):\n"
         "    try: cli.main(a)\n"
         "    except SystemExit: pass\n"
