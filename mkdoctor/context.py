@@ -38,6 +38,7 @@ class Context:
         self.started = time.monotonic()
         self.deadline_at = self.started + options.deadline
         self.results: dict[str, Result] = {}
+        self.selected: set[str] = set()  # the IDs this run checks (set by the engine)
         self._cache: dict[str, Any] = {}
         self._cache_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -59,6 +60,15 @@ class Context:
     # --- facts of earlier checks --------------------------------------------------------
 
     def result(self, check_id: str) -> Optional[Result]:
+        return self.results.get(check_id)
+
+    def wait_result(self, check_id: str) -> Optional[Result]:
+        """The result of ``check_id``, waiting for it when it is in this run and not done
+        yet (for words only a failure needs: a check that does not declare ``after``
+        for it). None when it is not in this run, or at the deadline."""
+        while (check_id in self.selected and check_id not in self.results
+               and self.remaining() > 0):
+            time.sleep(0.05)
         return self.results.get(check_id)
 
     def fact(self, check_id: str, key: str, default: Any = None) -> Any:
@@ -155,16 +165,20 @@ class Context:
         if self.target is None:
             return None
 
-        def compute() -> Optional[tuple[str, int]]:
-            from mkdoctor.openssh.session import RemoteUnavailable, endpoint
+        from mkdoctor.openssh.session import RemoteUnavailable
 
-            try:
-                ep = endpoint(self.ssh, self.options.timeout)
-            except RemoteUnavailable:
-                return None
-            return None if ep.proxycommand else (ep.host.lower(), ep.port)
+        try:
+            ep = self.endpoint()
+        except (RemoteUnavailable, DeadlineExceeded):
+            return None
+        return None if ep.proxycommand else (ep.host.lower(), ep.port)
 
-        return self.cached("fleet:first-hop", compute)
+    def endpoint(self):
+        """Where ssh connects first (``ssh -G``, and the jump host's own with ProxyJump),
+        worked out once per run (:func:`mkdoctor.openssh.session.endpoint`)."""
+        from mkdoctor.openssh.session import endpoint
+
+        return self.cached("ssh.endpoint", lambda: endpoint(self.ssh, self.step_timeout()))
 
     def close(self) -> None:
         with self._lock:

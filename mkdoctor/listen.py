@@ -248,7 +248,7 @@ print("R\t%d\tpython3\t%s\t%s" % (p, r, m))
 
 def probe_script(host: str, tokens: dict[int, str], timeout: float) -> str:
     """``sh`` script for the remote host: print ``S <$SSH_CONNECTION>``, then connect to
-    ``host`` on each port and send its token, with python3, else bash's ``/dev/tcp``
+    ``host`` on each port at once and send its token, with python3, else bash's ``/dev/tcp``
     (under ``timeout``), else ``nc``; one ``R <port> <tool> <result> <message>`` line per
     port (result: ok, refused, timeout, no-route, net-unreachable, error, no-client)."""
     t = max(1, int(round(timeout)))
@@ -273,8 +273,12 @@ def probe_script(host: str, tokens: dict[int, str], timeout: float) -> str:
         "  printf 'R\\t%s\\tnone\\tno-client\\tneither python3, bash with timeout, nor nc\\n' \"$1\"",
         "}",
     ]
+    # Both ports at once: a firewall that drops the connections costs one timeout, not one
+    # per port. Each result is one short printf (one write, under PIPE_BUF), so the lines of
+    # the two background jobs never mix.
     for port, token in tokens.items():
-        lines.append(f"probe {int(port)} {shlex.quote(token)}")
+        lines.append(f"probe {int(port)} {shlex.quote(token)} &")
+    lines.append("wait")
     return "\n".join(lines) + "\n"
 
 
