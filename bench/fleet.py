@@ -45,6 +45,9 @@ def _child_usage() -> tuple[float, int]:
     return ru.ru_utime + ru.ru_stime, ru.ru_maxrss
 
 
+FAILED: list[str] = []  # what failed in a run that exited 1, one line each
+
+
 def _timed(argv: list[str], env: dict) -> tuple[float, float, int, int]:
     """(wall s, cpu s, peak KiB, exit status) of one command and everything it ran."""
     cpu0, _ = _child_usage()
@@ -53,6 +56,11 @@ def _timed(argv: list[str], env: dict) -> tuple[float, float, int, int]:
                           text=True)
     wall = time.perf_counter() - t0
     cpu1, peak = _child_usage()
+    if done.returncode == 1 and done.stdout.startswith("{"):
+        data = json.loads(done.stdout)
+        for r in data.get("reports", [data]):
+            FAILED.extend(f"{(r.get('target') or {}).get('destination')}: {c['id']} {c['summary']}"
+                          for c in r["checks"] if c["status"] in ("fail", "error"))
     return wall, cpu1 - cpu0, peak, done.returncode
 
 
@@ -100,6 +108,8 @@ def measure(spec_path: str) -> int:
         finally:
             for r in relays:
                 r.stop()
+    for line in sorted(set(FAILED))[:20]:
+        print("failed:", line, file=sys.stderr)
     print(json.dumps(out))
     return 0
 
@@ -144,24 +154,22 @@ def main() -> int:
             block = block.replace(f"HostName {box.address}", "HostName @ADDR@").replace(
                 f"Port {box.port}", "Port @PORT@")
             hosts.append({"address": box.address, "port": box.port, "block": block})
-        # 20 aliases of ws0 behind ws1 as the bastion (both with their real addresses)
-        bastion = ""
-        if nhosts >= 2:
-            b0 = boxes[0].client_config.read_text()
-            bastion = boxes[1].client_config.read_text().replace(f"Host {boxes[1].alias}\n",
-                                                                 "Host bastion\n", 1)
-            for i in range(20):
-                bastion += b0.replace(f"Host {boxes[0].alias}\n", f"Host node{i:02d}\n", 1) + \
-                    "    ProxyJump bastion\n"
-        spec = {"hosts": hosts, "bastion_block": bastion, "bastion": nhosts >= 2,
+        # 20 aliases behind ws0 as the bastion: each node is ws0's sshd reached from the
+        # bastion itself (its own address), the bastion over the link (the relay when delayed)
+        hosts.append({**hosts[0], "block": hosts[0]["block"].replace("Host ws0\n", "Host bastion\n", 1)})
+        bastion = "".join(
+            boxes[0].client_config.read_text().replace(f"Host {boxes[0].alias}\n",
+                                                       f"Host node{i:02d}\n", 1)
+            + "    ProxyJump bastion\n" for i in range(20))
+        spec = {"hosts": hosts, "bastion_block": bastion, "bastion": True,
                 "counts": counts, "delays": [float(d) for d in args.delays.split(",")],
                 "runs": args.runs, "cfgdir": str(base / "cfg")}
         (base / "spec.json").write_text(json.dumps(spec))
         done = subprocess.run(["ip", "netns", "exec", laptop.name, sys.executable, __file__,
                                "--measure", str(base / "spec.json")],
                               capture_output=True, text=True, cwd=str(ROOT))
+        print(done.stderr, file=sys.stderr, end="")
         if done.returncode != 0:
-            print(done.stderr, file=sys.stderr)
             return 1
         rows = json.loads(done.stdout.strip().splitlines()[-1])
     finally:

@@ -58,8 +58,12 @@ _STARTUP_DROP = re.compile(
 def startup_dropped(stderr: str) -> bool:
     """True when ssh's words say the server dropped us before authentication (the
     MaxStartups symptom), not that it refused us."""
+    # Through a jump host the inner ssh says "Connection closed" too when the jump host
+    # could not reach the target ("channel 0: open failed: connect failed: ...", "stdio
+    # forwarding failed"): that is a path problem, not MaxStartups.
     if re.search(r"Permission denied|Host key verification failed|IDENTIFICATION HAS CHANGED"
-                 r"|Connection refused|Could not resolve", stderr):
+                 r"|Connection refused|Could not resolve|open failed|forwarding failed"
+                 r"|No route to host|Network is unreachable", stderr):
         return False
     return bool(_STARTUP_DROP.search(stderr))
 

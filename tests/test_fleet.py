@@ -114,6 +114,11 @@ def test_hop_gate_never_lets_more_than_its_limit_through() -> None:
     ("ssh: connect to host ws port 22: Connection refused", False),
     ("Host key verification failed.", False),
     ("ssh: Could not resolve hostname ws: Name or service not known", False),
+    # a jump host that cannot reach the target (real text of ssh -J to an unrouted host)
+    ("channel 0: open failed: connect failed: No route to host\r\n"
+     "stdio forwarding failed\r\n"
+     "kex_exchange_identification: Connection closed by remote host\r\n"
+     "Connection closed by UNKNOWN port 65535", False),
 ])
 def test_startup_drop_is_told_from_a_refusal(text: str, dropped: bool) -> None:
     assert startup_dropped(text) is dropped
