@@ -78,4 +78,5 @@ CHECK = Check(
     run=run,
     needs=("MK201",),
     after=(),
+    per_host=True,  # the identity ssh uses for the host (IdentityFile of ssh -G)
 )

@@ -83,7 +83,7 @@ def resolve(host: str, port: int, timeout: float) -> Resolution:
 def first_hop(ctx) -> Endpoint:
     """Where ssh connects first (``ssh -G``, and the jump host's own ``ssh -G`` with
     ProxyJump), worked out once per run for MK301-MK303."""
-    return ctx.cached("ssh.endpoint", lambda: endpoint(ctx.ssh, ctx.step_timeout()))
+    return ctx.endpoint()
 
 
 def run(ctx) -> Result:

@@ -18,6 +18,7 @@ import socket
 import time
 
 from mkdoctor.checks.mk301_host_resolves import first_hop, resolve
+from mkdoctor.fleet import retry_pause
 from mkdoctor.model import (Check, Result, failed, needs_target, passed,
                           skipped)
 from mkdoctor.proc import record
@@ -168,7 +169,14 @@ def run(ctx) -> Result:
         )
     timeout = ctx.step_timeout()
     where = f"{ep.host} port {ep.port}" + (f" (first hop, {ep.via})" if ep.via else "")
-    kind, text = probe(ep.host, ep.port, timeout)
+    with ctx.hop_slot(timeout * 4):
+        kind, text = probe(ep.host, ep.port, timeout)
+    if kind in ("closed", "no-banner") and ctx.fleet.hosts > 1:
+        # Many hosts behind one server: a drop before the greeting may be sshd's
+        # MaxStartups at work, not this host. One more try after a short pause.
+        time.sleep(retry_pause())
+        with ctx.hop_slot(timeout * 4):
+            kind, text = probe(ep.host, ep.port, ctx.step_timeout())
     facts = {"host": ep.host, "port": ep.port}
     if kind == "ok":
         return passed(f"{where}: {software(text)}", [text], server_banner=text,

@@ -17,12 +17,18 @@ from __future__ import annotations
 import math
 import os
 import shlex
+import time
 
 from mkdoctor.openssh.known_hosts import (KnownEntry, judge, lookup_name, parse_keygen_find, parse_keyscan,
                              preferred, split_files)
 from mkdoctor.model import (Check, Result, failed, needs_target, passed,
                           skipped, warned)
 from mkdoctor.checks.mk301_host_resolves import first_hop
+from mkdoctor.fleet import retry_pause
+
+# ssh-keyscan fetches rsa, ecdsa, ed25519, ecdsa-sk and ed25519-sk keys by default
+# (ssh-keyscan(1), -t), one connection per type, all open at once (ssh-keyscan.c conloop).
+KEYSCAN_CONNECTIONS = 5
 
 
 def known_entries(ctx, name: str, files: list[str]
@@ -96,11 +102,18 @@ def run(ctx) -> Result:
     first_user_file = files[0] if files else os.path.expanduser("~/.ssh/known_hosts")
 
     wait = ctx.options.timeout
-    scan = ctx.run_local(
-        ["ssh-keyscan", "-T", str(max(1, math.ceil(wait))), "-p", str(ep.port), "--", ep.host],
-        wait + 1,
-    )
+    argv = ["ssh-keyscan", "-T", str(max(1, math.ceil(wait))), "-p", str(ep.port), "--", ep.host]
+    # ssh-keyscan opens one connection per host key type at once: it takes as many of the
+    # first hop's slots (MaxStartups; see mkdoctor.fleet), and is tried once more when a
+    # drop left it without a key while other hosts of the run knock on the same server.
+    with ctx.hop_slot(wait * 4, weight=KEYSCAN_CONNECTIONS):
+        scan = ctx.run_local(argv, wait + 1)
     server_keys = preferred(parse_keyscan(scan.stdout))
+    if not server_keys and ctx.fleet.hosts > 1:
+        time.sleep(retry_pause())
+        with ctx.hop_slot(wait * 4, weight=KEYSCAN_CONNECTIONS):
+            scan = ctx.run_local(argv, wait + 1)
+        server_keys = preferred(parse_keyscan(scan.stdout))
     if not server_keys:
         said = [ln for ln in scan.stderr.splitlines() if ln.strip() and not ln.startswith("#")]
         return skipped(

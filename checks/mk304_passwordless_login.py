@@ -134,9 +134,31 @@ def _ssh_to(ctx) -> str:
 
 
 def run(ctx) -> Result:
-    login = ctx.ssh.login(ctx.step_timeout(ctx.options.timeout * 2 + 2))
+    # This login runs while MK303 still fetches and judges the host key (``overlaps``).
+    # Where MK303 can judge it (the first hop is the host itself), the login refuses any
+    # key known_hosts does not hold, so a changed or unknown key never sees our
+    # authentication; when MK303 then finds an unknown key that the user's
+    # StrictHostKeyChecking accept-new/no lets ssh record, the login is tried once more
+    # as the front end's ssh would make it.
+    try:
+        ep = ctx.endpoint()
+        judged = not ep.proxycommand and not ep.via
+    except RemoteUnavailable:  # MK301 reports it; log in as the user's ssh would
+        judged = False
+    login = ctx.ssh.login(ctx.step_timeout(ctx.options.timeout * 2 + 2), strict_host_key=judged)
+    if not login.ok and judged and "Host key verification failed" in login.stderr:
+        mk303 = ctx.wait_result("MK303")
+        if mk303 is not None and mk303.facts.get("reason") == "unknown-accepted":
+            login = ctx.ssh.login(ctx.step_timeout(ctx.options.timeout * 2 + 2), again=True)
     if login.ok:
         return passed(f"logged in as {ctx.target.display} with no prompt (BatchMode=yes)")
+    if login.dropped:
+        return failed(
+            "the server limits simultaneous logins (MaxStartups): it dropped the login "
+            "before authentication twice",
+            "check fewer hosts behind this server at once (--jobs N), or wait and re-run; "
+            "its administrator can raise MaxStartups in sshd_config (default 10:30:100)",
+            [ln for ln in login.stderr.splitlines() if ln.strip()][-3:], reason="max-startups")
     summary, fix, details, reason = classify(login.stderr, login.timed_out, ctx.target.display,
                                              install_command(ctx), modes_command(ctx))
     return failed(summary, fix, details, reason=reason)
@@ -151,6 +173,8 @@ CHECK = Check(
     # needs_if_run: MK302/MK303 skip behind ProxyCommand/ProxyJump, and logging in is
     # then the only test of the path; their failures still block it.
     needs_if_run=("MK301", "MK302", "MK303"),
+    # logs in while MK303 judges the host key (see run): skipped after the fact if MK303 fails
+    overlaps=("MK303",),
     after=("MK202",),
     preconditions=(needs_target,),
 )

@@ -82,8 +82,8 @@ def add_target_args(p: argparse.ArgumentParser, for_setup: bool = False) -> None
                    (" (one setup after another)" if for_setup else ""))
     g.add_argument("--hosts-file", metavar="FILE", help="every host listed in FILE (one per line)"
                    if for_setup else "check every host listed in FILE (one per line)")
-    g.add_argument("--jobs", type=int, default=1, metavar="N", help=argparse.SUPPRESS if for_setup
-                   else "hosts checked at once (default 1)")
+    g.add_argument("--jobs", type=int, default=None, metavar="N", help=argparse.SUPPRESS if for_setup
+                   else "hosts checked at once (default: all of them, up to 16)")
     g.add_argument("--ssh-config", metavar="FILE", help="use this ssh client config (ssh -F)")
     g.add_argument("--identity", metavar="FILE", help="the private key to use and check")
     g.add_argument("--kernel", metavar="PATH", help="the kernel executable on the remote host")
@@ -208,7 +208,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[Options, list[Optional[
     opts.timeout = parse_timeout(args.timeout, "--timeout")
     opts.deadline = parse_timeout(args.deadline, "--deadline")
     opts.kernel_timeout = parse_timeout(args.kernel_timeout, "--kernel-timeout")
-    if args.jobs < 1 or args.jobs > 64:
+    if args.jobs is not None and (args.jobs < 1 or args.jobs > 64):
         raise UsageError("--jobs: must be from 1 to 64")
     return opts, targets
 

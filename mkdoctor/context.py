@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from mkdoctor.options import Options, Target
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mkdoctor.fleet import Fleet
 from mkdoctor.proc import ProcessRunner
 from mkdoctor.model import Result
 
@@ -23,13 +26,19 @@ class DeadlineExceeded(Exception):
 
 
 class Context:
-    def __init__(self, options: Options, target: Optional[Target] = None) -> None:
+    def __init__(self, options: Options, target: Optional[Target] = None,
+                 fleet: Optional["Fleet"] = None) -> None:
+        from mkdoctor.fleet import Fleet
+
         self.options = options
         self.target = target
+        # What this host shares with the other hosts of the run (link ports, first hops).
+        self.fleet = fleet or Fleet(tuple(options.link_ports))
         self.runner = ProcessRunner()
         self.started = time.monotonic()
         self.deadline_at = self.started + options.deadline
         self.results: dict[str, Result] = {}
+        self.selected: set[str] = set()  # the IDs this run checks (set by the engine)
         self._cache: dict[str, Any] = {}
         self._cache_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -53,6 +62,15 @@ class Context:
     def result(self, check_id: str) -> Optional[Result]:
         return self.results.get(check_id)
 
+    def wait_result(self, check_id: str) -> Optional[Result]:
+        """The result of ``check_id``, waiting for it when it is in this run and not done
+        yet (for words only a failure needs: a check that does not declare ``after``
+        for it). None when it is not in this run, or at the deadline."""
+        while (check_id in self.selected and check_id not in self.results
+               and self.remaining() > 0):
+            time.sleep(0.05)
+        return self.results.get(check_id)
+
     def fact(self, check_id: str, key: str, default: Any = None) -> Any:
         result = self.results.get(check_id)
         if result is None:
@@ -69,7 +87,32 @@ class Context:
 
     @property
     def link_ports(self) -> tuple[int, int]:
+        """The configured link ports: what the written configuration uses and what the
+        server's policy must allow."""
         return self.options.link_ports
+
+    @property
+    def test_ports(self) -> tuple[int, int]:
+        """The ports this host's live link tests (MK403, MK404) listen on. One host: the
+        configured pair. Several hosts in tunnel mode: the configured pair for the first,
+        a free pair of its own for each other (:class:`mkdoctor.fleet.PortBroker`). In
+        direct mode the configured pair, taken in turn: the wait does not count against
+        this host's deadline."""
+        broker = self.fleet.ports
+        if self.mode == "tunnel":
+            return broker.tunnel_pair(self)
+        start = time.monotonic()
+        pair = broker.direct_pair(self, self.remaining() + 3600)
+        self.deadline_at += time.monotonic() - start
+        if pair is None:  # pragma: no cover - an hour's wait: another host is stuck
+            raise DeadlineExceeded()
+        return pair
+
+    def hop_slot(self, timeout: float, weight: int = 1):
+        """A slot for one connection to this host's first hop (see HopGate): held while
+        connecting and authenticating so that hosts behind one jump host or server stay
+        under its MaxStartups. The wait does not count against this host's deadline."""
+        return _HopSlot(self, timeout, weight)
 
     # --- shared work ---------------------------------------------------------------------
 
@@ -112,11 +155,49 @@ class Context:
                     ssh_config=self.options.ssh_config,
                     identity=self.options.identity,
                     connect_timeout=self.options.timeout,
+                    gate=lambda timeout: self.hop_slot(4 * timeout + 30),
                 )
             return self._ssh
+
+    def first_hop(self) -> Optional[tuple[str, int]]:
+        """(host, port) of where ssh connects first (the jump host with ProxyJump), or
+        None without a target or behind a ProxyCommand (nothing we can count)."""
+        if self.target is None:
+            return None
+
+        from mkdoctor.openssh.session import RemoteUnavailable
+
+        try:
+            ep = self.endpoint()
+        except (RemoteUnavailable, DeadlineExceeded):
+            return None
+        return None if ep.proxycommand else (ep.host.lower(), ep.port)
+
+    def endpoint(self):
+        """Where ssh connects first (``ssh -G``, and the jump host's own with ProxyJump),
+        worked out once per run (:func:`mkdoctor.openssh.session.endpoint`)."""
+        from mkdoctor.openssh.session import endpoint
+
+        return self.cached("ssh.endpoint", lambda: endpoint(self.ssh, self.step_timeout()))
 
     def close(self) -> None:
         with self._lock:
             ssh, self._ssh = self._ssh, None
         if ssh is not None:
             ssh.close()
+        self.fleet.ports.release(self)
+
+
+class _HopSlot:
+    def __init__(self, ctx: Context, timeout: float, weight: int) -> None:
+        self.ctx, self.timeout, self.weight, self._cm = ctx, timeout, weight, None
+
+    def __enter__(self) -> float:
+        self._cm = self.ctx.fleet.hops.slot(self.ctx.first_hop(), self.timeout, self.weight)
+        waited = self._cm.__enter__()
+        self.ctx.deadline_at += waited
+        return waited
+
+    def __exit__(self, *exc) -> None:
+        assert self._cm is not None
+        self._cm.__exit__(*exc)

@@ -8,7 +8,9 @@ same report.
 
 Rules:
 - A check whose prerequisite (``needs``) did not pass or warn is skipped, naming it;
-  for ``needs_if_run`` only a failure, an error or a blocked prerequisite counts.
+  for ``needs_if_run`` only a failure, an error or a blocked prerequisite counts. A
+  prerequisite in ``overlaps`` runs at the same time as the check, whose result is then
+  replaced by that same skip if the prerequisite blocks it.
 - A check that raises is reported as ``error`` with the error text; the traceback is
   kept for ``-v`` and never shown otherwise.
 - When the run's deadline passes, checks still running are reported ``fail`` ("timed
@@ -40,6 +42,12 @@ def _describe(status: Status) -> str:
     )
 
 
+def _blocked_skip(dep: Check, dep_result: Result) -> Result:
+    """The skip of a check whose prerequisite ``dep`` did not pass."""
+    return Result(Status.SKIP, f"skipped: {dep.id} {dep.name} {_describe(dep_result.status)}",
+                  fix=f"fix {dep.id} {dep.name} first", blocked_by=dep.id)
+
+
 def run_checks(
     ctx: Context,
     checks: Sequence[Check],
@@ -47,6 +55,7 @@ def run_checks(
     on_start: Optional[OnStart] = None,
 ) -> list[tuple[Check, Result]]:
     selected = {c.id: c for c in checks}
+    ctx.selected = set(selected)
     order = [c.id for c in checks]
     results = ctx.results
     cond = threading.Condition(threading.RLock())
@@ -91,10 +100,23 @@ def run_checks(
             set_current_log(None)
         result.commands = commands + result.commands
         result.duration_s = round(time.monotonic() - started, 3)
+        late = [d for d in check.overlaps if d in selected]
+        if late:  # it overlapped these: its result stands only if they do not block it
+            with cond:
+                while not all(d in results for d in late) and ctx.remaining() > 0:
+                    cond.wait(timeout=min(ctx.remaining(), 0.5))
+                failed_dep = next((d for d in late if d in results
+                                   and blocks(d, d in check.needs)), None)
+            if failed_dep is not None:
+                skip = _blocked_skip(selected[failed_dep], results[failed_dep])
+                skip.commands, skip.duration_s = result.commands, result.duration_s
+                result = skip
         finish(check, result)
 
     def ready(check: Check) -> bool:
-        deps = [d for d in (*check.needs, *check.needs_if_run, *check.after) if d in selected]
+        # overlaps are not waited for here: the worker waits for them after the run
+        deps = [d for d in (*check.needs, *check.needs_if_run, *check.after)
+                if d in selected and d not in check.overlaps]
         return all(d in results for d in deps)
 
     def blocks(dep: str, strict: bool) -> bool:
@@ -112,14 +134,8 @@ def run_checks(
                 return Result(Status.SKIP, f"skipped: {reason}", fix=fix, blocked_by="precondition")
         prerequisites = [(d, True) for d in check.needs] + [(d, False) for d in check.needs_if_run]
         for dep, strict in prerequisites:
-            if dep in selected and blocks(dep, strict):
-                dep_name = selected[dep].name
-                return Result(
-                    Status.SKIP,
-                    f"skipped: {dep} {dep_name} {_describe(results[dep].status)}",
-                    fix=f"fix {dep} {dep_name} first",
-                    blocked_by=dep,
-                )
+            if dep in selected and dep in results and blocks(dep, strict):
+                return _blocked_skip(selected[dep], results[dep])
         return None
 
     pending = list(order)

@@ -61,6 +61,10 @@ def bind_address(host: Optional[str]) -> str:
             return "::" if addr.version == 6 else "0.0.0.0"
 
 
+# How long a busy link port is tried again before it is reported busy (see _bind).
+REBIND_WAIT = 1.0
+
+
 class LinkListener:
     """Listen on ``ports`` at ``host`` until closed; record every connection and its bytes."""
 
@@ -88,13 +92,7 @@ class LinkListener:
                 # (On Windows it would allow stealing a listening port: not set there.)
                 if sys.platform != "win32":
                     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    srv.bind((self.host, port))
-                    srv.listen(8)
-                except OSError as exc:
-                    busy = exc.errno == errno.EADDRINUSE
-                    reason = "already in use by another program" if busy else (exc.strerror or str(exc))
-                    raise ListenError(port, reason, busy) from None
+                self._bind(srv, port)
                 srv.setblocking(False)
                 self._sel.register(srv, selectors.EVENT_READ, ("server", port))
                 self.states[port].bound = self.host
@@ -104,6 +102,26 @@ class LinkListener:
         self._thread = threading.Thread(target=self._loop, name="mkd-listener", daemon=True)
         self._thread.start()
         return self
+
+    def _bind(self, srv: socket.socket, port: int) -> None:
+        """bind + listen. A port that this run's previous test has just closed can still be
+        held for a moment by a child process of this one between fork and exec (the child
+        has copies of every descriptor until exec closes the close-on-exec ones, and the
+        run starts programs from several threads): EADDRINUSE is tried again for up to
+        :data:`REBIND_WAIT` seconds before the port is called busy."""
+        end = time.monotonic() + REBIND_WAIT
+        while True:
+            try:
+                srv.bind((self.host, port))
+                srv.listen(8)
+                return
+            except OSError as exc:
+                busy = exc.errno == errno.EADDRINUSE
+                if busy and time.monotonic() < end:
+                    time.sleep(0.05)
+                    continue
+                reason = "already in use by another program" if busy else (exc.strerror or str(exc))
+                raise ListenError(port, reason, busy) from None
 
     def __enter__(self) -> "LinkListener":
         return self.open()
@@ -230,7 +248,7 @@ print("R\t%d\tpython3\t%s\t%s" % (p, r, m))
 
 def probe_script(host: str, tokens: dict[int, str], timeout: float) -> str:
     """``sh`` script for the remote host: print ``S <$SSH_CONNECTION>``, then connect to
-    ``host`` on each port and send its token, with python3, else bash's ``/dev/tcp``
+    ``host`` on each port at once and send its token, with python3, else bash's ``/dev/tcp``
     (under ``timeout``), else ``nc``; one ``R <port> <tool> <result> <message>`` line per
     port (result: ok, refused, timeout, no-route, net-unreachable, error, no-client)."""
     t = max(1, int(round(timeout)))
@@ -255,8 +273,12 @@ def probe_script(host: str, tokens: dict[int, str], timeout: float) -> str:
         "  printf 'R\\t%s\\tnone\\tno-client\\tneither python3, bash with timeout, nor nc\\n' \"$1\"",
         "}",
     ]
+    # Both ports at once: a firewall that drops the connections costs one timeout, not one
+    # per port. Each result is one short printf (one write, under PIPE_BUF), so the lines of
+    # the two background jobs never mix.
     for port, token in tokens.items():
-        lines.append(f"probe {int(port)} {shlex.quote(token)}")
+        lines.append(f"probe {int(port)} {shlex.quote(token)} &")
+    lines.append("wait")
     return "\n".join(lines) + "\n"
 
 

@@ -93,6 +93,11 @@ class Check:
       waits for them but runs whatever their status.
     - ``preconditions``: generic applicability tests (a remote host is given, a mode is
       selected...), each returning a skip reason or None.
+    - ``overlaps``: prerequisites (in ``needs`` or ``needs_if_run``) the check runs at the
+      same time as; its result is replaced by the skip naming the first that blocks it.
+    - ``per_host``: the check runs without a host but reads it when there is one; every
+      other check without ``needs_target`` (and not depending on one that has it) checks
+      this computer only and runs once per run when several hosts are checked.
     """
 
     id: str
@@ -104,6 +109,14 @@ class Check:
     needs_if_run: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     preconditions: tuple[Precondition, ...] = ()
+    # Runs without a remote host but reads it when one is given (MK202: the identity ssh
+    # uses for that host): with several hosts it runs once per host, not once per run.
+    per_host: bool = False
+    # Prerequisites (of needs or needs_if_run) the check does not wait for: it runs at the
+    # same time as them, and when one of them turns out to block it, the engine replaces
+    # its result with the skip it would have had. Only for a check that is harmless when
+    # run early (MK404 starts its kernel while MK402 starts its own).
+    overlaps: tuple[str, ...] = ()
 
     @property
     def docs(self) -> str:

@@ -1,7 +1,8 @@
 """One run of the selected checks against each target, each with its own context.
 
-Several hosts (``--host`` repeated, ``--hosts-file``) are checked ``--jobs`` at a time;
-each host's run has its own SSH connection and its own ``--deadline``.
+Several hosts (``--host`` repeated, ``--hosts-file``) are checked ``--jobs`` at a time
+(default: all of them, up to 16); each host's run has its own SSH connection and its own
+``--deadline``, and what they share is arbitrated by :mod:`mkdoctor.fleet`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ from typing import Optional, Sequence
 from mkdoctor import __version__
 from mkdoctor.context import Context
 from mkdoctor.engine import OnResult, run_checks
+from mkdoctor.fleet import Fleet, split_local
 from mkdoctor.model import Check
 from mkdoctor.options import Options, Target
 from mkdoctor.reports import Report
+
+# --jobs default: every host at once, up to this many (CHECKS.md).
+MAX_JOBS = 16
 
 NO_TARGET_NOTE = (
     "No remote host given: only this computer was checked. Add one with\n"
@@ -36,14 +41,19 @@ def target_info(ctx: Context) -> dict:
         "profile": getattr(prof, "name", None),
         "mode": ctx.mode,
         "link_ports": list(ctx.link_ports),
+        # the pair this host's live link tests listened on (another pair than link_ports
+        # when several hosts were checked at once in tunnel mode: mkdoctor.fleet)
+        "tested_ports": list(ctx.fleet.ports.tested.get(id(ctx), ctx.link_ports)),
         "kernel": ctx.options.kernel,
     }
 
 
 def run_one(options: Options, target: Optional[Target], checks: Sequence[Check],
-            on_result: Optional[OnResult] = None, live=None, index: int = 0) -> Report:  # noqa: ANN001
-    """``live``: a :class:`mkdoctor.live.CheckStream` told of each start and result."""
-    ctx = Context(options, target)
+            on_result: Optional[OnResult] = None, live=None, index: int = 0,  # noqa: ANN001
+            fleet: Optional[Fleet] = None) -> Report:
+    """``live``: a :class:`mkdoctor.live.CheckStream` told of each start and result;
+    ``fleet``: what this host shares with the other hosts of the run."""
+    ctx = Context(options, target, fleet)
     started = time.monotonic()
     on_start = None
     if live is not None:
@@ -59,6 +69,12 @@ def run_one(options: Options, target: Optional[Target], checks: Sequence[Check],
     finally:
         ctx.close()
     notes = [] if target else [NO_TARGET_NOTE]
+    tested = ctx.fleet.ports.tested.get(id(ctx))
+    if tested and tuple(tested) != tuple(ctx.link_ports):
+        notes.append(f"The live link tests (MK403, MK404) used link ports {tested[0]},{tested[1]}: "
+                     f"this run checked several hosts at once and {ctx.link_ports[0]},"
+                     f"{ctx.link_ports[1]} were in use by another host's test. The written "
+                     "configuration is the same but for the port numbers.")
     report = Report(__version__, target_info(ctx), results, time.monotonic() - started, notes)
     if live is not None:
         live.host_done(index, report)
@@ -69,15 +85,33 @@ def _interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
     raise KeyboardInterrupt
 
 
+def default_jobs(hosts: int) -> int:
+    """All hosts at once, up to :data:`MAX_JOBS` (CHECKS.md, --jobs)."""
+    return max(1, min(MAX_JOBS, hosts))
+
+
 def run_targets(options: Options, targets: Sequence[Optional[Target]], checks: Sequence[Check],
-                jobs: int = 1, live=None) -> list[Report]:  # noqa: ANN001
+                jobs: Optional[int] = None, live=None) -> list[Report]:  # noqa: ANN001
+    """Check every target, ``jobs`` at a time (default: all up to 16), each with its own
+    context, SSH connection and deadline. The checks of this computer run once for the
+    whole run (:func:`mkdoctor.fleet.split_local`); link ports and first hops are shared
+    through one :class:`~mkdoctor.fleet.Fleet`. ``live`` streams the results."""
     # SIGTERM ends the run like Ctrl-C does, so the SSH master is closed on the way out.
     try:
         signal.signal(signal.SIGTERM, _interrupt)
     except ValueError:  # not the main thread
         pass
+    fleet = Fleet(tuple(options.link_ports), hosts=len(targets))
+    if len(targets) > 1:
+        local, _ = split_local(checks)
+        shared = {c.id: fleet.once(c) for c in local}
+        checks = [shared.get(c.id, c) for c in checks]
+
+    def one(i: int, target: Optional[Target]) -> Report:
+        return run_one(options, target, checks, live=live, index=i, fleet=fleet)
+
+    jobs = default_jobs(len(targets)) if jobs is None else jobs
     if len(targets) == 1 or jobs == 1:
-        return [run_one(options, t, checks, live=live, index=i) for i, t in enumerate(targets)]
+        return [one(i, t) for i, t in enumerate(targets)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(lambda it: run_one(options, it[1], checks, live=live, index=it[0]),
-                             enumerate(targets)))
+        return list(pool.map(one, range(len(targets)), targets))

@@ -273,3 +273,43 @@ def test_precondition_skips_carry_their_fix():
     by = {c.id: r for c, r in run_checks(ctx(mode="tunnel"), checks)}
     assert "--host" in by["A"].fix
     assert "--mode direct" in by["B"].fix
+
+
+def test_overlapping_check_runs_beside_its_prerequisite_and_keeps_a_pass():
+    started = {}
+
+    def slow(c):
+        started["A"] = time.monotonic()
+        time.sleep(0.5)
+        return passed("a ok")
+
+    def b(c):
+        started["B"] = time.monotonic()
+        return passed("b ok")
+
+    checks = [make("A", slow),
+              Check(id="B", name="nB", group="g", title="t", run=b, needs=("A",), overlaps=("A",))]
+    results = run_checks(ctx(), checks)
+    assert statuses(results) == {"A": Status.PASS, "B": Status.PASS}
+    assert started["B"] - started["A"] < 0.4  # did not wait for A
+
+
+@pytest.mark.parametrize("kind", ["needs", "needs_if_run"])
+def test_overlapping_check_is_skipped_after_the_fact_when_its_prerequisite_fails(kind):
+    def slow_fail(c):
+        time.sleep(0.3)
+        return failed("a broke", "fix a")
+
+    b = Check(id="B", name="nB", group="g", title="t", run=lambda c: failed("b broke too", "x"),
+              overlaps=("A",), **{kind: ("A",)})
+    results = run_checks(ctx(), [make("A", slow_fail), b])
+    by = {c.id: r for c, r in results}
+    assert by["B"].status is Status.SKIP and by["B"].summary == "skipped: A nA failed"
+    assert by["B"].blocked_by == "A"
+
+
+def test_overlapping_needs_if_run_keeps_the_result_when_the_prerequisite_chose_to_skip():
+    b = Check(id="B", name="nB", group="g", title="t", run=lambda c: passed("b ok"),
+              needs_if_run=("A",), overlaps=("A",))
+    results = run_checks(ctx(), [make("A", lambda c: skipped("skipped: not here", "n/a")), b])
+    assert statuses(results)["B"] is Status.PASS

@@ -29,9 +29,10 @@ import shlex
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Callable, ContextManager, Optional, Sequence, Union
 
 from mkdoctor.proc import Completed, ProcessRunner, record
 
@@ -84,6 +85,7 @@ class LoginResult:
     returncode: Optional[int]
     timed_out: bool = False
     commands: list[str] = field(default_factory=list)
+    dropped: bool = False  # the server dropped it before authentication, twice
 
 
 class RemoteUnavailable(Exception):
@@ -109,6 +111,7 @@ class SSHClient:
         identity: Optional[Path] = None,
         connect_timeout: float = 5.0,
         ssh_binary: str = "ssh",
+        gate: Optional[Callable[[float], ContextManager[Any]]] = None,
     ) -> None:
         self.destination = destination
         self.user = user
@@ -118,6 +121,7 @@ class SSHClient:
         self.connect_timeout = connect_timeout
         self.ssh_binary = ssh_binary
         self.runner = runner
+        self.gate = gate
         self._dir: Optional[str] = None
         self._lock = threading.Lock()
         self._login: Optional[LoginResult] = None
@@ -194,21 +198,52 @@ class SSHClient:
 
     # --- the master connection -----------------------------------------------------------
 
-    def login(self, timeout: float) -> LoginResult:
+    def login(self, timeout: float, strict_host_key: bool = False,
+              again: bool = False) -> LoginResult:
         """Authenticate once and keep the connection as the run's ControlMaster.
 
-        Idempotent: later calls return the first outcome.
+        Idempotent: later calls return the first outcome. With a ``gate`` (the run's
+        limit of simultaneous logins per first hop, mkdoctor.fleet) the login waits for a
+        slot first. A login that the server dropped before authentication (its
+        MaxStartups, mkdoctor.fleet.startup_dropped) is tried once more after a short
+        pause; ``LoginResult.dropped`` says when that happened twice.
+
+        ``strict_host_key``: refuse any host key that known_hosts does not hold
+        (``StrictHostKeyChecking=yes``, whatever the user's config says), for a login that
+        runs while MK303 is still judging the key: nothing is ever sent to a server whose
+        key is unknown or changed. ``again``: forget a failed first outcome and try once
+        more (a login that failed before authenticating, as a refused host key does).
         """
         with self._lock:
+            if again and self._login is not None and not self._login.ok:
+                self._login = None
+        if self._login is None and self.gate is not None:
+            with self.gate(timeout):
+                return self._login_once(timeout, strict_host_key)
+        return self._login_once(timeout, strict_host_key)
+
+    def _login_once(self, timeout: float, strict_host_key: bool = False) -> LoginResult:
+        from mkdoctor.fleet import retry_pause, startup_dropped
+
+        with self._lock:
             if self._login is None:
-                self._login = self._start_master(timeout)
+                login = self._start_master(timeout, strict_host_key)
+                if not login.ok and not login.timed_out and startup_dropped(login.stderr):
+                    record("(the server dropped the login before authentication: "
+                           "one more try after a pause)")
+                    time.sleep(retry_pause())
+                    login = self._start_master(timeout, strict_host_key)
+                    login.dropped = (not login.ok and not login.timed_out
+                                     and startup_dropped(login.stderr))
+                self._login = login
             else:
                 record(f"(reusing the run's SSH connection {self.control_path})")
             return self._login
 
-    def _start_master(self, timeout: float) -> LoginResult:
+    def _start_master(self, timeout: float, strict_host_key: bool = False) -> LoginResult:
         log = os.path.join(os.path.dirname(self.control_path), "master.log")
-        args = self.base_args() + [
+        strict = ["-o", "StrictHostKeyChecking=yes"] if strict_host_key else []
+        args = self.base_args() + strict + [
             "-M", "-N", "-f",
             "-o", "ControlMaster=yes",
             "-o", f"ControlPath={self.control_path}",

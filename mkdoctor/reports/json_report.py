@@ -1,4 +1,5 @@
-"""The JSON report (schema in shared/CHECKS.md). Several targets: ``{"reports": [...]}``."""
+"""The JSON report (schema in shared/CHECKS.md). Several targets: ``{"reports": [...],
+"summary": {totals}}``."""
 
 from __future__ import annotations
 
@@ -45,10 +46,16 @@ def render(reports: list[Report], color: bool = False, verbose: bool = False) ->
     if len(reports) == 1:
         data: Any = as_dict(reports[0], verbose)
     else:
+        each = [as_dict(r, verbose) for r in reports]
+        totals = {k: sum(r["summary"][k] for r in each) for k in ("pass", "warn", "fail", "skip", "error")}
         data = {
             "tool": "mkdoctor",
             "version": reports[0].version if reports else "",
             "schema_version": SCHEMA_VERSION,
-            "reports": [as_dict(r, verbose) for r in reports],
+            "reports": each,
+            # CHECKS.md "Several hosts": totals over all hosts, and how many hosts
+            "summary": {**totals, "hosts": len(each),
+                        "hosts_failed": sum(1 for r in each
+                                            if r["summary"]["fail"] or r["summary"]["error"])},
         }
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

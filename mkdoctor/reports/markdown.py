@@ -38,5 +38,32 @@ def render_one(report: Report, verbose: bool) -> str:
     return "\n".join(out) + "\n"
 
 
+WORST = (Status.PASS, Status.SKIP, Status.WARN, Status.FAIL, Status.ERROR)
+
+
+def worst(report: Report) -> Status:
+    return max((r.status for _, r in report.results), key=WORST.index, default=Status.PASS)
+
+
+def hosts_table(reports: list[Report]) -> str:
+    """One row per host: its worst status, its first failing check and that check's fix
+    (CHECKS.md "Several hosts": Markdown a table of hosts)."""
+    out = ["## Hosts", "", "| | Host | Pass | Warn | Fail | Skip | First problem | Fix |",
+           "|---|---|---|---|---|---|---|---|"]
+    for report in reports:
+        c = report.counts()
+        first = next(((ch, r) for ch, r in report.results
+                      if r.status in (Status.FAIL, Status.ERROR) and not r.blocked_by), None)
+        host = ((report.target or {}).get("destination") or "local")
+        problem = f"`{first[0].id}` {cell(first[1].summary)}" if first else ""
+        fix = cell(first[1].fix) if first else ""
+        out.append(f"| {ICONS[worst(report)]} | {cell(host)} | {c['pass']} | {c['warn']} | "
+                   f"{c['fail'] + c['error']} | {c['skip']} | {problem} | {fix} |")
+    return "\n".join(out) + "\n"
+
+
 def render(reports: list[Report], color: bool = False, verbose: bool = False) -> str:
-    return "\n".join(render_one(r, verbose) for r in reports)
+    parts = [render_one(r, verbose) for r in reports]
+    if len(reports) > 1:
+        parts.insert(0, hosts_table(reports))
+    return "\n".join(parts)
