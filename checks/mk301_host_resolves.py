@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped
 from mkdoctor.proc import record
-from mkdoctor.openssh.session import Endpoint, RemoteUnavailable, endpoint, parse_jump
+from mkdoctor.openssh.session import Endpoint, RemoteUnavailable, parse_jump
 
 
 @dataclass

@@ -112,6 +112,9 @@ class FakeCtx:
         self.target = Target(dest)
         self.mode = "tunnel"
         self.link_ports = self.options.link_ports
+        from mkdoctor.fleet import Fleet
+
+        self.fleet = Fleet(self.link_ports)
 
 
 def _results(fail_at: str = "") -> dict[str, Result]:
