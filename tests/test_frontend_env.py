@@ -244,8 +244,8 @@ def test_mk404_front_end_without_the_agent_this_run_used(
         checks = mk404()
         assert checks["MK304"]["status"] == "pass", checks["MK304"]  # through the agent
         mk = checks["MK404"]
-        assert mk["status"] == "fail", mk
-        assert mk["summary"].startswith("the front end cannot log in: this run used an ssh agent")
+        assert mk["status"] == "warn", mk  # no desktop session here: a warning
+        assert mk["summary"].startswith("the front end may not log in: this run used an ssh agent")
         assert "Permission denied" in "\n".join(mk["details"]) or \
             "passphrase" in "\n".join(mk["details"]), mk["details"]
     finally:
