@@ -183,10 +183,6 @@ class PortBroker:
                 self._holder = None
                 self._direct.notify_all()
 
-    def holder_of_configured(self) -> Optional[object]:
-        with self._lock:
-            return self._holder
-
 
 # ----------------------------------------------------------------------- first hops
 

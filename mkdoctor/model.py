@@ -115,7 +115,8 @@ class Check:
     # Prerequisites (of needs or needs_if_run) the check does not wait for: it runs at the
     # same time as them, and when one of them turns out to block it, the engine replaces
     # its result with the skip it would have had. Only for a check that is harmless when
-    # run early (MK404 starts its kernel while MK402 starts its own).
+    # run early and whose early run leaves nothing behind (MK304 logs in while MK303
+    # judges the host key, refusing any key known_hosts lacks).
     overlaps: tuple[str, ...] = ()
 
     @property
