@@ -48,8 +48,10 @@ def stranger_result(verdict: Verdict, view, keyword: str, **facts) -> Result:
     conn = j.candidate.conn
     said = describe(j, f"{cfg_name(keyword)} {cfg.get(keyword)}")
     summary = f"{verdict.summary}; {said}" if verdict.status != "pass" or j.block else verdict.summary
+    origin = cfg.origin.get(keyword, "default")
     details = (f"worst of {view.candidates} connection(s) a stranger could make (every Match "
-               f"block considered): sshd -T -C {conn.spec()}",)
+               f"block considered): sshd -T -C {conn.spec()} gives {keyword} "
+               f"{cfg.get(keyword)} (from {origin})",)
     details += tuple(f"note: {n}" for n in view.notes)
     verdict = Verdict(verdict.status, summary, verdict.fix, details + verdict.details)
     return to_result(verdict, cfg, connection=conn.spec(), block=j.block.label if j.block else "",
