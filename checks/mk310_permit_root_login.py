@@ -54,7 +54,7 @@ def stranger_result(verdict: Verdict, view, keyword: str, **facts) -> Result:
                f"{cfg.get(keyword)} (from {origin})",)
     details += tuple(f"note: {n}" for n in view.notes)
     verdict = Verdict(verdict.status, summary, verdict.fix, details + verdict.details)
-    return to_result(verdict, cfg, connection=conn.spec(), block=j.block.label if j.block else "",
+    return to_result(verdict, cfg, connection=conn.spec(), stranger_connections=list(view.specs), block=j.block.label if j.block else "",
                      origin=cfg.origin.get(keyword), source=cfg.source, **facts)
 
 

@@ -388,6 +388,7 @@ class StrangerView:
     facts: RemoteFacts
     candidates: int = 0
     notes: list[str] = field(default_factory=list)
+    specs: list[str] = field(default_factory=list)  # every connection sshd -T can be asked about
 
 
 def stranger_view(ctx: "Context", role: str) -> StrangerView:
@@ -468,4 +469,5 @@ def _stranger(ctx: "Context", role: str) -> StrangerView:
     if judged.candidate.made_up_groups:
         notes.append(f"this assumes a user in group {','.join(judged.candidate.conn.groups or ())} "
                      "exists (an attacker picks such a user)")
-    return StrangerView(judged.cfg, judged, facts, len(cands), notes)
+    return StrangerView(judged.cfg, judged, facts, len(cands), notes,
+                        [c.conn.spec() for c in cands if not c.made_up_groups])
