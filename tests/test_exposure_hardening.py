@@ -195,3 +195,36 @@ def test_a_drop_in_that_still_loses_says_why_and_is_undone(sandbox_factory, tmp_
     if fault == "match-block":  # the stranger's root login is what sshd -T still gives yes
         assert sshd_T(box, ROOT_SPEC)["permitrootlogin"] == "yes"
         assert sshd_T(box)["permitrootlogin"] == "no"
+
+
+@pytest.mark.integration
+def test_lines_a_printed_fix_appended_are_kept(sandbox_factory, tmp_path):
+    """A printed MK312 fix appended AllowTcpForwarding to the same file: the setup's
+    change replaces only the keywords it sets."""
+    box = sandbox_factory(sudo=True)
+    ours = box.add_dropin(hardening.DROPIN_NAME[:-len(".conf")],
+                          "AllowTcpForwarding remote\nPasswordAuthentication yes\n")
+    box.reload()
+    ok, message = security.apply(security.Advice(HARDEN, specs=[ROOT_SPEC]), "sandbox",
+                                 client_config(box, tmp_path), interactive=False)
+    assert ok, message
+    text = ours.read_text()
+    assert "AllowTcpForwarding remote" in text and "PasswordAuthentication yes" not in text
+    assert text.startswith(security.Advice(HARDEN).content)
+    assert sshd_T(box)["allowtcpforwarding"] == "remote"
+
+
+@pytest.mark.integration
+def test_at_the_prompt_the_reason_comes_back_through_a_file(sandbox_factory, tmp_path, capfd):
+    """Interactive (ssh -t, plain sudo: output on the terminal, not captured): the lines
+    that decide come back through a new file in /tmp, which is then removed."""
+    box = sandbox_factory(sudo=True)
+    box.add_dropin("0-early", "PermitRootLogin yes")
+    box.reload()
+    before = set(Path("/tmp").glob(".mkdoctor-why-*"))
+    ok, message = security.apply(security.Advice(["PermitRootLogin no"], specs=[ROOT_SPEC]),
+                                 "sandbox", client_config(box, tmp_path), interactive=True)
+    assert not ok
+    assert "0-early.conf sorts before 0-mkdoctor.conf and sets PermitRootLogin at line 1" in message, message
+    assert set(Path("/tmp").glob(".mkdoctor-why-*")) == before
+    assert "MKD-SSHD where" not in capfd.readouterr().out
