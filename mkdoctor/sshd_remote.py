@@ -457,10 +457,9 @@ def _stranger(ctx: "Context", role: str) -> StrangerView:
                 if kw in evaluated.values:
                     evaluated.values[kw] = value
             evaluated.source = answer.source + " with the file and line from evaluating " + path
-    elif first.error:
-        raise_error = first
-        raise_error.source += f" (sshd -T was not possible: {why_not})"
-        return StrangerView(raise_error, ex.Judged(cands[0], raise_error, 0), facts, 1, notes)
+    elif first.error:  # neither the files nor sshd -T: could not check
+        first.source += f" (sshd -T was not possible: {why_not})"
+        return StrangerView(first, ex.Judged(cands[0], first, 0), facts, 1, notes)
     elif why_not:
         for cfg in cfgs:
             cfg.source += f" (sshd -T was not possible: {why_not})"

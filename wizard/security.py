@@ -1,8 +1,11 @@
 """Step 11: advice for the remote sshd (MK310 PermitRootLogin, MK311 PasswordAuthentication).
 
-The advice is a drop-in file in ``/etc/ssh/sshd_config.d/`` (read through the
-``Include /etc/ssh/sshd_config.d/*.conf`` line that Debian, Ubuntu and Fedora put first in
-sshd_config, so its values win: sshd uses the first value it finds, sshd_config(5)).
+The advice is the drop-in :data:`~mkdoctor.openssh.hardening.DROPIN`
+(``/etc/ssh/sshd_config.d/0-mkdoctor.conf``, the file every printed fix names), read
+through the ``Include /etc/ssh/sshd_config.d/*.conf`` line that Debian, Ubuntu and Fedora
+put first in sshd_config; its name sorts before the other drop-ins (Ubuntu cloud images'
+``50-cloud-init.conf``), so its values win: sshd uses the first value it finds,
+sshd_config(5). Lines of an existing file of that name for other keywords are kept.
 
 Applying it is opt-in, and every step is checked (:data:`APPLY_SCRIPT`, run as root with
 ``sudo``; interactively through ``ssh -t`` so sudo can ask for the password on the
@@ -13,8 +16,11 @@ user's terminal, unattended with ``sudo -n``, which fails instead of prompting):
 2. the file is written next to its place under a name the ``*.conf`` glob does not match,
    then renamed into place (an existing file of that name is kept aside);
 3. ``sshd -t`` validates the whole configuration and ``sshd -T`` must show the advised
-   values (a drop-in that an earlier file or a missing ``Include`` overrides has no
-   effect); on any failure the previous state is restored and sshd is NOT reloaded;
+   values, globally and with ``-C`` for each connection a stranger would make
+   (:attr:`Advice.specs`, from MK310/MK311); when they do not, :func:`why_no_effect`
+   says which line still wins (before the Include, no Include, an earlier drop-in, a
+   Match block) and what to change; on any failure the previous state is restored and
+   sshd is NOT reloaded;
 4. sshd is reloaded (``systemctl reload ssh|sshd``, else SIGHUP to the pid in
    ``/run/sshd.pid``, else ``service ssh|sshd reload``); if none works the change is
    undone.

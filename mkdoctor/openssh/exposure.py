@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from mkdoctor.openssh import sshd_config as sc
@@ -275,13 +275,3 @@ def describe(j: Judged, keyword_value: str) -> str:
         line = j.origin.rpartition(":")[2]
         return f"{j.block.label} gives {keyword_value} (line {line}) to {who}"
     return f"{who} gets {keyword_value}"
-
-
-@dataclass
-class Exposure:
-    """The result of judging every stranger connection."""
-
-    worst: Judged
-    candidates: int
-    blocks: list[Block] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)

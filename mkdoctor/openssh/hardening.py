@@ -21,7 +21,6 @@ a punctuation byte below ``0`` sorts before it; the setup verifies the result an
 from __future__ import annotations
 
 import posixpath
-import shlex
 from typing import Iterable, Optional
 
 DROPIN_DIR = "/etc/ssh/sshd_config.d"
@@ -106,9 +105,3 @@ def include_lines(main_text: str, dropin: str = DROPIN) -> list[int]:
                 out.append(number)
                 break
     return out
-
-
-def quoted_check(main: str, default_main: str, restart: str) -> str:
-    if main and main != default_main:
-        return f"sudo sshd -t -f {shlex.quote(main)} && {restart}"
-    return f"sudo sshd -t && {restart}"
