@@ -228,3 +228,59 @@ def test_at_the_prompt_the_reason_comes_back_through_a_file(sandbox_factory, tmp
     assert "0-early.conf sorts before 0-mkdoctor.conf and sets PermitRootLogin at line 1" in message, message
     assert set(Path("/tmp").glob(".mkdoctor-why-*")) == before
     assert "MKD-SSHD where" not in capfd.readouterr().out
+
+
+def test_oracle_many_and_why_no_effect_parsers():
+    from mkdoctor import sshd_remote
+
+    out = "x\nM SPEC\nport 22\npermitrootlogin no\n\nM RC 0\nM SPEC\nBad Match\n\nM RC 255\n"
+    got = sshd_remote.parse_oracle_many(out, "M")
+    assert [rc for rc, _ in got] == [0, 255] and "permitrootlogin no" in got[0][1]
+    where = ["/etc/ssh/sshd_config:1:Include /etc/ssh/sshd_config.d/*.conf",
+             "/etc/ssh/sshd_config:30:Match User root Address *,!10.0.0.0/8",
+             "/etc/ssh/sshd_config:31:  PermitRootLogin yes",
+             f"{hardening.DROPIN}:2:PermitRootLogin no"]
+    reasons = security.why_no_effect(security.Advice(["PermitRootLogin no"], specs=[ROOT_SPEC]),
+                                     where, "/etc/ssh/sshd_config")
+    assert reasons == ["Match User root Address *,!10.0.0.0/8 at /etc/ssh/sshd_config:30 sets "
+                       "PermitRootLogin for this connection at /etc/ssh/sshd_config line 31 (a Match "
+                       "block overrides every global setting, drop-ins included): change line 31 "
+                       "of /etc/ssh/sshd_config"], reasons
+    # the drop-in in front wins for every stranger: nothing to explain
+    assert security.why_no_effect(security.Advice(["PermitRootLogin no"], specs=[ROOT_SPEC]),
+                                  where[:1] + where[3:], "/etc/ssh/sshd_config") == []
+
+
+@pytest.mark.integration
+def test_setup_hardens_an_exposed_cloud_image(netns_factory, sandbox_factory, tmp_path):
+    """End to end: `mkdoctor setup --apply-sshd-hardening` against the Ubuntu 24.04 trap
+    on a server with a public address. MK311 warns first (a stranger gets passwords from
+    50-cloud-init.conf), the change wins, and a stranger's sshd -T says no."""
+    from tests.harness.netns import link
+    from tests.test_wizard import install_standin
+    from tests.test_wizard_security import server_checks, setup
+
+    laptop, server = netns_factory("mkhl"), netns_factory("mkhs")
+    link(laptop, server, "203.0.113.1/24", "203.0.113.2/24")
+    box = sandbox_factory(netns=server.name, address="203.0.113.2", sudo=True)
+    generated = box.sshd_config_path.read_text().splitlines()
+    keep = [ln for ln in generated if ln.split(" ", 1)[0].lower() in KEEP]
+    main = TRAP_MAIN.read_text().replace("UsePAM yes", "UsePAM no")
+    box.sshd_config_path.write_text(main + "\n" + "\n".join(keep) + "\n")
+    (box.dropin_dir / "50-cloud-init.conf").write_bytes(TRAP_DROPIN.read_bytes())
+    box.check_config()
+    box.reload()
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    cfg = client_config(box, tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    env, confdir = {"HOME": str(home)}, tmp_path / "conf"
+    done = setup(cfg, confdir, env, kernel, "--apply-sshd-hardening", netns=laptop.name)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"applied {hardening.DROPIN}" in done.stdout, done.stdout
+    before = done.stdout.split("after the change:", 1)[0]
+    assert "warn  MK311" in before and "50-cloud-init.conf" in before, before
+    after = server_checks(cfg, confdir, env, netns=laptop.name)
+    assert after["MK311"]["status"] == "pass", after["MK311"]
+    real = sshd_T(box, f"user={box.user},host={STRANGER},addr={STRANGER},laddr=203.0.113.2,lport=22")
+    assert real["passwordauthentication"] == "no"
