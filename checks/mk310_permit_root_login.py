@@ -53,14 +53,18 @@ def stranger_result(verdict: Verdict, view, keyword: str, **facts) -> Result:
                f"block considered): sshd -T -C {conn.spec()} gives {keyword} "
                f"{cfg.get(keyword)} (from {origin})",)
     details += tuple(f"note: {n}" for n in view.notes)
+    if view.dropin_loses and verdict.status != "pass":
+        details += (f"note: a line in mkdoctor's drop-in would not win: {view.dropin_loses}",)
     verdict = Verdict(verdict.status, summary, verdict.fix, details + verdict.details)
-    return to_result(verdict, cfg, connection=conn.spec(), stranger_connections=list(view.specs), block=j.block.label if j.block else "",
+    return to_result(verdict, cfg, connection=conn.spec(), stranger_connections=list(view.specs),
+                     dropin_loses=view.dropin_loses, block=j.block.label if j.block else "",
                      origin=cfg.origin.get(keyword), source=cfg.source, **facts)
 
 
 def cfg_name(keyword: str) -> str:
-    return {"permitrootlogin": "PermitRootLogin", "passwordauthentication": "PasswordAuthentication",
-            "kbdinteractiveauthentication": "KbdInteractiveAuthentication"}.get(keyword, keyword)
+    from mkdoctor.openssh.hardening import spelled
+
+    return spelled(keyword)
 
 
 def run(ctx) -> Result:

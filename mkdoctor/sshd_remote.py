@@ -389,6 +389,9 @@ class StrangerView:
     candidates: int = 0
     notes: list[str] = field(default_factory=list)
     specs: list[str] = field(default_factory=list)  # every connection sshd -T can be asked about
+    # why the drop-in mkdoctor advises would NOT win for some stranger ("" when it would,
+    # or when nothing needs changing): predicted by the evaluator
+    dropin_loses: str = ""
 
 
 def stranger_view(ctx: "Context", role: str) -> StrangerView:
@@ -468,5 +471,55 @@ def _stranger(ctx: "Context", role: str) -> StrangerView:
     if judged.candidate.made_up_groups:
         notes.append(f"this assumes a user in group {','.join(judged.candidate.conn.groups or ())} "
                      "exists (an attacker picks such a user)")
+    loses = ""
+    if judged.rank and not first.error:
+        keyword = "permitrootlogin" if role == "root" else rank(judged.cfg)[1]
+        loses = predict_dropin(path, snap, [c.conn for c in cands], keyword, blocks)
     return StrangerView(judged.cfg, judged, facts, len(cands), notes,
-                        [c.conn.spec() for c in cands if not c.made_up_groups])
+                        [c.conn.spec() for c in cands if not c.made_up_groups], loses)
+
+
+def with_dropin(snap: Snapshot, line: str) -> Snapshot:
+    """A copy of ``snap`` with mkdoctor's drop-in holding ``line`` first (as the setup
+    writes it: its lines first, the file's other lines after), where the globs that
+    match its path list it (byte order, as glob(3) in the C locale)."""
+    import fnmatch
+
+    from mkdoctor.openssh.hardening import DROPIN
+
+    files = dict(snap.files)
+    old = files.get(DROPIN)
+    files[DROPIN] = line + "\n" + (old if isinstance(old, str) else "")
+    globs = {}
+    for pattern, paths in snap.globs.items():
+        parts, pats = DROPIN.split("/"), pattern.split("/")
+        if len(parts) == len(pats) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pats)):
+            paths = sorted(set(paths) | {DROPIN}, key=lambda p: p.encode("utf-8", "surrogateescape"))
+        globs[pattern] = list(paths)
+    return Snapshot(files=files, globs=globs)  # type: ignore[arg-type]
+
+
+def predict_dropin(path: str, snap: Snapshot, conns: list[Connection], keyword: str,
+                   blocks: list) -> str:
+    """Why a ``keyword`` line in mkdoctor's drop-in would not win for one of ``conns``
+    ("" when it wins for all), by evaluating the files with the drop-in added."""
+    from mkdoctor.openssh import exposure as ex
+    from mkdoctor.openssh.hardening import DROPIN, include_lines, loss_reason, spelled
+    from mkdoctor.openssh.sshd_config import KEYWORDS
+
+    spec = KEYWORDS.get(keyword)
+    value = "no" if spec is None or spec.choices is None or "no" in spec.choices else spec.default
+    trial = with_dropin(snap, f"{spelled(keyword)} {value}")
+    main = snap.files.get(path)
+    inc = include_lines(main, DROPIN) if isinstance(main, str) else []
+    for conn in conns:
+        cfg = evaluate(path, trial, conn)
+        origin = cfg.origin.get(keyword, "default")
+        if origin.rpartition(":")[0] == DROPIN:
+            continue
+        block = ex.block_of(blocks, origin)
+        reason = loss_reason(spelled(keyword), origin, path, inc, block.label if block else "",
+                             DROPIN)
+        if reason:
+            return reason
+    return ""

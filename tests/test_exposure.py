@@ -208,3 +208,25 @@ def test_the_servers_own_sshd_T_answers_for_every_stranger(lan, sandbox_factory,
     assert result["status"] == status, result
     assert needle in result["summary"], result
     assert "sshd -T (the server's own answer) via sudo" in " ".join(result["details"]), result
+
+
+@pytest.mark.integration
+def test_the_report_says_when_the_drop_in_would_not_win(lan, sandbox_factory):
+    """The main file sets PasswordAuthentication before its Include: MK311 warns, and
+    says (predicted by the evaluator with the drop-in added) that a drop-in line would
+    not win; the real sshd -T for the stranger agrees that the main file's line applies.
+    A sudo sandbox: its sshd reads /etc/ssh/sshd_config.d, the drop-in's directory."""
+    server, client, ln = lan
+    sb = sandbox_factory(netns=server.name, address=ln.addr_a, sudo=True)
+    sb.sshd_config_path.write_text("PasswordAuthentication yes\n" + sb.sshd_config_path.read_text())
+    sb.add_dropin("0-mkdoctor", "PasswordAuthentication no")  # what the fix would add
+    sb.check_config()
+    sb.reload()
+    result = checks_of(sb, netns=client.name, only="MK311")["MK311"]
+    assert result["status"] == "warn", result
+    text = " ".join(result["details"])
+    assert ("a line in mkdoctor's drop-in would not win: " + str(sb.sshd_config_path)
+            + " sets PasswordAuthentication at line 1, before its Include at line 2") in text, text
+    assert f"change line 1 of {sb.sshd_config_path}" in result["fix"]
+    spec = f"user={sb.user},host=100.42.17.9,addr=100.42.17.9,laddr=203.0.113.5,lport={sb.port}"
+    assert real_sshd_T(sb, spec)["passwordauthentication"] == "yes"

@@ -284,3 +284,30 @@ def test_setup_hardens_an_exposed_cloud_image(netns_factory, sandbox_factory, tm
     assert after["MK311"]["status"] == "pass", after["MK311"]
     real = sshd_T(box, f"user={box.user},host={STRANGER},addr={STRANGER},laddr=203.0.113.2,lport=22")
     assert real["passwordauthentication"] == "no"
+
+
+@pytest.mark.parametrize("main,dropins,needle", [
+    ("Include /etc/ssh/sshd_config.d/*.conf\nPasswordAuthentication no\n",
+     {"50-cloud-init.conf": "PasswordAuthentication yes\n"}, ""),  # ours sorts first: wins
+    ("PasswordAuthentication yes\nInclude /etc/ssh/sshd_config.d/*.conf\n", {},
+     "sets PasswordAuthentication at line 1, before its Include at line 2"),
+    ("PasswordAuthentication yes\n", {}, "has no 'Include /etc/ssh/sshd_config.d/*.conf' line"),
+    ("Include /etc/ssh/sshd_config.d/*.conf\n", {"0-a.conf": "PasswordAuthentication yes\n"},
+     "0-a.conf sorts before 0-mkdoctor.conf"),
+    ("Include /etc/ssh/sshd_config.d/*.conf\nMatch Address *,!10.0.0.0/8\n PasswordAuthentication yes\n",
+     {}, "Match Address *,!10.0.0.0/8 at /etc/ssh/sshd_config:2 sets PasswordAuthentication"),
+])
+def test_the_evaluator_predicts_whether_the_drop_in_wins(main, dropins, needle):
+    """Without sshd -T (advice only): the files with the drop-in added, evaluated."""
+    from mkdoctor import sshd_remote
+    from mkdoctor.openssh import exposure as ex
+
+    path = "/etc/ssh/sshd_config"
+    files = {path: main, **{f"{hardening.DROPIN_DIR}/{n}": t for n, t in dropins.items()}}
+    snap = sc.Snapshot(files=files, globs={f"{hardening.DROPIN_DIR}/*.conf": sorted(
+        f"{hardening.DROPIN_DIR}/{n}" for n in dropins)})
+    blocks = ex.match_blocks([path], snap.read)
+    conns = [c.conn for c in ex.stranger_connections("user", blocks, ex.Reach(("203.0.113.5",), (22,)),
+                                                     "alice", ("alice",))]
+    got = sshd_remote.predict_dropin(path, snap, conns, "passwordauthentication", blocks)
+    assert (needle in got) if needle else got == "", got

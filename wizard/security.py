@@ -204,6 +204,9 @@ def advice(results: dict, user: str = "") -> Optional[Advice]:
     for r in (r310, r311):
         if r is not None:
             specs += [x for x in (r.facts.get("stranger_connections") or []) if x not in specs]
+            loses = r.facts.get("dropin_loses") or ""
+            if loses and r.status.value in ("warn", "fail"):
+                notes.append(f"this drop-in alone will not win: {loses}")
     return Advice(lines, notes, specs)
 
 

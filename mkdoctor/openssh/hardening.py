@@ -33,6 +33,15 @@ INCLUDE_LINE = f"Include {DROPIN_DIR}/*.conf"
 RESTART_REMOTE = "sudo systemctl reload ssh (or sshd)"
 
 
+_SPELLING = {"permitrootlogin": "PermitRootLogin", "passwordauthentication": "PasswordAuthentication",
+             "kbdinteractiveauthentication": "KbdInteractiveAuthentication"}
+
+
+def spelled(keyword: str) -> str:
+    """The keyword as sshd_config(5) spells it (``permitrootlogin`` -> ``PermitRootLogin``)."""
+    return _SPELLING.get(keyword.lower(), keyword)
+
+
 def sorts_before(a: str, b: str) -> bool:
     """glob(3)'s order: ``strcmp`` on the bytes (the C locale)."""
     return a.encode("utf-8", "surrogateescape") < b.encode("utf-8", "surrogateescape")
