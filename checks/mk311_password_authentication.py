@@ -4,7 +4,11 @@ A password can be guessed; a key cannot. The link to the remote kernel only need
 logins (MK304), so password logins are pure risk on a server that the internet can reach,
 and bots try passwords on every such server all day.
 
-Password logins are on when the effective configuration for our user and address has
+Judged as an attacker meets it: the configuration for every connection a stranger could
+make (any user, from an internet address, one connection built for each ``Match`` block
+an attacker can match: mkdoctor.openssh.exposure), the worst reported with the block and
+line that give it; a ``Match Address 10.0.0.0/8`` that turns passwords off for the LAN
+does not make this pass. Password logins are on when that configuration has
 ``PasswordAuthentication yes``, or ``KbdInteractiveAuthentication yes`` with ``UsePAM
 yes`` (PAM asks for the password through keyboard-interactive), unless every
 ``AuthenticationMethods`` list requires ``publickey`` (sshd_config(5)).
@@ -23,9 +27,10 @@ from __future__ import annotations
 from typing import Optional
 
 from mkdoctor.model import Check, Result, needs_target
-from mkdoctor.openssh.sshd_config import password_verdict, to_result
+from mkdoctor.openssh.sshd_config import password_verdict
 from mkdoctor.openssh.session import RemoteUnavailable
-from mkdoctor.checks.mk310_permit_root_login import RESTART_REMOTE, unavailable, unreadable
+from mkdoctor.checks.mk310_permit_root_login import (RESTART_REMOTE, stranger_result, unavailable,
+                                                     unreadable)
 
 # Address kinds (mkdoctor.netinfo.classify) that count as "on the internet". Documentation
 # ranges (RFC 5737) stand for public addresses in test networks.
@@ -64,26 +69,30 @@ def exposure(addresses: list[str], server_addr: str, client_addr: str) -> tuple[
 
 
 def run(ctx) -> Result:
-    from mkdoctor.sshd_remote import effective_sshd_config, remote_facts
+    from mkdoctor.sshd_remote import remote_facts, stranger_view
 
     try:
-        cfg = effective_sshd_config(ctx)
+        view = stranger_view(ctx, "user")
         facts = remote_facts(ctx)
     except RemoteUnavailable as exc:
         return unavailable(exc)
+    cfg = view.cfg
     if cfg.error:
         return unreadable(cfg.error, cfg.source)
     exposed, why = exposure(facts.addresses, facts.server_addr, facts.client_addr)
     verdict = password_verdict(cfg, exposed, why, RESTART_REMOTE)
-    return to_result(verdict, cfg, exposed=exposed, passwordauthentication=cfg.get(
-        "passwordauthentication"), source=cfg.source)
+    from mkdoctor.openssh.exposure import password_rank
+
+    return stranger_result(verdict, view, password_rank(cfg)[1], exposed=exposed,
+                           passwordauthentication=cfg.get("passwordauthentication"))
 
 
 CHECK = Check(
     id="MK311",
     name="password-authentication",
     group="server",
-    title="warns when the remote sshd allows password logins and is reachable from the internet",
+    title="warns when the remote sshd allows password logins to a stranger and is reachable "
+          "from the internet",
     run=run,
     needs=("MK304",),
     after=(),

@@ -296,3 +296,252 @@ def evaluate_remote(ctx: "Context", path: str, conn: Connection,
             return cfg
     cfg.notes.append(f"Include nesting deeper than {MAX_ROUNDS} levels: not all files were read")
     return cfg
+
+
+# --- the connections a stranger would make (MK310, MK311) -----------------------------------
+
+# sshd -T for each connection specification ("$@" after the marker, sshd and the file),
+# one fetch; each answer framed by the marker and followed by sshd's exit status.
+ORACLE_MANY_SCRIPT = r"""
+M=$1; sshd=$2; f=$3; shift 3
+for spec in "$@"; do
+  printf '%s SPEC\n' "$M"
+  if [ -n "$f" ]; then "$sshd" -T -C "$spec" -f "$f" 2>&1; else "$sshd" -T -C "$spec" 2>&1; fi
+  printf '\n%s RC %s\n' "$M" "$?"
+done
+"""
+
+
+def parse_oracle_many(text: str, marker: str) -> list[tuple[int, str]]:
+    """The output of :data:`ORACLE_MANY_SCRIPT` -> [(exit status, output)] (pure)."""
+    out: list[tuple[int, str]] = []
+    body: Optional[list[str]] = None
+    for line in text.split("\n"):
+        if line == f"{marker} SPEC":
+            body = []
+        elif line.startswith(f"{marker} RC ") and body is not None:
+            rc = line.rsplit(" ", 1)[-1]
+            out.append((int(rc) if rc.isdigit() else 255, "\n".join(body)))
+            body = None
+        elif body is not None:
+            body.append(line)
+    return out
+
+
+def oracle_many(ctx: "Context", facts: RemoteFacts, conns: list[Connection],
+                path: str) -> tuple[Optional[list[EffectiveConfig]], str]:
+    """``sshd -T -C`` for every connection in one ssh run (plain, then ``sudo -n``):
+    (configs in order, "") or (None, why not)."""
+    if not facts.sshd:
+        return None, "no sshd program found on the remote host"
+    if not conns:
+        return [], ""
+    marker = "MKDO" + secrets.token_hex(8)
+    argv = ["sh", "-c", ORACLE_MANY_SCRIPT, "sh", marker, facts.sshd,
+            "" if path == DEFAULT_CONFIG else path, *(c.spec() for c in conns)]
+    attempts = [argv] + ([["sudo", "-n", *argv]] if facts.uid != 0 else [])
+    why = ""
+    for attempt in attempts:
+        res = ctx.ssh.run(attempt, ctx.step_timeout())
+        answers = parse_oracle_many(res.stdout, marker) if res.exit_code == 0 else []
+        if len(answers) == len(conns) and all(rc == 0 and "permitrootlogin" in out
+                                              for rc, out in answers):
+            via = " via sudo" if attempt[0] == "sudo" else ""
+            return [oracle_config(out, SOURCE_ORACLE + via) for _, out in answers], ""
+        text = [ln for rc, out in answers if rc for ln in out.splitlines() if ln.strip()]
+        text = text or (res.stderr.strip() or res.stdout.strip()).splitlines()
+        reason = text[-1] if text else f"exit status {res.exit_code}"
+        why = reason if not why else f"{why}; with sudo -n: {reason}"
+    return None, why
+
+
+def evaluate_many(ctx: "Context", path: str, conns: list[Connection],
+                  snap: Optional[Snapshot] = None) -> tuple[list[EffectiveConfig], Snapshot]:
+    """Evaluate every connection over ONE snapshot of the files (fetched in rounds; a
+    file only one connection's Include reaches is fetched when it first asks)."""
+    snap = snap if snap is not None else Snapshot()
+    if path not in snap.files:
+        globs, files = fetch(ctx, [path])
+        snap.globs.update(globs)
+        snap.files.update(files)  # type: ignore[arg-type]
+        if path not in snap.files:
+            snap.files[path] = FileUnavailable("No such file or directory")
+    asked: set[str] = {path}
+    for _ in range(MAX_ROUNDS):
+        snap.wanted = set()
+        cfgs = [evaluate(path, snap, conn) for conn in conns]
+        wanted = snap.wanted - asked
+        if not wanted:
+            return cfgs, snap
+        globs, files = fetch(ctx, sorted(wanted))
+        asked |= wanted
+        snap.globs.update(globs)
+        snap.files.update(files)  # type: ignore[arg-type]
+    for cfg in cfgs:
+        cfg.notes.append(f"Include nesting deeper than {MAX_ROUNDS} levels: not all files were read")
+    return cfgs, snap
+
+
+def _ports(snap: Snapshot, paths: list[str]) -> list[int]:
+    """The ``Port`` lines of the files read (sshd listens on each)."""
+    from mkdoctor.openssh.sshd_config import strdelim
+
+    ports: list[int] = []
+    for p in paths:
+        text = snap.files.get(p)
+        if not isinstance(text, str):
+            continue
+        for raw in text.split("\n"):
+            keyword, rest = strdelim(raw.strip(" \t\r"))
+            if keyword and keyword.lower() == "port" and rest:
+                word = rest.split()[0] if rest.split() else ""
+                if word.isdigit() and 0 < int(word) < 65536:
+                    ports.append(int(word))
+    return ports
+
+
+@dataclass
+class StrangerView:
+    """MK310/MK311's answer: the worst stranger connection and the configuration it
+    gets (``cfg``, with the file and line that set each value where known)."""
+
+    cfg: EffectiveConfig
+    judged: "object"  # exposure.Judged
+    facts: RemoteFacts
+    candidates: int = 0
+    notes: list[str] = field(default_factory=list)
+    specs: list[str] = field(default_factory=list)  # every connection sshd -T can be asked about
+    # why the drop-in mkdoctor advises would NOT win for some stranger ("" when it would,
+    # or when nothing needs changing): predicted by the evaluator
+    dropin_loses: str = ""
+
+
+def stranger_view(ctx: "Context", role: str) -> StrangerView:
+    """The worst connection a stranger can make (``role`` "root" for MK310, "user" for
+    MK311), once per run. Raises RemoteUnavailable without a connection."""
+    return ctx.cached(f"sshd-stranger:{role}", lambda: _stranger(ctx, role))
+
+
+def _stranger(ctx: "Context", role: str) -> StrangerView:
+    from mkdoctor.netinfo import classify
+    from mkdoctor.openssh import exposure as ex
+
+    if not ctx.ssh.connected:
+        login = ctx.ssh.login(ctx.step_timeout(ctx.options.timeout * 2 + 2))
+        if not login.ok:
+            raise RemoteUnavailable("cannot log in to the remote host (see MK304 passwordless-login)")
+    facts = remote_facts(ctx)
+    path = ctx.options.sshd_config or DEFAULT_CONFIG
+    notes: list[str] = []
+
+    def internet(a: str) -> bool:
+        try:
+            return classify(a) in ("public", "documentation")
+        except ValueError:
+            return False
+
+    public = [a for a in facts.addresses if internet(a)]
+    if facts.server_addr and internet(facts.server_addr) and facts.server_addr not in public:
+        public.insert(0, facts.server_addr)
+    laddrs = tuple(public[:3]) or (facts.server_addr or "127.0.0.1",)
+    own, _ = connection_for(facts)
+    base = Connection("root" if role == "root" else own.user, ex.STRANGER_ADDRESSES[0],
+                      ex.STRANGER_ADDRESSES[0], laddrs[0], facts.server_port or 22,
+                      facts.root_groups if role == "root" else facts.groups)
+    (first,), snap = evaluate_many(ctx, path, [base])
+    if first.error:
+        cands = [ex.Candidate(base)]
+        blocks: list = []
+        cfgs = [first]
+        notes.append("the configuration files are unreadable: only the plain stranger "
+                     "connection was tested (no Match block is known)")
+    else:
+        ports = tuple(dict.fromkeys([facts.server_port or 22, *_ports(snap, first.files)]))
+        reach = ex.Reach(laddrs, ports, first.get("usedns") == "yes")
+        blocks = ex.match_blocks(first.files, snap.read)
+        cands = ex.stranger_connections(role, blocks, reach, own.user, facts.groups,
+                                        facts.root_groups)
+        cfgs, snap = evaluate_many(ctx, path, [c.conn for c in cands], snap)
+    # The server's own answer, where it may be asked, replaces the evaluation (a member
+    # of a group that we only assume exists cannot be asked about: the evaluator's
+    # answer stays for those).
+    asked = [i for i, c in enumerate(cands) if not c.made_up_groups]
+    answers, why_not = oracle_many(ctx, facts, [cands[i].conn for i in asked], path)
+    if answers is not None:
+        for i, answer in zip(asked, answers):
+            evaluated = cfgs[i]
+            if evaluated.error:
+                answer.notes += evaluated.notes
+                cfgs[i] = answer
+                continue
+            for kw, value in answer.values.items():
+                if kw in evaluated.values and evaluated.values[kw] != value:
+                    evaluated.notes.append(f"{kw}: the evaluator said {evaluated.values[kw]}, "
+                                           f"sshd -T says {value} (sshd -T is taken)")
+                    evaluated.origin[kw] = answer.origin[kw]
+                if kw in evaluated.values:
+                    evaluated.values[kw] = value
+            evaluated.source = answer.source + " with the file and line from evaluating " + path
+    elif first.error:  # neither the files nor sshd -T: could not check
+        first.source += f" (sshd -T was not possible: {why_not})"
+        return StrangerView(first, ex.Judged(cands[0], first, 0), facts, 1, notes)
+    elif why_not:
+        for cfg in cfgs:
+            cfg.source += f" (sshd -T was not possible: {why_not})"
+    rank = ex.root_rank if role == "root" else ex.password_rank
+    judged = ex.worst(list(zip(cands, cfgs)), rank, blocks)
+    if judged.candidate.made_up_groups:
+        notes.append(f"this assumes a user in group {','.join(judged.candidate.conn.groups or ())} "
+                     "exists (an attacker picks such a user)")
+    loses = ""
+    if judged.rank and not first.error:
+        keyword = "permitrootlogin" if role == "root" else rank(judged.cfg)[1]
+        loses = predict_dropin(path, snap, [c.conn for c in cands], keyword, blocks)
+    return StrangerView(judged.cfg, judged, facts, len(cands), notes,
+                        [c.conn.spec() for c in cands if not c.made_up_groups], loses)
+
+
+def with_dropin(snap: Snapshot, line: str) -> Snapshot:
+    """A copy of ``snap`` with mkdoctor's drop-in holding ``line`` first (as the setup
+    writes it: its lines first, the file's other lines after), where the globs that
+    match its path list it (byte order, as glob(3) in the C locale)."""
+    import fnmatch
+
+    from mkdoctor.openssh.hardening import DROPIN
+
+    files = dict(snap.files)
+    old = files.get(DROPIN)
+    files[DROPIN] = line + "\n" + (old if isinstance(old, str) else "")
+    globs = {}
+    for pattern, paths in snap.globs.items():
+        parts, pats = DROPIN.split("/"), pattern.split("/")
+        if len(parts) == len(pats) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pats)):
+            paths = sorted(set(paths) | {DROPIN}, key=lambda p: p.encode("utf-8", "surrogateescape"))
+        globs[pattern] = list(paths)
+    return Snapshot(files=files, globs=globs)  # type: ignore[arg-type]
+
+
+def predict_dropin(path: str, snap: Snapshot, conns: list[Connection], keyword: str,
+                   blocks: list) -> str:
+    """Why a ``keyword`` line in mkdoctor's drop-in would not win for one of ``conns``
+    ("" when it wins for all), by evaluating the files with the drop-in added."""
+    from mkdoctor.openssh import exposure as ex
+    from mkdoctor.openssh.hardening import DROPIN, include_lines, loss_reason, spelled
+    from mkdoctor.openssh.sshd_config import KEYWORDS
+
+    spec = KEYWORDS.get(keyword)
+    value = "no" if spec is None or spec.choices is None or "no" in spec.choices else spec.default
+    trial = with_dropin(snap, f"{spelled(keyword)} {value}")
+    main = snap.files.get(path)
+    inc = include_lines(main, DROPIN) if isinstance(main, str) else []
+    for conn in conns:
+        cfg = evaluate(path, trial, conn)
+        origin = cfg.origin.get(keyword, "default")
+        if origin.rpartition(":")[0] == DROPIN:
+            continue
+        block = ex.block_of(blocks, origin)
+        reason = loss_reason(spelled(keyword), origin, path, inc, block.label if block else "",
+                             DROPIN)
+        if reason:
+            return reason
+    return ""

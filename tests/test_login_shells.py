@@ -178,6 +178,6 @@ def test_sshd_hardening_applies_for_a_tcsh_account(sandbox_factory, tmp_path):
     ok, message = security.apply(security.Advice(["PermitRootLogin no"]), "sandbox", cfg,
                                  interactive=False)
     assert ok, message
-    dropin = box.etc_ssh_dir / "sshd_config.d" / "50-mkdoctor-hardening.conf"
+    dropin = box.etc_ssh_dir / "sshd_config.d" / security.DROPIN.rsplit("/", 1)[1]
     assert "PermitRootLogin no" in dropin.read_text()
     assert box.ssh("true").returncode == 0

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from mkdoctor.openssh import sshd_config as sc
+from mkdoctor.openssh import hardening, sshd_config as sc
 from mkdoctor import sshd_remote
 from mkdoctor.checks import mk205_local_sshd as mk205
 from mkdoctor.checks.mk311_password_authentication import exposure as remote_exposure
@@ -47,7 +47,7 @@ def test_root_login_verdict(value, status):
 def test_root_login_default_warns_with_dropin_fix():
     v = sc.root_login_verdict(cfg_of("# nothing\n"), RESTART)
     assert v.status == "warn" and "default" in v.summary
-    assert "50-mkdoctor.conf" in v.fix and "first value" in v.fix
+    assert hardening.DROPIN in v.fix and "first value" in v.fix
 
 
 @pytest.mark.parametrize("text,on", [

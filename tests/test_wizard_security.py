@@ -168,15 +168,17 @@ def test_invalid_configuration_is_never_reloaded(local_box, tmp_path):
     assert reloads(box) == hups and box.ssh("true").returncode == 0
 
     broken.unlink()
-    box.add_dropin("10-cloud", "PermitRootLogin yes")  # first value wins: ours is moot
+    box.add_dropin("0-cloud", "PermitRootLogin yes")  # sorts before ours: ours is moot
     box.reload()
     hups = reloads(box)
     done = setup(cfg, confdir, env, kernel, "--apply-sshd-hardening")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "would have no effect" in done.stdout
     assert "permitrootlogin is still yes" in done.stdout
-    assert "10-cloud.conf:1:PermitRootLogin yes" in done.stdout  # where it is set
-    assert sorted(p.name for p in box.dropin_dir.iterdir()) == ["10-cloud.conf", "60-site.conf"]
+    # why, and what to change
+    assert (f"/etc/ssh/sshd_config.d/0-cloud.conf sorts before {DROPIN_NAME} and sets "
+            "PermitRootLogin at line 1") in done.stdout + done.stderr, done.stdout
+    assert sorted(p.name for p in box.dropin_dir.iterdir()) == ["0-cloud.conf", "60-site.conf"]
     assert reloads(box) == hups and box.ssh("true").returncode == 0
 
 

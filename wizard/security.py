@@ -1,8 +1,11 @@
 """Step 11: advice for the remote sshd (MK310 PermitRootLogin, MK311 PasswordAuthentication).
 
-The advice is a drop-in file in ``/etc/ssh/sshd_config.d/`` (read through the
-``Include /etc/ssh/sshd_config.d/*.conf`` line that Debian, Ubuntu and Fedora put first in
-sshd_config, so its values win: sshd uses the first value it finds, sshd_config(5)).
+The advice is the drop-in :data:`~mkdoctor.openssh.hardening.DROPIN`
+(``/etc/ssh/sshd_config.d/0-mkdoctor.conf``, the file every printed fix names), read
+through the ``Include /etc/ssh/sshd_config.d/*.conf`` line that Debian, Ubuntu and Fedora
+put first in sshd_config; its name sorts before the other drop-ins (Ubuntu cloud images'
+``50-cloud-init.conf``), so its values win: sshd uses the first value it finds,
+sshd_config(5). Lines of an existing file of that name for other keywords are kept.
 
 Applying it is opt-in, and every step is checked (:data:`APPLY_SCRIPT`, run as root with
 ``sudo``; interactively through ``ssh -t`` so sudo can ask for the password on the
@@ -13,8 +16,11 @@ user's terminal, unattended with ``sudo -n``, which fails instead of prompting):
 2. the file is written next to its place under a name the ``*.conf`` glob does not match,
    then renamed into place (an existing file of that name is kept aside);
 3. ``sshd -t`` validates the whole configuration and ``sshd -T`` must show the advised
-   values (a drop-in that an earlier file or a missing ``Include`` overrides has no
-   effect); on any failure the previous state is restored and sshd is NOT reloaded;
+   values, globally and with ``-C`` for each connection a stranger would make
+   (:attr:`Advice.specs`, from MK310/MK311); when they do not, :func:`why_no_effect`
+   says which line still wins (before the Include, no Include, an earlier drop-in, a
+   Match block) and what to change; on any failure the previous state is restored and
+   sshd is NOT reloaded;
 4. sshd is reloaded (``systemctl reload ssh|sshd``, else SIGHUP to the pid in
    ``/run/sshd.pid``, else ``service ssh|sshd reload``); if none works the change is
    undone.
@@ -26,6 +32,7 @@ command still gets in through it.
 
 from __future__ import annotations
 
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -35,7 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-DROPIN = "/etc/ssh/sshd_config.d/50-mkdoctor-hardening.conf"
+from mkdoctor.openssh.hardening import DROPIN  # the one drop-in every fix text names
+
 DEFAULT_SSHD_CONFIG = "/etc/ssh/sshd_config"
 
 # How sshd is reloaded, most specific first. Debian/Ubuntu name the unit "ssh", Red Hat,
@@ -53,7 +61,8 @@ RELOAD = (
 MARK = "MKD-SSHD"
 APPLY_SCRIPT = r"""
 PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH; export PATH
-f=$1; content=$2; expect=$3; cfg=$4
+LC_ALL=C; export LC_ALL
+f=$1; content=$2; expect=$3; cfg=$4; specs=$5; diag=$6
 d=${f%/*}
 say() { printf '%s %s\n' "$MARK" "$*"; }
 if ! out=$(sshd -t -f "$cfg" 2>&1); then
@@ -62,6 +71,7 @@ fi
 if [ ! -d "$d" ]; then
   say no-effect; echo "$d does not exist: is 'Include $d/*.conf' at the top of $cfg?"; exit 5
 fi
+keys=$(printf '%s\n' "$expect" | awk 'NF {printf "%s%s", s, $1; s="|"}')
 umask 022
 new="$d/.mkdoctor-new.$$"; old="$d/.mkdoctor-old.$$"
 rm -f "$new" "$old"
@@ -70,6 +80,8 @@ had=0
 if [ -e "$f" ]; then
   if ! cp -p "$f" "$old"; then rm -f "$new"; say write-failed; exit 7; fi
   had=1
+  # the lines a printed fix added to the same file (tee -a) for other keywords stay
+  grep -v -i -E "^[[:space:]]*(($keys)([[:space:]=]|$)|# Written by mkdoctor)" "$old" >> "$new"
 fi
 undo() { if [ "$had" = 1 ]; then mv -f "$old" "$f"; else rm -f "$f"; fi; rm -f "$new"; }
 trap 'undo; say interrupted; exit 130' HUP INT TERM
@@ -77,17 +89,31 @@ if ! mv -f "$new" "$f"; then undo; say write-failed; exit 7; fi
 if ! out=$(sshd -t -f "$cfg" 2>&1); then
   undo; say invalid; printf '%s\n' "$out"; exit 4
 fi
-eff=$(sshd -T -f "$cfg" 2>&1) || { undo; say invalid; printf '%s\n' "$eff"; exit 4; }
-wrong=$(printf '%s\n' "$expect" | while read -r k v; do
-  [ -n "$k" ] || continue
-  cur=$(printf '%s\n' "$eff" | awk -v k="$k" '$1 == k {print $2; exit}')
-  [ "$cur" = without-password ] && cur=prohibit-password
-  if [ -n "$cur" ] && [ "$cur" != "$v" ]; then printf '%s is still %s; ' "$k" "$cur"; fi
-done)
+# the values sshd applies: globally, and to each connection a stranger would make
+wrong=
+set -f
+for spec in '' $specs; do
+  if [ -n "$spec" ]; then eff=$(sshd -T -C "$spec" -f "$cfg" 2>&1) || { undo; say invalid; printf '%s\n' "$eff"; exit 4; }
+  else eff=$(sshd -T -f "$cfg" 2>&1) || { undo; say invalid; printf '%s\n' "$eff"; exit 4; }; fi
+  w=$(printf '%s\n' "$expect" | while read -r k v; do
+    [ -n "$k" ] || continue
+    case $k,$spec in permitrootlogin,?*) case $spec in user=root,*) ;; *) continue ;; esac ;; esac
+    cur=$(printf '%s\n' "$eff" | awk -v k="$k" '$1 == k {print $2; exit}')
+    [ "$cur" = without-password ] && cur=prohibit-password
+    if [ -n "$cur" ] && [ "$cur" != "$v" ]; then printf '%s is still %s%s; ' "$k" "$cur" "${spec:+ for $spec}"; fi
+  done)
+  if [ -n "$w" ]; then wrong="$wrong$w"; say wrong "${spec:-global}" "$w"; fi
+done
+set +f
 if [ -n "$wrong" ]; then
+  # where the winning lines are (file:line:text, sshd's reading order), for the report
+  lines=$(grep -Hn -i -E "^[[:space:]]*(include|match|$keys)([[:space:]=]|$)" "$cfg" "$d"/*.conf 2>/dev/null)
   undo; say no-effect; echo "$wrong"
-  keys=$(printf '%s\n' "$expect" | awk 'NF {printf "%s%s", s, $1; s="|"}')
-  grep -Hin -E "^[[:space:]]*($keys)[[:space:]=]" "$cfg" "$d"/*.conf 2>/dev/null
+  if [ -n "$diag" ] && ( set -C; printf '%s\n' "$lines" > "$diag" ) 2>/dev/null; then
+    [ -n "$SUDO_UID" ] && chown "$SUDO_UID" "$diag"
+  else
+    printf '%s\n' "$lines" | sed "s/^/$MARK where /"
+  fi
   exit 5
 fi
 trap '' HUP INT TERM
@@ -125,6 +151,9 @@ ROOT_NOTE = ("PermitRootLogin prohibit-password, not no: this setup logs in as r
 class Advice:
     lines: list[str]
     notes: list[str] = field(default_factory=list)  # why the advice is what it is
+    # the connections a stranger would make (sshd -T -C specifications, from MK310/MK311):
+    # the change must win for each of them, not only for sshd's global settings
+    specs: list[str] = field(default_factory=list)
 
     @property
     def content(self) -> str:
@@ -171,7 +200,14 @@ def advice(results: dict, user: str = "") -> Optional[Advice]:
     if not lines:
         return None
     notes = [ROOT_NOTE] if "PermitRootLogin prohibit-password" in lines else []
-    return Advice(lines, notes)
+    specs: list[str] = []
+    for r in (r310, r311):
+        if r is not None:
+            specs += [x for x in (r.facts.get("stranger_connections") or []) if x not in specs]
+            loses = r.facts.get("dropin_loses") or ""
+            if loses and r.status.value in ("warn", "fail"):
+                notes.append(f"this drop-in alone will not win: {loses}")
+    return Advice(lines, notes, specs)
 
 
 def kept_for_root(results: dict, user: str) -> Optional[str]:
@@ -187,13 +223,79 @@ def kept_for_root(results: dict, user: str) -> Optional[str]:
             "that login out (root passwords are refused already)")
 
 
-def remote_command(adv: Advice, interactive: bool, sshd_config: str = DEFAULT_SSHD_CONFIG) -> str:
-    """The remote command line (one string for the remote login shell, whichever it is)."""
+def remote_command(adv: Advice, interactive: bool, sshd_config: str = DEFAULT_SSHD_CONFIG,
+                   diag: str = "") -> str:
+    """The remote command line (one string for the remote login shell, whichever it is).
+    ``diag``: a new file where the script leaves, when the change would not win, the lines
+    that decide (else they are printed, marked)."""
     from mkdoctor.openssh.session import login_shell_command
 
     sudo = ["sudo"] if interactive else ["sudo", "-n"]
+    specs = "\n".join(x for x in adv.specs if _spec_ok(x))
     return login_shell_command(shlex.join(sudo + ["sh", "-c", APPLY_SCRIPT, "sh", DROPIN,
-                                                  adv.content, adv.expected, sshd_config]))
+                                                  adv.content, adv.expected, sshd_config,
+                                                  specs, diag]))
+
+
+def _spec_ok(spec: str) -> bool:
+    """A connection specification made of plain words (it is split by the script)."""
+    import re
+
+    return re.fullmatch(r"[A-Za-z0-9_.,=:@%+-]+", spec) is not None
+
+
+def parse_spec(spec: str):
+    """``user=..,host=..,addr=..,laddr=..,lport=..`` -> Connection (groups unknown)."""
+    from mkdoctor.openssh.sshd_config import Connection
+
+    kv = dict(part.partition("=")[::2] for part in spec.split(","))
+    port = kv.get("lport", "22")
+    return Connection(kv.get("user", ""), kv.get("host", ""), kv.get("addr", ""),
+                      kv.get("laddr", ""), int(port) if port.isdigit() else 22)
+
+
+def why_no_effect(adv: Advice, where_lines: list[str], sshd_config: str) -> list[str]:
+    """Why the drop-in did not win, and what to change, from the script's ``grep -Hn``
+    of the Include, Match and keyword lines (sshd's reading order) with the drop-in in
+    place: the lines are put back at their line numbers and evaluated (pure)."""
+    from mkdoctor.openssh import exposure, hardening
+    from mkdoctor.openssh import sshd_config as sc
+
+    files: dict[str, list[str]] = {}
+    for entry in where_lines:
+        path, _, rest = entry.partition(":")
+        number, _, text = rest.partition(":")
+        if not number.isdigit():
+            continue
+        lines = files.setdefault(path, [])
+        lines += [""] * (int(number) - len(lines))
+        lines[int(number) - 1] = text
+    texts = {p: "\n".join(v) + "\n" for p, v in files.items()}
+    for line in adv.lines:  # our file as written (grep saw it too, unless unreadable)
+        texts.setdefault(DROPIN, "")
+    texts.setdefault(sshd_config, "")
+    loader = sc.MappingLoader(texts)
+    blocks = exposure.match_blocks(list(texts), loader.read)
+    inc = hardening.include_lines(texts[sshd_config], DROPIN)
+    out: list[str] = []
+    stranger = exposure.STRANGER_ADDRESSES[0]
+    conns = [parse_spec(x) for x in adv.specs if _spec_ok(x)] + [
+        sc.Connection(u, stranger, stranger, stranger, 22) for u in ("root", exposure.STRANGER_USER)]
+    for ln in adv.lines:
+        keyword, value = ln.split(None, 1)
+        for conn in conns:
+            if keyword.lower() == "permitrootlogin" and conn.user != "root":
+                continue
+            cfg = sc.evaluate(sshd_config, loader, conn)
+            if cfg.get(keyword) == value:
+                continue
+            origin = cfg.origin.get(keyword.lower(), "default")
+            block = exposure.block_of(blocks, origin)
+            reason = hardening.loss_reason(keyword, origin, sshd_config, inc,
+                                           block.label if block else "", DROPIN)
+            if reason and reason not in out:
+                out.append(reason)
+    return out
 
 
 def outcome_message(returncode: int, output: str) -> str:
@@ -277,9 +379,10 @@ def apply(adv: Advice, alias: str, ssh_config: Optional[Path], interactive: bool
         return False, ("not applied: could not open the connection that stays open during "
                        f"the change: {master_err or master.returncode}")
     keep = False
+    diag = f"/tmp/.mkdoctor-why-{secrets.token_hex(8)}" if interactive else ""
     try:
         via = base + ["-S", sock, "-o", "ControlMaster=no"]
-        command = remote_command(adv, interactive, sshd_config)
+        command = remote_command(adv, interactive, sshd_config, diag)
         if interactive:
             done = _ssh(via + ["-t", "--", alias, command], 600)
             output = ""
@@ -289,6 +392,20 @@ def apply(adv: Advice, alias: str, ssh_config: Optional[Path], interactive: bool
             output = (done.stdout or "") + (done.stderr or "")
         if done.returncode != 0:
             detail = outcome_message(done.returncode, output)
+            if done.returncode == 5:
+                where = [ln[len(MARK) + 7:] for ln in output.splitlines()
+                         if ln.startswith(f"{MARK} where ")]
+                if diag:
+                    from mkdoctor.openssh.session import login_shell_command
+
+                    read_back = login_shell_command(shlex.join(
+                        ["sh", "-c", 'cat -- "$1" && rm -f -- "$1"', "sh", diag]))
+                    got = _ssh(via + ["-T", "-o", "BatchMode=yes", "--", alias, read_back], 30,
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True)
+                    where = (got.stdout or "").splitlines() if got.returncode == 0 else []
+                reasons = why_no_effect(adv, where, sshd_config)
+                if reasons:
+                    detail += ". Why: " + "; ".join(reasons)
             if interactive and done.returncode in FAILURES:
                 detail += " (sshd's message is above)"
             elif interactive and done.returncode == 255:

@@ -819,12 +819,9 @@ def setting_fix(keyword: str, value: str, cfg: EffectiveConfig, restart: str) ->
         # necessarily Included there
         return (f"on {place}: add the line '{keyword} {value}' near the top of {cfg.main} "
                 f"(before any Match block: the first value sshd reads wins), then {check}")
-    return (f"on {place}: echo '{keyword} {value}' | sudo tee -a "
-            f"/etc/ssh/sshd_config.d/50-mkdoctor.conf && {check} (the first value sshd reads "
-            "wins: this drop-in only works when the main sshd_config has 'Include "
-            "/etc/ssh/sshd_config.d/*.conf' before any line that sets it, as Debian and "
-            f"Ubuntu have at the top; otherwise change that line: sudo grep -rni {keyword} "
-            "/etc/ssh/)")
+    from mkdoctor.openssh.hardening import dropin_fix  # the one drop-in every fix names
+
+    return dropin_fix(keyword, value, place, check)
 
 
 def describe_source(cfg: EffectiveConfig) -> list[str]:
