@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from mkdoctor.model import Check, Result, needs_target, skipped
 from mkdoctor.openssh.hardening import RESTART_REMOTE
-from mkdoctor.openssh.sshd_config import Verdict, root_login_verdict, to_result
+from mkdoctor.openssh.sshd_config import PolicyVerdict, root_login_verdict, to_result
 from mkdoctor.openssh.session import RemoteUnavailable
 
 __all__ = ["RESTART_REMOTE", "unavailable", "unreadable", "stranger_result"]
@@ -39,7 +39,7 @@ def unreadable(error: str, cfg_source: str) -> Result:
     )
 
 
-def stranger_result(verdict: Verdict, view, keyword: str, **facts) -> Result:
+def stranger_result(verdict: PolicyVerdict, view, keyword: str, **facts) -> Result:
     """The result for the worst stranger connection: the summary names the Match block
     (file:line) that gives the value, the details the connection and how many were tried."""
     from mkdoctor.openssh.exposure import describe
@@ -55,7 +55,7 @@ def stranger_result(verdict: Verdict, view, keyword: str, **facts) -> Result:
     details += tuple(f"note: {n}" for n in view.notes)
     if view.dropin_loses and verdict.status != "pass":
         details += (f"note: a line in mkdoctor's drop-in would not win: {view.dropin_loses}",)
-    verdict = Verdict(verdict.status, summary, verdict.fix, details + verdict.details)
+    verdict = PolicyVerdict(verdict.status, summary, verdict.fix, details + verdict.details)
     return to_result(verdict, cfg, connection=conn.spec(), stranger_connections=list(view.specs),
                      dropin_loses=view.dropin_loses, block=j.block.label if j.block else "",
                      origin=cfg.origin.get(keyword), source=cfg.source, **facts)

@@ -91,6 +91,8 @@ def test_localport_where_sshd_listens_and_host_with_usedns():
     assert judge(text, "user", ex.Reach(("203.0.113.5",), (22, 2222))).rank == 1
     text = "PasswordAuthentication no\nMatch Host *.example\n PasswordAuthentication yes\n"
     assert judge(text, "user").rank == 0
+    assert judge(text, "user", ex.Reach(("203.0.113.5",), (22,), usedns=True)).rank == 0
+    text = "UseDNS yes\n" + text  # sshd matches Match Host against the name only then
     assert judge(text, "user", ex.Reach(("203.0.113.5",), (22,), usedns=True)).rank == 1
 
 
