@@ -30,9 +30,20 @@ from mkdoctor.launch import link_flag
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped
 
 
+def _held(ctx, script: str, timeout: float):
+    """Run a :func:`start_script` with our end of its stdin held open while we wait (its
+    end of file tells the remote watchdog to end the kernel)."""
+    read_end, write_end = os.pipe()
+    try:
+        return ctx.ssh.run(script, timeout, stdin=read_end)
+    finally:
+        os.close(read_end)
+        os.close(write_end)  # EOF: the remote watchdog ends the kernel if it still runs
+
+
 def _wolframscript(ctx, kernel: str, module: dict) -> str:
     """What ``KERNEL -version`` answers when that is wolframscript's answer, else ""."""
-    done = ctx.ssh.run(start_script(kernel, ["-version"], 5, **module), ctx.step_timeout(10))
+    done = _held(ctx, start_script(kernel, ["-version"], 5, **module), ctx.step_timeout(10))
     text = (done.stdout or "") + (done.stderr or "")
     if wolframscript_answer(text):
         return next(ln.strip() for ln in text.splitlines() if wolframscript_answer(ln))
@@ -53,12 +64,7 @@ def run(ctx) -> Result:
     limit = min(ctx.options.kernel_timeout, max(1.0, ctx.remaining() - ctx.options.timeout - 2))
     token = secrets.token_hex(4)
     script = start_script(kernel, ["-noprompt", "-run", run_expression(token)], limit, **module)
-    read_end, write_end = os.pipe()
-    try:
-        done = ctx.ssh.run(script, ctx.step_timeout(limit + ctx.options.timeout + 3), stdin=read_end)
-    finally:
-        os.close(read_end)
-        os.close(write_end)  # EOF: the remote watchdog ends the kernel if it still runs
+    done = _held(ctx, script, ctx.step_timeout(limit + ctx.options.timeout + 3))
     outcome = classify_run(done.stdout, done.stderr, done.exit_code, token)
     q = shlex.quote(kernel)
     if reading.module:

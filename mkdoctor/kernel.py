@@ -336,7 +336,10 @@ class KernelPath:
 def classify_typed(typed: str) -> tuple[str, str, str]:
     """How the login shell reads ``typed``: (how, user for ``~user``, rest). Raises
     ValueError for a ``~user`` whose user part is not a user name (the shell would not
-    expand it either)."""
+    expand it either), and for control characters (a tab or line break cannot travel in the
+    tab-separated answer, and no kernel path holds one)."""
+    if re.search(r"[\x00-\x1f\x7f]", typed):
+        raise ValueError(f"{typed!r}: a path with a control character")
     if typed.startswith("/"):
         return HOW_ABSOLUTE, "", typed
     if typed == "~" or typed.startswith("~/"):
