@@ -75,7 +75,7 @@ def run(ctx) -> Result:
     host = ctx.target.display
     shown = [f"  {line}" for line in outcome.evidence]
     by_hand = f"run it by hand to see what it says: ssh -t {host} {shlex.quote(q + ' -noprompt')}"
-    if outcome.outcome in ("no-answer", "hang"):
+    if outcome.outcome == "no-answer":
         fake = _wolframscript(ctx, kernel, module)
         if fake:
             return failed(
