@@ -112,6 +112,10 @@ def run(ctx) -> Result:
                       + (f" (version {mk.version})" if mk.version else " (version unknown)"),
                       details, **_facts(found, mk.path, mk.version, reading))
     if best is None:
+        if found.reading.module_systems:
+            details.append("the module system (" + ", ".join(found.reading.module_systems)
+                           + ") has no mathematica/wolfram module that provides a kernel "
+                           "(module -t avail)")
         return failed(
             "no Wolfram kernel found on the remote host",
             "install Mathematica or the Wolfram Engine on the remote host, or give the "

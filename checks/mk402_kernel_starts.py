@@ -23,7 +23,7 @@ import os
 import secrets
 import shlex
 
-from mkdoctor.kernel import (MATHLM_PORT, RUNNING_KERNELS_SCRIPT, classify_run, ensure_login,
+from mkdoctor.kernel import (KERNEL_BASENAMES, MATHLM_PORT, RUNNING_KERNELS_SCRIPT, classify_run, ensure_login,
                              major_version, mathpass_script, parse_mathpass, read_kernel,
                              run_expression, start_script, wolframscript_answer)
 from mkdoctor.launch import link_flag
@@ -200,9 +200,13 @@ def run(ctx) -> Result:
                           reason="timeout")
         return skipped("skipped: the remote command did not report back (connection lost?)",
                        "re-run; see MK304 passwordless-login", shown)
+    fix = by_hand
+    if reading.name not in KERNEL_BASENAMES:  # a wrapper script or a renamed link
+        fix = (f"{reading.as_typed} is not named like a kernel: if it is a wrapper script, it "
+               "must pass its arguments on (exec /path/to/WolframKernel \"$@\"); " + by_hand)
     return failed(
         "the kernel started but did not evaluate the test expression",
-        by_hand, shown or ["(it printed nothing)"], reason="no-answer")
+        fix, shown or ["(it printed nothing)"], reason="no-answer")
 
 
 CHECK = Check(

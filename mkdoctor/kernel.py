@@ -82,6 +82,7 @@ def where_we_look() -> list[str]:
         *(f"{app}/Contents/MacOS/{{{','.join(KERNEL_NAMES)}}}" for app in MAC_APPS),
         "C:\\Program Files\\Wolfram Research\\{"
         + ",".join(WINDOWS_PRODUCTS) + "}\\<version>\\WolframKernel.exe (POSIX shells on Windows)",
+        "environment modules / Lmod: module -t avail, mathematica* and wolfram* modules",
     ]
 
 

@@ -134,6 +134,22 @@ def test_bare_wrapper_name_is_not_on_path_and_the_fix_is_dot_slash(sandbox_facto
 
 
 @integration
+def test_wrapper_that_drops_its_arguments(sandbox_factory, nothing_left: None) -> None:
+    """A wrapper without "$@": the kernel starts without -run and evaluates nothing; the fix
+    says a wrapper must pass its arguments on (the control: the same wrapper with "$@"
+    passes in the test above)."""
+    box = sandbox_factory()
+    install_standin(box.home, KERNEL)
+    bad = box.home / "math.sh"
+    bad.write_text(f'#!/bin/sh\nexec "$HOME/{KERNEL}" -noprompt\n')
+    bad.chmod(0o755)
+    mk402 = report(box, f"{LOGIN},MK401,MK402", "--kernel", "./math.sh", "--kernel-timeout", "5")["MK402"]
+    assert mk402["status"] == "fail", mk402
+    assert mk402["summary"] == "the kernel started but did not evaluate the test expression"
+    assert 'must pass its arguments on (exec /path/to/WolframKernel "$@")' in mk402["fix"]
+
+
+@integration
 @pytest.mark.parametrize("form", ["~/math.sh", "~{user}/math.sh"])
 def test_tilde_paths_are_expanded_like_the_remote_shell(form: str, sandbox_factory,
                                                         nothing_left: None) -> None:
