@@ -32,7 +32,8 @@ def test_classify_typed(typed: str, how: str) -> None:
     assert classify_typed(typed)[0] == how
 
 
-@pytest.mark.parametrize("typed", ["~$(touch x)/k", "~`id`/k", "~a;b/k", "~a b/k", "~'x'/k", "~-x/k", "x\ty", "/a\x7f"])
+@pytest.mark.parametrize("typed", ["~$(touch x)/k", "~`id`/k", "~a;b/k", "~a b/k", "~'x'/k", "~-x/k", "x\ty", "/a\x7f", "x\ny",
+                                   "/a\nb"])
 def test_tilde_user_must_be_a_user_name(typed: str) -> None:
     with pytest.raises(ValueError):
         discovery_script(typed)
@@ -131,6 +132,25 @@ def test_bare_wrapper_name_is_not_on_path_and_the_fix_is_dot_slash(sandbox_facto
     assert f"reads it as {wrapper} ({HOW_HOME})" in "\n".join(checks["MK401"]["details"])
     assert checks["MK402"]["status"] == "pass", checks["MK402"]
     assert checks["MK404"]["status"] == "pass", checks["MK404"]
+
+
+@integration
+@pytest.mark.parametrize("shell", ["/bin/bash", "/usr/bin/tcsh", "/usr/bin/fish"])
+def test_hostile_wrapper_name_end_to_end(shell: str, sandbox_factory, sandbox_dir: Path,
+                                         nothing_left: None) -> None:
+    """A wrapper whose name holds a space, ;, $(...), both quotes and a leading '-', typed
+    as ./NAME, under bash, tcsh and fish login shells: MK401 reads it, MK402 starts it,
+    MK404's launch command runs it; nothing of the name is ever executed."""
+    box = sandbox_factory(login_shell=shell)
+    install_standin(box.home, KERNEL)
+    name = "-k b;$(touch pwned)'x\"y"
+    _wrapper(box, name, KERNEL)
+    checks = report(box, f"{LOGIN},MK401,MK402,MK404", "--kernel", f"./{name}",
+                    "--kernel-timeout", "10", "--mode", "tunnel")
+    assert checks["MK401"]["status"] == "pass", checks["MK401"]
+    assert checks["MK402"]["status"] == "pass", checks["MK402"]
+    assert checks["MK404"]["status"] == "pass", checks["MK404"]
+    assert not list(sandbox_dir.rglob("pwned"))
 
 
 @integration
