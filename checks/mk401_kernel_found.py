@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import shlex
 
-from mkdoctor.kernel import (HOW_MODULE, HOW_PATH, PATH_NAMES, Discovery, KernelPath, choose,
+from mkdoctor.kernel import (PATH_NAMES, Discovery, KernelPath, choose,
                              discovery_script, ensure_login, lookalike, non_posix_shell,
                              parse_discovery, version_key, where_we_look)
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped
@@ -147,7 +147,6 @@ def _given(ctx, given: str, found: Discovery, best, others: list[str], details: 
     r = found.reading
     state = r.state or "missing"
     g = found.given
-    q = shlex.quote(given)
     if state == "ok" and g is not None:
         reading = KernelPath(given, r.path, r.how, target=r.target)
         fake = lookalike(r.path, r.target)
@@ -217,7 +216,6 @@ def _given(ctx, given: str, found: Discovery, best, others: list[str], details: 
                "and pass its full path with --kernel PATH")
     if others:
         details += ["installs found in the standard places:"] + others
-    del q
     return failed(f"--kernel {given}{where} {problem}", fix, details,
                   **_facts(found, "", ""), reason=state)
 
