@@ -111,6 +111,17 @@ def run(ctx) -> Result:
         return passed(f"{mk.path} from module {mk.module}"
                       + (f" (version {mk.version})" if mk.version else " (version unknown)"),
                       details, **_facts(found, mk.path, mk.version, reading))
+    if best is None and found.reading.hidden_modules:
+        hidden = found.reading.hidden_modules
+        return failed(
+            f"no Wolfram kernel on PATH; module {hidden[0]} exists but loads only after other "
+            "modules (a module hierarchy)",
+            f"on the remote host, module spider {hidden[0]} names the modules to load first; "
+            "put the loads and the kernel in a wrapper script (module load A B "
+            f"{hidden[0]}; exec WolframKernel \"$@\") and give it with --kernel ~/math.sh "
+            "(see docs/guides/kernels.md)",
+            details + [f"module spider lists: {', '.join(hidden)}"],
+            **_facts(found, "", ""), reason="module-hierarchy")
     if best is None:
         if found.reading.module_systems:
             details.append("the module system (" + ", ".join(found.reading.module_systems)

@@ -417,8 +417,15 @@ def module_scan_script() -> str:
         "  ( . \"$mi\" >/dev/null 2>&1 </dev/null\n"
         "    command -v module >/dev/null 2>&1 || exit 0\n"
         "    printf 'N\\t%s\\n' \"$mi\"\n"
-        "    for m in $(module -t avail 2>&1 </dev/null | sed -e 's/([^)]*)//g' -e 's/[[:space:]]//g' "
-        f"| grep -v ':$' | grep -i -E '^({MODULE_PATTERN})' | sort -u); do\n"
+        "    avail=$(module -t avail 2>&1 </dev/null | sed -e 's/([^)]*)//g' -e 's/[[:space:]]//g' "
+        f"| grep -v ':$' | grep -i -E '^({MODULE_PATTERN})' | sort -u)\n"
+        # Lmod's spider also lists modules of a hierarchy that load only after others
+        # (a compiler, an MPI): named, not loaded.
+        "    for m in $(module -t spider 2>&1 </dev/null | sed -e 's/([^)]*)//g' -e 's/[[:space:]]//g' "
+        f"| grep -v -e ':$' -e '/$' | grep -i -E '^({MODULE_PATTERN})/' | sort -u); do\n"
+        "      case \" $(echo $avail) \" in *\" $m \"*) ;; *) printf 'Q\\t%s\\t%s\\n' \"$mi\" \"$m\";; esac\n"
+        "    done\n"
+        "    for m in $avail; do\n"
         "      ( module load \"$m\" >/dev/null 2>&1 </dev/null || exit 0\n"
         f"        for n in {names}; do k=$(command -v \"$n\" 2>/dev/null) || continue\n"
         "          case $k in /*) printf 'M\\t%s\\t%s\\t%s\\t%s\\n' \"$mi\" \"$m\" \"$k\" \"$(res \"$k\")\"; break;; esac\n"
@@ -441,6 +448,7 @@ class Reading:
     siblings: list[tuple[str, str]] = field(default_factory=list)
     modules: list["ModuleKernel"] = field(default_factory=list)
     module_systems: list[str] = field(default_factory=list)
+    hidden_modules: list[str] = field(default_factory=list)  # only in ``module spider``
 
 
 @dataclass(frozen=True)
@@ -473,6 +481,8 @@ def parse_reading(text: str) -> Reading:
             r.siblings.append((parts[1], parts[2]))
         elif parts[0] == "N" and len(parts) >= 2:
             r.module_systems.append(parts[1])
+        elif parts[0] == "Q" and len(parts) >= 3 and parts[2] not in r.hidden_modules:
+            r.hidden_modules.append(parts[2])
         elif parts[0] == "M" and len(parts) >= 5:
             mk = ModuleKernel(parts[1], parts[2], parts[3], parts[4] or parts[3])
             if SAFE_MODULE_WORD.fullmatch(mk.module) and SAFE_MODULE_WORD.fullmatch(mk.init) \

@@ -166,22 +166,48 @@ def _lmod_tree(root: Path) -> Path:
     return tree
 
 
-@integration
-def test_lmod_kernel_found_and_started(sandbox_factory, sandbox_dir: Path,
-                                       nothing_left: None) -> None:
-    """Debian's real Lmod (init from /etc/profile.d/lmod.sh, MODULEPATH from
-    /etc/lmod/modulespath) with a Lua modulefile."""
+def _lmod_box(sandbox_factory, sandbox_dir: Path, modulepath: Path):
     tree = _lmod_tree(sandbox_dir)
-    kernel = install_standin(sandbox_dir / "opt", "Mathematica/14.1/Executables/WolframKernel")
-    mods = _modulefiles(sandbox_dir / "lmods", kernel.parent, lua=True)
     etc_lmod = tree / "etc" / "lmod"
-    (etc_lmod / "modulespath").write_text(f"{mods}\n")
-    box = sandbox_factory(bind_mounts={
+    (etc_lmod / "modulespath").write_text(f"{modulepath}\n")
+    return sandbox_factory(bind_mounts={
         "/usr/share/lmod": tree / "usr" / "share" / "lmod",
         "/usr/lib/lmod": tree / "usr" / "lib" / "lmod",
         "/etc/lmod": etc_lmod,
         "/etc/profile.d": tree / "etc" / "profile.d",
     })
+
+
+@integration
+def test_lmod_hierarchy_module_is_named_with_module_spider(sandbox_factory, sandbox_dir: Path,
+                                                           nothing_left: None) -> None:
+    """A module hierarchy: mathematica/14.1 is visible only after gcc/12 is loaded, so
+    `module avail` does not show it and loading it alone fails; Lmod's spider lists it, and
+    MK401 names it with the way out (module spider, a wrapper)."""
+    kernel = install_standin(sandbox_dir / "opt", "Mathematica/14.1/Executables/WolframKernel")
+    compiler = _modulefiles(sandbox_dir / "compiler-gcc-12", kernel.parent, lua=True)
+    core = sandbox_dir / "core" / "modulefiles"
+    (core / "gcc").mkdir(parents=True)
+    (core / "gcc" / "12.lua").write_text(f'prepend_path("MODULEPATH", "{compiler}")\n')
+    for d in (sandbox_dir / "core", core, core / "gcc"):
+        d.chmod(0o755)
+    (core / "gcc" / "12.lua").chmod(0o644)
+    box = _lmod_box(sandbox_factory, sandbox_dir, core)
+    mk401 = report(box, f"{LOGIN},MK401")["MK401"]
+    assert mk401["status"] == "fail", mk401
+    assert mk401["summary"] == ("no Wolfram kernel on PATH; module mathematica/14.1 exists but loads "
+                                "only after other modules (a module hierarchy)")
+    assert mk401["fix"].startswith("on the remote host, module spider mathematica/14.1 names")
+
+
+@integration
+def test_lmod_kernel_found_and_started(sandbox_factory, sandbox_dir: Path,
+                                       nothing_left: None) -> None:
+    """Debian's real Lmod (init from /etc/profile.d/lmod.sh, MODULEPATH from
+    /etc/lmod/modulespath) with a Lua modulefile."""
+    kernel = install_standin(sandbox_dir / "opt", "Mathematica/14.1/Executables/WolframKernel")
+    mods = _modulefiles(sandbox_dir / "lmods", kernel.parent, lua=True)
+    box = _lmod_box(sandbox_factory, sandbox_dir, mods)
     checks = report(box, f"{LOGIN},MK401,MK402", "--kernel-timeout", "10")
     mk401 = checks["MK401"]
     assert mk401["status"] == "pass", mk401
