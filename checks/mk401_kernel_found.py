@@ -16,7 +16,8 @@ chosen.
 
 Facts: ``kernel`` (the absolute path the launch command runs), ``kernel_as_typed``,
 ``kernel_how`` (absolute, home-relative, tilde, path-lookup, module), ``module`` and
-``module_init`` (the module to load, the script that defines ``module``), ``version`` (from the path, may be empty), ``installs``
+``module_init`` (the module to load, the script that defines ``module``), ``kernel_target``
+(symlinks resolved), ``siblings`` (kernel executables beside it), ``modules``, ``version`` (from the path, may be empty), ``installs``
 (every install found: ``[{"path", "version", "resolved"}]``), ``os`` (``uname -s``).
 """
 

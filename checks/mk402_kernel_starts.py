@@ -2,10 +2,15 @@
 
 Runs ``KERNEL -noprompt -run EXPR`` on the remote host (``-noprompt``: no banner, no
 prompts, no questions on startup errors; ``-run``: evaluate on startup —
-reference.wolfram.com/language/ref/program/WolframKernel.html). EXPR prints a sentinel
-joined by the kernel itself, ``$Version``, ``$VersionNumber`` and ``$ProcessorCount``,
-then ``Exit[]``. Licence and activation failures, a crash (death by a signal) and a hang
-each get their own cause and fix.
+reference.wolfram.com/language/ref/program/WolframKernel.html). KERNEL is MK401's reading
+of the path (:func:`mkdoctor.kernel.read_kernel`: the absolute path the launch command
+runs), started after ``module load`` when a module provides it, exactly as the launch
+command does. EXPR prints a sentinel joined by the kernel itself, ``$Version``,
+``$VersionNumber`` and ``$ProcessorCount``, then ``Exit[]``. Licence situations (no
+password, not activated, activation limit, expired, all licence processes in use, a MathLM
+server that cannot be reached — tested from the remote host), a crash (death by a
+signal), a hang, and wolframscript behind a wrapper (recognised by its answer to
+``-version``) each get their own cause and fix.
 
 No kernel is ever left running on the server (it would hold a licence): the remote
 wrapper (:func:`mkdoctor.kernel.start_script`) runs the kernel in its own process group and
@@ -14,7 +19,7 @@ deadline) or as soon as our ssh client goes away — we hold the session's stdin
 its end of file is the signal.
 
 Facts: ``version`` ($Version), ``version_number``, ``major``, ``processor_count``,
-``link_flag`` (``-mathlink`` before version 10, ``-wstp`` from 10 on; see checks/launch.py).
+``link_flag`` (``-mathlink`` before version 10, ``-wstp`` from 10 on; see mkdoctor/launch.py).
 """
 
 from __future__ import annotations
