@@ -2,15 +2,22 @@
 
 The front end's launch command names the kernel on the remote host; a wrong path is the
 commonest reason a remote kernel "does not start". With ``--kernel PATH`` the path is
-checked (exists, is a file, is executable; paths with spaces such as
-``/Applications/Mathematica 7.app/Contents/MacOS/MathKernel`` are quoted for the remote
-shell). Without it, one remote round trip lists ``WolframKernel``, ``MathKernel``,
+read exactly as the remote login shell of the launch command reads it
+(:class:`mkdoctor.kernel.KernelPath`: absolute, ``~/``, ``~user/``, relative to the home
+directory, or a bare name looked up in that shell's PATH — not in the home directory),
+then checked (exists, is a file, is executable, is not ``wolframscript`` or a front end;
+paths with spaces such as ``/Applications/Mathematica 7.app/Contents/MacOS/MathKernel``
+are quoted for the remote shell). A kernel that only ``module load`` puts on PATH
+(environment modules, Lmod) is found through the module system. Without it, one remote round trip lists ``WolframKernel``, ``MathKernel``,
 ``wolfram`` and ``math`` on the remote PATH and every kernel in the standard install
 locations (see :mod:`mkdoctor.kernel` for the paths and their sources), with the version
 the path encodes (the cheap way; MK402 asks the kernel for ``$Version``). The newest is
 chosen.
 
-Facts: ``kernel`` (the path), ``version`` (from the path, may be empty), ``installs``
+Facts: ``kernel`` (the absolute path the launch command runs), ``kernel_as_typed``,
+``kernel_how`` (absolute, home-relative, tilde, path-lookup, module), ``module`` and
+``module_init`` (the module to load, the script that defines ``module``), ``kernel_target``
+(symlinks resolved), ``siblings`` (kernel executables beside it), ``modules``, ``version`` (from the path, may be empty), ``installs``
 (every install found: ``[{"path", "version", "resolved"}]``), ``os`` (``uname -s``).
 """
 
@@ -18,15 +25,24 @@ from __future__ import annotations
 
 import shlex
 
-from mkdoctor.kernel import (Discovery, choose, discovery_script, ensure_login, non_posix_shell,
-                           parse_discovery, where_we_look)
+from mkdoctor.kernel import (PATH_NAMES, Discovery, KernelPath, choose,
+                             discovery_script, ensure_login, lookalike, non_posix_shell,
+                             parse_discovery, version_key, where_we_look)
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped
 
 
-def _facts(found: Discovery, kernel: str, version: str) -> dict:
+def _facts(found: Discovery, kernel: str, version: str,
+           reading: "KernelPath | None" = None) -> dict:
+    facts = (reading.facts() if reading is not None else
+             KernelPath(kernel, kernel, "absolute").facts() if kernel else
+             {"kernel": "", "kernel_as_typed": "", "kernel_how": "", "module": "",
+              "module_init": "", "kernel_target": ""})
     return {
-        "kernel": kernel,
+        **facts,
         "version": version,
+        "siblings": [p for _, p in found.reading.siblings],
+        "modules": [{"module": m.module, "path": m.path, "init": m.init}
+                    for m in found.reading.modules],
         "installs": [{"path": i.path, "version": i.version, "resolved": i.resolved}
                      for i in found.installs],
         "os": found.uname,
@@ -39,7 +55,13 @@ def run(ctx) -> Result:
         return blocked
     given = ctx.options.kernel
     limit = ctx.step_timeout(ctx.options.timeout * 2)
-    done = ctx.ssh.run(discovery_script(given), limit)
+    try:
+        script = discovery_script(given)
+    except ValueError as exc:
+        return failed(f"--kernel {given}: {exc}",
+                      "give the kernel's absolute path, ~/PATH, or a name on the remote PATH",
+                      reason="unreadable")
+    done = ctx.ssh.run(script, limit)
     if done.exit_code is None:
         text = (done.stderr or done.stdout).strip()
         if done.timed_out:
@@ -62,6 +84,11 @@ def run(ctx) -> Result:
         )
     found = parse_discovery(done.stdout)
     details = [f"remote OS: {found.uname or 'unknown (uname failed)'}"]
+    fakes = [i for i in found.installs if lookalike(i.path, i.resolved)]
+    found.installs = [i for i in found.installs if i not in fakes]
+    for i in fakes:
+        details.append(f"not a kernel, left out: {i.path} (-> {i.resolved}): "
+                       f"{lookalike(i.path, i.resolved)}")
     if found.uname in ("", "?") or found.uname.upper().startswith(("MINGW", "MSYS", "CYGWIN", "WINDOWS")):
         details.append("a Windows host: only POSIX-shell paths (/c/Program Files/...) were searched")
     others = [f"  {i.describe()}" for i in found.installs]
@@ -71,35 +98,36 @@ def run(ctx) -> Result:
            + shlex.quote(alt[0].path) if alt else "")
 
     if given is not None:
-        state = found.given_state or "missing"
-        g = found.given
-        if state == "ok" and g is not None:
-            details.append(f"given: {g.describe()}")
-            if others:
-                details += ["all installs found:"] + others
-            return passed(f"{given}: executable" + (f", version {g.version}" if g.version else ""),
-                          details, **_facts(found, given, g.version))
-        problem = {
-            "missing": "does not exist on the remote host",
-            "dir": "is a directory, not the kernel executable",
-            "noexec": "is not executable",
-        }.get(state, state)
-        if state == "noexec":
-            fix = f"make it executable on the remote host: chmod a+x {shlex.quote(given)}"
-        elif best is not None:
-            fix = f"use the kernel that exists: --kernel {shlex.quote(best.path)}"
-        elif state == "dir":
-            fix = (f"give the executable inside it, e.g. --kernel "
-                   f"{shlex.quote(given.rstrip('/') + '/Executables/WolframKernel')}")
-        else:
-            fix = ("find the kernel on the remote host (ls /usr/local/Wolfram/*/*/Executables) "
-                   "and pass its full path with --kernel PATH")
-        if others:
-            details += ["installs found in the standard places:"] + others
-        return failed(f"--kernel {given} {problem}", fix, details,
-                      **_facts(found, "", ""), reason=state)
+        return _given(ctx, given, found, best, others, details)
 
+    modules = sorted(found.reading.modules, key=lambda m: version_key(m.version))
+    if best is None and modules:
+        mk = modules[-1]
+        reading = mk.reading(mk.path)
+        details += [f"not on the plain PATH of a non-interactive ssh command; the module system "
+                    f"({mk.init}) provides it:",
+                    *(f"  module {m.module}: {m.path}" for m in modules),
+                    f"chosen: module {mk.module}",
+                    f"the launch command loads it first: {module_fragment(reading)}"]
+        return passed(f"{mk.path} from module {mk.module}"
+                      + (f" (version {mk.version})" if mk.version else " (version unknown)"),
+                      details, **_facts(found, mk.path, mk.version, reading))
+    if best is None and found.reading.hidden_modules:
+        hidden = found.reading.hidden_modules
+        return failed(
+            f"no Wolfram kernel on PATH; module {hidden[0]} exists but loads only after other "
+            "modules (a module hierarchy)",
+            f"on the remote host, module spider {hidden[0]} names the modules to load first; "
+            "put the loads and the kernel in a wrapper script (module load A B "
+            f"{hidden[0]}; exec WolframKernel \"$@\") and give it with --kernel ~/math.sh "
+            "(see docs/guides/kernels.md)",
+            details + [f"module spider lists: {', '.join(hidden)}"],
+            **_facts(found, "", ""), reason="module-hierarchy")
     if best is None:
+        if found.reading.module_systems:
+            details.append("the module system (" + ", ".join(found.reading.module_systems)
+                           + ") has no mathematica/wolfram module that provides a kernel "
+                           "(module -t avail)")
         return failed(
             "no Wolfram kernel found on the remote host",
             "install Mathematica or the Wolfram Engine on the remote host, or give the "
@@ -118,6 +146,90 @@ def run(ctx) -> Result:
     if len(found.installs) > 1:
         summary += f"; {len(found.installs)} installs found, the newest chosen"
     return passed(summary, details, **_facts(found, best.path, best.version))
+
+
+def module_fragment(reading: KernelPath) -> str:
+    from mkdoctor.launch import kernel_prefix
+
+    return " ".join(shlex.quote(w) for w in kernel_prefix(reading.module or "", reading.module_init or "")
+                    + [reading.resolved])
+
+
+def _given(ctx, given: str, found: Discovery, best, others: list[str], details: list[str]) -> Result:
+    r = found.reading
+    state = r.state or "missing"
+    g = found.given
+    if state == "ok" and g is not None:
+        reading = KernelPath(given, r.path, r.how, target=r.target)
+        fake = lookalike(r.path, r.target)
+        if fake:
+            sib = [p for n, p in r.siblings if n in ("WolframKernel", "MathKernel", "math")]
+            fix = (f"use the kernel beside it: --kernel {shlex.quote(sib[0])}" if sib else
+                   "give the kernel executable (WolframKernel, MathKernel or math in the "
+                   "installation's Executables directory) with --kernel PATH")
+            return failed(f"{given}: {fake}", fix,
+                          details + [f"{r.path}" + (f" -> {r.target}" if r.target != r.path else ""),
+                                     "the front end's launch command needs a kernel that speaks "
+                                     "WSTP (-wstp); this program does not"]
+                          + [f"beside it: {p}" for _, p in r.siblings],
+                          **_facts(found, "", ""), reason="not-a-kernel")
+        details.append(f"given: {given}")
+        if r.how != "absolute":
+            details.append(f"the remote login shell reads it as {r.path} ({r.how}); the launch "
+                           "command runs that path")
+        if r.target != r.path:
+            details.append(f"-> {r.target}")
+        if others:
+            details += ["all installs found:"] + others
+        return passed(f"{given}: executable" + (f" ({r.path})" if r.path != given else "")
+                      + (f", version {g.version}" if g.version else ""),
+                      details, **_facts(found, r.path, g.version, reading))
+    if state == "notfound":
+        mods = [m for m in found.reading.modules if given in PATH_NAMES]
+        if mods:
+            mk = sorted(mods, key=lambda m: version_key(m.version))[-1]
+            reading = mk.reading(given)
+            details += [f"{given} is not on the PATH of a non-interactive ssh command; "
+                        f"module {mk.module} provides {mk.path}",
+                        f"the launch command loads it first: {module_fragment(reading)}"]
+            return passed(f"{given}: from module {mk.module} ({mk.path})", details,
+                          **_facts(found, mk.path, mk.version, reading))
+        why = ("not found on the remote host: the launch command's shell looks a name without "
+               "a '/' up in PATH, not in the home directory")
+        if r.home_hint:
+            fix = f"it is in the home directory ({r.home_hint}): use --kernel ./{given}"
+            details.append(f"found in the home directory, not on PATH: {r.home_hint}")
+        elif best is not None:
+            fix = f"use the kernel that exists: --kernel {shlex.quote(best.path)}"
+        else:
+            fix = ("give the kernel's full path with --kernel PATH (on the remote host: "
+                   "ls -d /usr/local/Wolfram/*/*/Executables)")
+        if found.reading.module_systems and not found.reading.modules:
+            details.append("the module system (" + ", ".join(found.reading.module_systems)
+                           + ") has no mathematica/wolfram module that provides a kernel")
+        if others:
+            details += ["installs found in the standard places:"] + others
+        return failed(f"{given}: {why}", fix, details, **_facts(found, "", ""), reason="not-on-path")
+    problem = {
+        "missing": "does not exist on the remote host",
+        "dir": "is a directory, not the kernel executable",
+        "noexec": "is not executable",
+    }.get(state, state)
+    where = f" ({r.path})" if r.path and r.path != given else ""
+    if state == "noexec":
+        fix = f"make it executable on the remote host: chmod a+x {shlex.quote(r.path or given)}"
+    elif best is not None:
+        fix = f"use the kernel that exists: --kernel {shlex.quote(best.path)}"
+    elif state == "dir":
+        fix = (f"give the executable inside it, e.g. --kernel "
+               f"{shlex.quote(given.rstrip('/') + '/Executables/WolframKernel')}")
+    else:
+        fix = ("find the kernel on the remote host (ls /usr/local/Wolfram/*/*/Executables) "
+               "and pass its full path with --kernel PATH")
+    if others:
+        details += ["installs found in the standard places:"] + others
+    return failed(f"--kernel {given}{where} {problem}", fix, details,
+                  **_facts(found, "", ""), reason=state)
 
 
 CHECK = Check(

@@ -28,9 +28,9 @@ import tempfile
 import time
 from typing import Optional
 
-from mkdoctor.kernel import LICENCE_PATTERNS, ensure_login, kernel_path
-from mkdoctor.launch import (ENV, LaunchSpec, direct_linkname, launch_command, split_launch,
-                             ssh_index, substitute, tunnel_linkname)
+from mkdoctor.kernel import LICENCE_PATTERNS, ensure_login, read_kernel
+from mkdoctor.launch import (ENV, LaunchSpec, direct_linkname, kernel_fields, launch_command,
+                             split_launch, ssh_index, substitute, tunnel_linkname)
 from mkdoctor.listen import LinkListener, ListenError, bind_address
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped, warned
 
@@ -40,15 +40,16 @@ def _launch(ctx) -> tuple[Optional[str], str, Optional[Result]]:
     prof = ctx.options.profile
     if prof is not None and getattr(prof, "launch_command", ""):
         return prof.launch_command, f"the profile {getattr(prof, 'name', '')}'s launch command", None
-    kernel = kernel_path(ctx)
-    if not kernel:
+    reading = read_kernel(ctx)  # the kernel path as the remote login shell reads it (MK401)
+    if reading is None:
         return None, "", skipped("skipped: no kernel path (MK401 kernel-found found none)",
                                  "give the kernel's path with --kernel PATH")
     version = ctx.fact("MK402", "version_number") or ctx.fact("MK401", "version") or ""
     t = ctx.target
     spec = LaunchSpec(
         destination=f"{t.user}@{t.host}" if t.user else t.host,
-        kernel=kernel, mode=ctx.mode, link_ports=ctx.test_ports, kernel_version=str(version),
+        **kernel_fields(reading), mode=ctx.mode, link_ports=ctx.test_ports,
+        kernel_version=str(version),
         link_host=_link_host(ctx),
         ssh_config=str(ctx.options.ssh_config) if ctx.options.ssh_config else None,
     )

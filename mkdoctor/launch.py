@@ -78,6 +78,50 @@ class LaunchSpec:
     # Variables removed for ssh (``/usr/bin/env -u NAME``): None is this computer's
     # platform's (see frontend_unset); () writes the bare form with no env prefix.
     unset_env: Optional[tuple[str, ...]] = None
+    # The kernel is on PATH only after ``module load MODULE`` (environment modules, Lmod),
+    # ``module`` being defined by sourcing MODULE_INIT: see kernel_prefix.
+    module: str = ""
+    module_init: str = ""
+
+
+_SAFE_MODULE_WORD = re.compile(r"[A-Za-z0-9._+/@=:,-]+")
+
+
+def kernel_prefix(module: str, module_init: str) -> list[str]:
+    """The words before the kernel's argv when a module must be loaded first (empty
+    without a module): ``sh -c '. INIT >/dev/null 2>&1; module load MODULE && exec "$0"
+    "$@"'``, the kernel's argv following as ``$0 $@``.
+
+    ``module`` is a shell function that only login and interactive shells define (they
+    source the module system's init script from /etc/profile.d); the remote command of
+    ssh runs in neither, so the init script is sourced here, by ``sh`` whatever the
+    account's login shell is. The script is one single-quoted word holding no quote,
+    ``!``, backslash, newline or ``$`` other than ``$0``/``$@``, which sh, bash, zsh,
+    csh/tcsh and fish all keep as it is inside single quotes; module name and init path
+    are limited to plain characters (ValueError otherwise)."""
+    if not module:
+        return []
+    for what, value in (("module name", module), ("module init script", module_init)):
+        if not _SAFE_MODULE_WORD.fullmatch(value or ""):
+            raise ValueError(f"{value!r}: a {what} with characters that cannot go into the "
+                             "launch command")
+    if not module_init.startswith("/"):
+        raise ValueError(f"{module_init!r}: the module init script must be an absolute path")
+    return ["sh", "-c", f'. {module_init} >/dev/null 2>&1; module load {module} && exec "$0" "$@"']
+
+
+def kernel_fields(reading) -> dict:
+    """LaunchSpec's kernel fields from a :class:`mkdoctor.kernel.KernelPath` (MK401's
+    reading): ``LaunchSpec(**kernel_fields(reading), destination=..., ...)``."""
+    return {"kernel": reading.resolved, "module": reading.module or "",
+            "module_init": reading.module_init or ""}
+
+
+def remote_kernel_command(reading, args: list[str] = ()) -> str:
+    """The kernel (module loaded first when there is one) as one remote shell command
+    line, for the parallel-kernels file's kernel command; ``args`` follow it."""
+    words = kernel_prefix(reading.module or "", reading.module_init or "") + [reading.resolved, *args]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def link_flag(kernel_version: str) -> str:
@@ -126,8 +170,9 @@ def kernel_argv(spec: LaunchSpec) -> list[str]:
         name, host = tunnel_linkname(spec.link_ports), "127.0.0.1"
     else:
         name, host = LINKNAME, IPADDRESS
-    return [spec.kernel, link_flag(spec.kernel_version), "-LinkMode", "Connect",
-            "-LinkProtocol", "TCPIP", "-LinkName", name, "-LinkHost", host]
+    return kernel_prefix(spec.module, spec.module_init) + [
+        spec.kernel, link_flag(spec.kernel_version), "-LinkMode", "Connect",
+        "-LinkProtocol", "TCPIP", "-LinkName", name, "-LinkHost", host]
 
 
 def ssh_argv(spec: LaunchSpec) -> list[str]:

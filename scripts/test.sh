@@ -22,12 +22,26 @@ command -v sudo >/dev/null 2>&1 || need+=(sudo)
 # remote accounts whose login shell is not POSIX (tests/test_login_shells.py)
 command -v tcsh >/dev/null 2>&1 || need+=(tcsh)
 command -v fish >/dev/null 2>&1 || need+=(fish)
+# module systems (tests/test_modules.py): Debian's environment-modules, and what lmod needs
+# to run (lmod itself conflicts with environment-modules as a package: its .deb is
+# downloaded below and unpacked by the test into a sandbox's private mount namespace)
+[ -f /usr/share/modules/init/sh ] || need+=(environment-modules)
+for p in lua5.3 lua-posix lua-filesystem lua-json lua-term tcl; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
 "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if ((${#need[@]})); then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "test.sh: installing ${need[*]} with apt" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+lmod_debs=/var/cache/mkdoctor-tests
+if ! ls "$lmod_debs"/lmod_*.deb >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo mkdir -p "$lmod_debs"
+  ( cd "$lmod_debs" && { $sudo apt-get download lmod >/dev/null 2>&1 ||
+      { $sudo apt-get update -qq && $sudo apt-get download lmod >/dev/null; }; } )
 fi
 # sshd refuses to start without its privilege-separation directory.
 if [ "$(id -u)" -eq 0 ]; then mkdir -p /run/sshd && chmod 0755 /run/sshd; fi

@@ -52,6 +52,25 @@ environment variable ``STANDIN_FAULT``:
                  answer: only a kill of the whole process group ends both
 - ``link-linger`` in link mode, stay running after the front end closed the link (a
                  kernel that outlives its link would hold a licence)
+- ``mathlm``     a network licence: every ``!server`` line of ``~/.Wolfram/Licensing/
+                 mathpass`` is tried on TCP port ``STANDIN_MATHLM_PORT`` (default 16286);
+                 none answering: print that the licence server cannot be reached, exit 1
+- ``processes:N`` the licence allows N kernel processes: with N or more other stand-in
+                 kernels of the same user running (read from /proc), print that the
+                 maximum number of kernel processes is running, exit 1
+- ``expired``    print that the licence password has expired, exit 1
+- ``activation-limit`` print that the activation key reached its maximum number of
+                 activations (machines), exit 1
+(these four wordings are the stand-in's own, shaped like what users quote: the real
+kernel's licence messages are documented nowhere; see mkdoctor/kernel.py)
+
+Playing wolframscript: installed under the name ``wolframscript`` (or with
+``STANDIN_AS=wolframscript``) it answers ``-version``/``--version`` like wolframscript
+("WolframScript 1.12.0 for Linux x86 (64-bit)"; the form on reference.wolfram.com/language/
+workflow/InstallWolframScript.html), evaluates ``-code EXPR`` and otherwise does what is
+observed of the real one when a front end or MK402 starts it as a kernel: with ``-wstp``
+it never speaks WSTP and hangs (observed: ``LinkLaunch["wolframscript -wstp"]`` hangs), and
+with ``-noprompt -run`` it evaluates nothing and exits when stdin ends.
 """
 
 from __future__ import annotations
@@ -281,7 +300,63 @@ VALUE_OPTIONS = {"-run", "-linkmode", "-linkname", "-linkprotocol", "-linkhost",
                  "-linkoptions", "-initfile", "-pwfile"}
 
 
+MATHLM_TEXT = "\nCould not connect to the MathLM license server {server}.\n"
+PROCESSES_TEXT = ("\nThe maximum number of kernel processes allowed by your license ({n}) "
+                  "are already running.\n")
+EXPIRED_TEXT = "\nYour Mathematica password has expired.\n"
+ACTIVATION_LIMIT_TEXT = ("\nThis activation key has reached the maximum number of "
+                         "activations (machines).\n")
+
+
+def mathpass_servers() -> list[str]:
+    try:
+        with open(os.path.expanduser("~/.Wolfram/Licensing/mathpass"), encoding="utf-8") as fh:
+            return [ln.strip()[1:].split()[0] for ln in fh if ln.strip().startswith("!")
+                    and ln.strip()[1:]]
+    except OSError:
+        return []
+
+
+def other_kernels() -> int:
+    """Stand-in kernels of this user running now, this one not counted."""
+    me, uid, count = os.getpid(), os.getuid(), 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in (me, os.getppid()):
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if any(b"standin" in a or os.path.basename(a) in (b"WolframKernel", b"MathKernel")
+               for a in argv[:2]) and b"-version" not in argv:
+            count += 1
+    return count
+
+
+def wolframscript(argv: list[str]) -> int:
+    low = [a.lower() for a in argv]
+    if "-version" in low or "--version" in low:
+        sys.stdout.write("WolframScript 1.12.0 for Linux x86 (64-bit)\n")
+        return 0
+    if "-code" in low or "-c" in low:
+        i = low.index("-code") if "-code" in low else low.index("-c")
+        code = evaluate(argv[i + 1] if i + 1 < len(argv) else "", Evaluator(sys.stdout))
+        return code or 0
+    if "-wstp" in low or "-mathlink" in low:
+        while True:  # observed: never speaks WSTP
+            signal.pause()
+    for _ in sys.stdin:
+        pass
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if (os.path.basename(sys.argv[0]) == "wolframscript"
+            or os.environ.get("STANDIN_AS") == "wolframscript"):
+        return wolframscript(argv)
     options: dict[str, str] = {}
     flags: set[str] = set()
     i = 0
@@ -311,6 +386,29 @@ def main(argv: list[str]) -> int:
         os.fork()  # parent and child alike: never answer
         while True:
             signal.pause()
+    elif what == "mathlm":
+        servers = mathpass_servers()
+        port = int(os.environ.get("STANDIN_MATHLM_PORT", "16286"))
+        for server in servers:
+            try:
+                socket.create_connection((server, port), timeout=2).close()
+                break
+            except OSError:
+                continue
+        else:
+            sys.stderr.write(MATHLM_TEXT.format(server=servers[0] if servers else "(none)"))
+            return 1
+    elif what.startswith("processes:"):
+        n = int(what.partition(":")[2] or "1")
+        if other_kernels() >= n:
+            sys.stdout.write(PROCESSES_TEXT.format(n=n))
+            return 1
+    elif what == "expired":
+        sys.stdout.write(EXPIRED_TEXT)
+        return 1
+    elif what == "activation-limit":
+        sys.stderr.write(ACTIVATION_LIMIT_TEXT)
+        return 1
     elif what == "crash":
         sys.stdout.flush()
         signal.signal(signal.SIGSEGV, signal.SIG_DFL)

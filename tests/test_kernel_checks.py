@@ -13,6 +13,7 @@ asserting that no kernel, ssh or mkdoctor process is left behind.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -140,7 +141,7 @@ def test_parse_discovery_dedups_and_prefers_the_standard_name() -> None:
 
 
 def test_given_path_states() -> None:
-    found = parse_discovery("U\tLinux\nG\tnoexec\t/x/Mathematica/13.0/Executables/MathKernel\t"
+    found = parse_discovery("U\tLinux\nP\tabsolute\tnoexec\t/x/Mathematica/13.0/Executables/MathKernel\t"
                             "/x/Mathematica/13.0/Executables/MathKernel\n")
     assert found.given_state == "noexec" and found.given.version == "13.0"
 
@@ -230,6 +231,13 @@ def test_classify_ok_needs_the_joined_sentinel() -> None:
 
 @pytest.mark.parametrize("out, err, rc, outcome", [
     ("\nMathematica cannot find a valid password.\n", "", 1, "licence"),
+    ("", "Could not connect to the MathLM license server lm.example.org.", 1, "licence-server"),
+    ("The maximum number of kernel processes allowed by your license (2) are already running.",
+     "", 1, "licence-processes"),
+    ("All licenses are in use.", "", 1, "licence-processes"),
+    ("Your Mathematica password has expired.", "", 1, "licence-expired"),
+    ("", "This activation key has reached the maximum number of activations (machines).", 1,
+     "activation-limit"),
     ("", "Your Wolfram Engine installation is not activated or is experiencing a "
          "license-related problem.", 255, "activation"),
     ("The product exited during an activation attempt because an error occurred.", "", 1,
@@ -430,6 +438,8 @@ def test_windows_cmd_login_shell_is_named(sandbox_factory, sandbox_dir: Path,
 
 FAULTS = {
     "licence": ("no valid licence", "activate"),
+    "expired": ("licence (password) has expired", "-licenseinfo"),
+    "activation-limit": ("reached its limit of machines", "deactivate"),
     "activation": ("not activated", "wolframscript -activate"),
     "crash": ("crashed (SIGSEGV)", "by hand"),
     "hang": ("did not answer within 2 s", "--kernel-timeout"),
@@ -598,3 +608,69 @@ def test_run_deadline_ends_a_hung_kernel_and_reports(sandbox_factory: Callable[.
     assert checks["MK402"]["status"] == "fail", checks["MK402"]
     assert "timed out after" in checks["MK402"]["summary"]
     assert checks["MK404"]["status"] == "skip"
+
+
+def _mathpass(box: SSHSandbox, server: str) -> None:
+    d = box.home / ".Wolfram" / "Licensing"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "mathpass").write_text(f"!{server}\n")
+    for p in (box.home / ".Wolfram", d, d / "mathpass"):
+        os.chown(p, box.uid, box.gid)
+    (box.home / ".standin-fault").write_text("mathlm\n")
+
+
+@integration
+def test_mathlm_server_unreachable_names_the_port(sandbox_factory, nothing_left: None) -> None:
+    """A network licence: mathpass names a MathLM server (!127.0.0.1) and nothing listens on
+    its port: MK402 names the server and the port to open, tested from the remote host; with
+    a listener there (the control), the stand-in gets its licence and MK402 passes."""
+    import socket
+
+    from mkdoctor.kernel import MATHLM_PORT
+
+    box = sandbox_factory()
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    _mathpass(box, "127.0.0.1")
+    probe = socket.socket()
+    try:
+        probe.bind(("127.0.0.1", MATHLM_PORT))
+    except OSError:
+        pytest.fail(f"port {MATHLM_PORT} on 127.0.0.1 is taken: the test needs it free")
+    mk402 = report(box, f"{LOGIN},MK402", "--kernel", str(kernel), "--kernel-timeout", "10")["MK402"]
+    assert mk402["status"] == "fail", mk402
+    assert mk402["summary"] == ("the licence server (MathLM) 127.0.0.1 named in mathpass cannot be "
+                                f"reached from the remote host (TCP port {MATHLM_PORT})")
+    assert f"open TCP port {MATHLM_PORT} from the remote host to 127.0.0.1" in mk402["fix"]
+    assert any("NOT reachable" in d for d in mk402["details"])
+    probe.listen(8)
+    try:
+        mk402 = report(box, f"{LOGIN},MK402", "--kernel", str(kernel), "--kernel-timeout", "10")["MK402"]
+    finally:
+        probe.close()
+    assert mk402["status"] == "pass", mk402
+
+
+@integration
+def test_all_licence_processes_in_use_lists_the_running_kernels(sandbox_factory,
+                                                                nothing_left: None) -> None:
+    """The licence allows one kernel and one already runs (left running in the background):
+    MK402 says all licence processes are in use and names that kernel's pid to end; once it
+    is ended, the same MK402 passes."""
+    box = sandbox_factory()
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    started = box.ssh(f"STANDIN_FAULT=hang nohup {shlex.quote(str(kernel))} -noprompt "
+                      ">/dev/null 2>&1 </dev/null & echo $!")
+    pid = started.stdout.strip()
+    assert pid.isdigit(), started
+    try:
+        (box.home / ".standin-fault").write_text("processes:1\n")
+        mk402 = report(box, f"{LOGIN},MK402", "--kernel", str(kernel), "--kernel-timeout", "10")["MK402"]
+        assert mk402["status"] == "fail", mk402
+        assert mk402["summary"] == "all licence processes are in use: the licence allows no further kernel"
+        assert f"kill {pid}" in mk402["fix"], mk402
+        assert "$MaxLicenseProcesses" in mk402["fix"]
+    finally:
+        box.ssh(f"kill {pid}")
+    time.sleep(0.5)
+    mk402 = report(box, f"{LOGIN},MK402", "--kernel", str(kernel), "--kernel-timeout", "10")["MK402"]
+    assert mk402["status"] == "pass", mk402

@@ -57,6 +57,10 @@ def test_version_from_an_app_bundle_name(tmp_path: Path) -> None:
     ("licence", 1, "Mathematica cannot find a valid password."),
     ("activation", 1, "not activated"),
     ("crash", -signal.SIGSEGV, ""),
+    ("expired", 1, "password has expired"),
+    ("activation-limit", 1, "maximum number of activations"),
+    ("mathlm", 1, "Could not connect to the MathLM license server"),
+    ("processes:0", 1, "maximum number of kernel processes"),
 ])
 def test_faults(kernel: Path, fault: str, rc: int, text: str) -> None:
     done = run(kernel, "-noprompt", "-run", "Exit[]", fault=fault)
@@ -159,3 +163,49 @@ def test_link_linger_outlives_the_closed_link(kernel: Path) -> None:
         finally:
             proc.kill()
             proc.communicate()
+
+
+def test_processes_fault_counts_the_other_kernels(kernel: Path) -> None:
+    """processes:1 passes while no other stand-in runs, fails while one does."""
+    assert run(kernel, "-noprompt", "-run", "Exit[]", fault="processes:1").returncode == 0
+    other = subprocess.Popen([str(kernel), "-noprompt"], env={**os.environ, "STANDIN_FAULT": "hang"},
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        done = run(kernel, "-noprompt", "-run", "Exit[]", fault="processes:1")
+        assert done.returncode == 1 and "maximum number of kernel processes" in done.stdout
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_mathlm_fault_needs_a_listening_server(kernel: Path) -> None:
+    lic = kernel.parent / ".Wolfram" / "Licensing"
+    lic.mkdir(parents=True)
+    (lic / "mathpass").write_text("!127.0.0.1\n")
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        port = srv.getsockname()[1]
+        ok = subprocess.run([str(kernel), "-noprompt", "-run", "Exit[]"], capture_output=True,
+                            text=True, timeout=20,
+                            env={**os.environ, "STANDIN_FAULT": "mathlm", "HOME": str(kernel.parent),
+                                 "STANDIN_MATHLM_PORT": str(port)})
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([str(kernel), "-noprompt", "-run", "Exit[]"], capture_output=True,
+                         text=True, timeout=20,
+                         env={**os.environ, "STANDIN_FAULT": "mathlm", "HOME": str(kernel.parent),
+                              "STANDIN_MATHLM_PORT": str(port)})
+    assert bad.returncode == 1 and "127.0.0.1" in bad.stderr
+
+
+def test_playing_wolframscript(tmp_path: Path) -> None:
+    """Installed as wolframscript: answers -version like wolframscript, evaluates -code,
+    never speaks WSTP with -wstp (hangs), and evaluates nothing given -noprompt -run."""
+    ws = install_standin(tmp_path, "Wolfram/Mathematica/14.1/Executables/wolframscript")
+    assert run(ws, "-version").stdout.startswith("WolframScript 1.12.0 for Linux")
+    assert run(ws, "-code", 'Print["a" <> "b"]').stdout == "ab\n"
+    done = run(ws, "-noprompt", "-run", 'Print["x"]; Exit[]')
+    assert (done.returncode, done.stdout) == (0, "")
+    with pytest.raises(subprocess.TimeoutExpired):
+        run(ws, "-wstp", timeout=1.5)
