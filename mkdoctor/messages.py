@@ -48,7 +48,9 @@ class Message:
 
 
 OSSH = "OpenSSH "
-HOST = r"(?P<host>(?:[\w.+-]+@)?[\w.:%\[\]-]+)"
+# Only from the start of a word (the look-behind): a host pattern tried at every
+# position of a long token would take quadratic time on a pasted log.
+HOST = r"(?<![\w.:%\[\]@+-])(?P<host>(?:[\w.+-]{1,64}@)?[\w.:%\[\]-]{1,255})"
 
 MESSAGES: tuple[Message, ...] = (
     # ------------------------------------------------------------------ ssh: network
@@ -597,6 +599,27 @@ MESSAGES: tuple[Message, ...] = (
         "MLECONNECT / WSECONNECT: \"a deferred connection is still unconnected\" "
         "(reference.wolfram.com/language/ref/c/MLError.html, ref/c/WSError.html); the "
         "dialog's wording is observed"),
+    Message(
+        "dynamic", "front end",
+        "Dynamic content (Manipulate, sliders, Dynamic[...]) does not update with the remote "
+        "kernel, or only when it is idle.",
+        (r"(?-i:\b(?:Dynamic|Manipulate)\b)",
+         r"\b(?:Dynamic|Manipulate)\b[^.]{0,40}\b(?:not (?:working|updating)|does(?:n't| not) "
+         r"(?:work|update)|frozen|grey|gray)",
+         r"preemptive link|service link"),
+        ("Dynamic", "Manipulate does not update", "Dynamic is not working with the remote kernel",
+         "the preemptive link does not connect"),
+        (Cause("tunnel mode: the front end's extra links (preemptive and service) may need ports "
+               "the two -R forwards do not carry; what Mathematica 12-14 need is not documented "
+               "(docs/guides/dynamic.md): evaluate the verification notebook the setup wrote",
+               ("MK403", "MK404")),
+         Cause("the notebook is evaluated by another kernel (the local one, or an old entry)",
+               ("MK501",)),
+         Cause("a slow link: a Dynamic evaluation that takes longer than the front end waits is "
+               "aborted", ("MK403",))),
+        "observed: sakra/Tunnel issues #3 and #4 (Dynamic broken with tunnelled links since "
+        "11.1), github.com/sakra/Tunnel MANUAL.md \"Technical Background\"; see "
+        "docs/guides/dynamic.md"),
     Message(
         "mledead", "WSTP", "the link died: the process at the other end is gone.",
         (r"(?:ML|WS)EDEAD", r"(?:ML|WS)ECLOSED", r"link died",
