@@ -69,9 +69,7 @@ def render_one(report: Report, color: bool, verbose: bool) -> str:
                 out.extend("      " + t for t in result.traceback.rstrip().splitlines())
     out.append("")
     out.append(summary_line(report))
-    out += end_of_report(report, color, verbose)
-    for note in report.notes:
-        out += ["", note]
+    out += end_of_report(report, color, verbose)  # the notes included, before the first cause
     return "\n".join(out) + "\n"
 
 
@@ -135,7 +133,12 @@ def first_cause(report: Report, color: bool) -> list[str]:
 
 
 def end_of_report(report: Report, color: bool, verbose: bool) -> list[str]:
-    return what_to_fix(report, color, verbose) + not_checked(report) + first_cause(report, color)
+    """What to fix, what was not checked as asked, the run's notes, and last the first cause."""
+    notes: list[str] = []
+    for note in report.notes:
+        notes += ["", note]
+    return (what_to_fix(report, color, verbose) + not_checked(report) + notes
+            + first_cause(report, color))
 
 
 def render(reports: list[Report], color: bool = False, verbose: bool = False) -> str:
