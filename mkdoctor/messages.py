@@ -537,7 +537,9 @@ MESSAGES: tuple[Message, ...] = (
                ("MK402",))),
         "glibc's dynamic loader (elf/dl-version.c: \"no version information available\", "
         "\"version `%s' not found (required by %s)\"); the Mathematica libcrypto case is "
-        "observed"),
+        "observed (sakra/Tunnel HISTORY.md 1.1.1, \"SystemFiles/Libraries/libcrypto.so "
+        "incompatibility with /usr/bin/ssh\"; its tunnel.sh drops SystemFiles/Libraries from "
+        "LD_LIBRARY_PATH before running ssh)"),
     # ------------------------------------------------------------------ licence
     Message(
         "password", "licence", "the kernel found no valid licence for this computer.",
