@@ -275,3 +275,56 @@ def test_real_unprotected_private_key(sandbox, tmp_path: Path) -> None:
     said = sandbox.ssh("true", options=["-o", f"IdentityFile={key}", "-o", "IdentitiesOnly=yes"]).stderr
     assert "UNPROTECTED PRIVATE KEY FILE" in said
     assert "key-perms" in [m.message.key for m in explain.match(said)]
+
+
+def _one_shot_server(reply: bytes):
+    """A TCP server on loopback that answers one connection with ``reply`` and closes."""
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(15)
+
+    def serve() -> None:
+        try:
+            conn, _ = srv.accept()
+            with conn:
+                if reply:
+                    conn.sendall(reply)
+        except OSError:
+            pass
+        finally:
+            srv.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+def test_real_ssh_closed_before_banner_and_not_an_ssh_server() -> None:
+    port = _one_shot_server(b"")  # accepts, then closes: what a fail2ban'd sshd looks like
+    said = _ssh("-F", "/dev/null", "-o", "BatchMode=yes", "-p", str(port), "127.0.0.1", "true")
+    assert "kex_exchange_identification" in said, said
+    assert top(said) == "banner-closed"
+    port = _one_shot_server(b"HTTP/1.1 400 Bad Request\r\n\r\n")  # a web server on the port
+    said = _ssh("-F", "/dev/null", "-o", "BatchMode=yes", "-p", str(port), "127.0.0.1", "true")
+    keys = [m.message.key for m in explain.match(said)]
+    assert keys and keys[0] in ("banner-timeout", "banner-closed"), said
+
+
+def test_real_sshd_unable_to_negotiate(sandbox) -> None:
+    said = sandbox.ssh("true", options=["-o", "HostKeyAlgorithms=ssh-rsa"]).stderr
+    assert "Unable to negotiate with" in said and "no matching host key type found" in said
+    assert top(said) == "negotiate"
+
+
+def test_real_sshd_too_many_authentication_failures(sandbox_factory, tmp_path: Path) -> None:
+    box = sandbox_factory(authorize_client_key=False, extra_config="MaxAuthTries 2\n")
+    keys = []
+    for i in range(4):
+        k = tmp_path / f"k{i}"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(k)], check=True)
+        keys += ["-i", str(k)]
+    said = box.ssh("true", options=["-o", "IdentitiesOnly=yes", *keys]).stderr
+    assert "Too many authentication failures" in said, said
+    assert top(said) == "too-many-auth"
