@@ -72,13 +72,19 @@ def _plausible_host(host: str) -> bool:
     return bool(re.fullmatch(r"(?:[\w.+-]+@)?[\w.:-]{1,253}", host)) and not host.isdigit()
 
 
+def _quoted(text: str) -> str:
+    """The user's text as echoed back: one line, at most 100 characters, every
+    unprintable character escaped (a pasted colour code never drives the terminal)."""
+    flat = normalise(text)
+    flat = flat[:97] + "..." if len(flat) > 100 else flat
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in flat)
+
+
 def render(text: str, matches: list[Match], limit: int = 3) -> str:
     from mkdoctor.registry import get
 
     shown = matches[:limit]
-    quoted = normalise(text)
-    if len(quoted) > 100:
-        quoted = quoted[:97] + "..."
+    quoted = _quoted(text)
     out = [f"\"{quoted}\"", ""]
     for i, m in enumerate(shown):
         msg = m.message
@@ -105,9 +111,7 @@ def render(text: str, matches: list[Match], limit: int = 3) -> str:
 
 
 def unknown(text: str) -> str:
-    quoted = normalise(text)
-    if len(quoted) > 100:
-        quoted = quoted[:97] + "..."
+    quoted = _quoted(text)
     return (f"mkdoctor does not recognise \"{quoted}\".\n"
             "Paste the exact line as printed (ssh -v shows more), or give a check ID "
             "(mkdoctor list); running mkdoctor --profile NAME checks every link.\n")

@@ -146,6 +146,13 @@ def test_cli_known_text_exit_0_unknown_exit_1_id_page_bad_id_2() -> None:
     assert code == 0 and "error message" in out
 
 
+def test_pasted_control_characters_are_never_echoed_raw() -> None:
+    for text in ("\x1b[31mPermission denied (publickey).\x1b[0m", "\x1b]0;owned\x07 nothing known"):
+        code, out, _ = run_cli(text)
+        assert code in (0, 1) and "\x1b" not in out and "\x07" not in out
+        assert "\\x1b" in out  # shown escaped
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=400))
 def test_fuzz_any_text_exits_0_or_1_never_crashes(text: str) -> None:

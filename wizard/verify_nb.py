@@ -20,8 +20,10 @@ and kernel can show, and says in words what to fix:
 The notebook's ``Evaluator`` option names the kernel entry the setup wrote (the profile's
 name), so it is evaluated by that kernel (reference.wolfram.com/language/ref/Evaluator.html).
 Every profile value is written as a Wolfram Language string literal (``wl_string``): a
-host name cannot break out of it. Input cells hold their code as a string; the front end
-parses it when the cell is evaluated.
+host name cannot break out of it. Input cells hold their code as a string (a Cell's first
+argument may be a string, reference.wolfram.com/language/ref/Cell.html); that the front
+end parses such an Input cell's text when it is evaluated, as it does for typed input, is
+observed, not documented.
 
 Nothing in it changes a setting or writes a file.
 """
