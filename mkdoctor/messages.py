@@ -600,7 +600,8 @@ MESSAGES: tuple[Message, ...] = (
                "localhost, ports that differ from the forwards)", ("MK501", "MK404"))),
         "MLECONNECT / WSECONNECT: \"a deferred connection is still unconnected\" "
         "(reference.wolfram.com/language/ref/c/MLError.html, ref/c/WSError.html); the "
-        "dialog's wording is observed"),
+        "dialog's wording is observed (quoted in full, e.g., in quiterandomnotes.blogspot.com "
+        "2013/04 \"Remote kernel for Mathematica via home router\")"),
     Message(
         "dynamic", "front end",
         "Dynamic content (Manipulate, sliders, Dynamic[...]) does not update with the remote "
