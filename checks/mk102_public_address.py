@@ -194,7 +194,7 @@ def unanswered(found: Lookup, timeout: float) -> tuple[str, str]:
 def run(ctx) -> Result:
     if ctx.options.offline:
         return skipped("skipped: --offline given; the public address was not looked up",
-                       "run without --offline for a full NAT verdict (MK103)")
+                       "run without --offline for a full NAT verdict (MK103)", by_request=True)
     urls = list(dict.fromkeys(ctx.options.ip_services)) or list(DEFAULT_SERVICES)
     hosts = [urlsplit(u).hostname or "" for u in urls]
     if not netinfo.has_route(hosts):

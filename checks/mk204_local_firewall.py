@@ -32,6 +32,10 @@ def run(ctx) -> Result:
     unsure = [v for v in reading.verdicts if v.state == firewall.UNKNOWN]
     if closed:
         v = closed[0]
+        # The exact rule: a more specific cause than MK403's "a firewall drops it", so
+        # MK403's fix leads with this one (mkdoctor.firstcause, topic inbound-link-ports).
+        facts["findings"] = [{"topic": "inbound-link-ports", "cause": f"{v.firewall}: {v.reason}",
+                              "fix": v.open_command}]
         return warned(f"{v.firewall} looks closed for TCP {plist}: {v.reason}",
                       v.open_command, details + [HEURISTIC], **facts)
     if unsure:

@@ -303,7 +303,11 @@ def _direct_failed(ctx, host, seen_from, results, listener, tokens, details, fac
     else:
         summary = f"the server could not connect to {host} port {p}: {first.message or first.result}"
         fix = tunnel_fix
-    return failed(summary, fix, details, reason=first.result, nat=natted, **facts)
+    # The fix is about the laptop's inbound link ports: a check that named the exact rule
+    # (MK204) leads it (mkdoctor.firstcause.reconcile).
+    topics = ["inbound-link-ports"] if first.result in ("timeout", "refused") else []
+    return failed(summary, fix, details, reason=first.result, nat=natted, fix_topics=topics,
+                  **facts)
 
 
 def _describe(results: dict[int, ProbeResult], listener: LinkListener, tokens: dict[int, str]) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -44,6 +45,7 @@ commands:
   mkdoctor config show         the saved profile, the files written, the front-end strings
   mkdoctor list                every check: ID, name, one line
   mkdoctor explain ID          a check's documentation
+  mkdoctor explain "TEXT"      what an error message means, and which checks to run
 """
 
 EPILOG = """\
@@ -308,16 +310,45 @@ def cmd_list(argv: Sequence[str]) -> int:
 
 
 def cmd_explain(argv: Sequence[str]) -> int:
-    p = ArgumentParser(prog="mkdoctor explain", description="Show a check's documentation.")
-    p.add_argument("id", metavar="ID")
-    args = p.parse_args(argv)
-    from mkdoctor.docs import doc_page
+    p = ArgumentParser(prog="mkdoctor explain",
+                       description="A check's documentation (mkdoctor explain MK304), or what an "
+                       "error message means: its likely causes, the checks that diagnose them "
+                       "and the command to run (mkdoctor explain \"Permission denied "
+                       "(publickey)\"; - reads the text from stdin). Exit 0; 1 when the text "
+                       "is not recognised.")
+    p.add_argument("text", nargs="+", metavar="ID|TEXT")
+    # Not parsed by argparse: a pasted message may begin with '-' ("-bash: math: command
+    # not found"). Only a lone -h/--help is an option; '--' may precede the text.
+    words = list(argv)
+    if words in (["-h"], ["--help"]):
+        p.print_help()
+        return EXIT_OK
+    if words[:1] == ["--"]:
+        words = words[1:]
+    if not words:
+        p.error("the following arguments are required: ID|TEXT")
     from mkdoctor.registry import check_ids
 
-    cid = args.id.strip().upper()
-    if cid not in check_ids():
-        raise UsageError(f"unknown check ID {args.id!r}; valid IDs: {', '.join(check_ids())}")
-    sys.stdout.write(doc_page(cid))
+    if words == ["-"]:
+        words = [sys.stdin.read()]
+    text = " ".join(words)
+    cid = text.strip().upper()
+    if cid in check_ids():
+        from mkdoctor.docs import doc_page
+
+        sys.stdout.write(doc_page(cid))
+        return EXIT_OK
+    if not text.strip():
+        raise UsageError("explain: give a check ID or the text of an error message")
+    if re.fullmatch(r"MK\d{3}", cid):
+        raise UsageError(f"unknown check ID {text.strip()!r}; valid IDs: {', '.join(check_ids())}")
+    from mkdoctor import explain
+
+    found = explain.match(text)
+    if not found:
+        sys.stdout.write(explain.unknown(text))
+        return EXIT_FAIL
+    sys.stdout.write(explain.render(text, found))
     return EXIT_OK
 
 

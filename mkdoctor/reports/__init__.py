@@ -62,8 +62,10 @@ def _visible_result(result: Result) -> Result:
 
 
 def _visible_report(report: Report) -> Report:
+    from mkdoctor.firstcause import reconcile  # a fix leads with a more specific finding
+
     return dataclasses.replace(
-        report, results=[(c, _visible_result(r)) for c, r in report.results],
+        report, results=[(c, _visible_result(r)) for c, r in reconcile(report.results)],
         notes=[visible(n) for n in report.notes])
 
 

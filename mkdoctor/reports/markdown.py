@@ -24,8 +24,9 @@ def render_one(report: Report, verbose: bool) -> str:
     for check, result in report.results:
         out.append(f"| {ICONS[result.status]} | `{check.id}` {check.name} | {cell(result.summary)} |")
     out += ["", f"**{summary_line(report)}**"]
-    todo = [(c, r) for c, r in report.results
-            if r.status is not Status.PASS and not r.blocked_by]
+    from mkdoctor.firstcause import to_fix  # --offline skips and the like need no fix
+
+    todo = to_fix(report.results)
     if todo:
         out += ["", "### What to fix"]
         for check, result in todo:

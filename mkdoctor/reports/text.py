@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from mkdoctor import firstcause
 from mkdoctor.model import Check, Result, Status
 from mkdoctor.reports import Report
 
@@ -83,25 +84,7 @@ def tail_lines(report: Report, color: bool, verbose: bool) -> list[str]:
     """What follows the check lines: the counts, what to fix, the notes."""
     out = [""]
     out.append(summary_line(report))
-    todo = [(c, r) for c, r in report.results if r.status is not Status.PASS]
-    own = [(c, r) for c, r in todo if not r.blocked_by]
-    if own:
-        out += ["", paint("What to fix", "1", color)]
-        for check, result in own:
-            out.append("")
-            out.append(f"{SYMBOLS[result.status]} {check.id} {check.name}: {result.summary}")
-            if not verbose:
-                for d in result.details[:6]:
-                    out.append(f"    {d}")
-                if len(result.details) > 6:
-                    out.append(f"    … {len(result.details) - 6} more lines (-v shows all)")
-            if result.fix:
-                fix_lines = result.fix.splitlines()
-                out.append(f"    fix:  {fix_lines[0]}")
-                out.extend(f"          {f}" for f in fix_lines[1:])
-            out.append(f"    docs: mkdoctor explain {check.id}")
-    for note in report.notes:
-        out += ["", note]
+    out += end_of_report(report, color, verbose)  # the notes included, before the first cause
     return out
 
 
@@ -147,6 +130,74 @@ def fleet_table(reports: list[Report], color: bool = False) -> list[str]:
         fix = f"  fix: {short_fix(result.fix)}" if result.fix else ""
         out.append(f"{symbol} {name:<{width}}  {check.id + ' ' + check.name:<{label_width}}{fix}")
     return out
+
+
+# ----------------------------------------------------- the end: what to fix, first cause
+
+
+def _fix_lines(fix: str) -> list[str]:
+    fix_lines = fix.splitlines()
+    return [f"    fix:  {fix_lines[0]}"] + [f"          {f}" for f in fix_lines[1:]]
+
+
+def what_to_fix(report: Report, color: bool, verbose: bool) -> list[str]:
+    """Every result that needs the user: failures, warnings, could-not-check skips."""
+    own = firstcause.to_fix(report.results)
+    if not own:
+        return []
+    out = ["", paint("What to fix", "1", color)]
+    for check, result in own:
+        out.append("")
+        out.append(f"{SYMBOLS[result.status]} {check.id} {check.name}: {result.summary}")
+        if not verbose:
+            for d in result.details[:6]:
+                out.append(f"    {d}")
+            if len(result.details) > 6:
+                out.append(f"    … {len(result.details) - 6} more lines (-v shows all)")
+        if result.fix:
+            out += _fix_lines(result.fix)
+        out.append(f"    docs: mkdoctor explain {check.id}")
+    return out
+
+
+def not_checked(report: Report) -> list[str]:
+    """What was not checked because the user asked (--offline, --only, --skip)."""
+    asked = firstcause.asked(report.results)
+    left_out = firstcause.not_run(report.results)
+    if not asked and not left_out:
+        return []
+    out = ["", "Not checked, as you asked (nothing to fix):"]
+    for check, result in asked:
+        out.append(f"  - {check.id} {check.name}: {result.summary}")
+    if left_out:
+        out.append(f"  - not run (--only/--skip): {', '.join(c.id for c in left_out)}")
+    return out
+
+
+def first_cause(report: Report, color: bool) -> list[str]:
+    """The last block: the first broken link of the chain and its fix."""
+    found = firstcause.first_cause(report.results)
+    if found is None:
+        return []
+    check, result = found
+    broken = sum(1 for _, r in report.results if r.status in firstcause.BROKEN)
+    out = ["", paint(f"Fix first ({firstcause.stage(check)}): {check.id} {check.name}", "1", color)
+           + f": {result.summary}"]
+    if result.fix:
+        out += _fix_lines(result.fix)
+    if broken > 1:
+        out.append(f"    then re-run mkdoctor: {broken - 1} other failure"
+                   f"{'s' if broken > 2 else ''} may follow from this one")
+    return out
+
+
+def end_of_report(report: Report, color: bool, verbose: bool) -> list[str]:
+    """What to fix, what was not checked as asked, the run's notes, and last the first cause."""
+    notes: list[str] = []
+    for note in report.notes:
+        notes += ["", note]
+    return (what_to_fix(report, color, verbose) + not_checked(report) + notes
+            + first_cause(report, color))
 
 
 def render(reports: list[Report], color: bool = False, verbose: bool = False) -> str:
