@@ -418,8 +418,11 @@ NOT_CARRIED = frozenset({
     "loglevel", "logverbose", "syslogfacility", "visualhostkey",
 })
 # One config line per value (they accumulate).
-MULTI_LINE = frozenset({"identityfile", "certificatefile", "sendenv", "setenv", "localforward",
+MULTI_LINE = frozenset({"identityfile", "certificatefile", "sendenv", "localforward",
                         "remoteforward", "dynamicforward"})
+# Printed once per value, but only the FIRST line of the config counts (readconf.c takes
+# SetEnv only while none is set): all values go on one line.
+ONE_LINE_ALL = frozenset({"setenv"})
 # One line, several arguments (ssh -G joins them with a space).
 WORD_LIST = frozenset({"userknownhostsfile", "globalknownhostsfile", "canonicaldomains", "ipqos",
                        "rekeylimit", "permitremoteopen", "logverbose",
@@ -496,7 +499,18 @@ def _same(key: str, a: Optional[list[str]], b: Optional[list[str]]) -> bool:
     a, b = a or [], b or []
     if key in MULTI_LINE:
         return list(dict.fromkeys(a)) == list(dict.fromkeys(b))
+    if key in ONE_LINE_ALL:
+        return a == b
     return a[:1] == b[:1]
+
+
+def render_values(key: str, values: list[str], original: str = "",
+                  hostkeyalias: Optional[str] = None) -> list[str]:
+    """All ssh -G values of ``key`` as the values of the config lines to write."""
+    if key in ONE_LINE_ALL:
+        return [" ".join(render_option(key, v, original, hostkeyalias) for v in values)]
+    return [render_option(key, v, original, hostkeyalias)
+            for v in (values if key in MULTI_LINE else values[:1])]
 
 
 def derive_options(resolved: SshG, defaults: SshG, original: str) -> list[tuple[str, str]]:
@@ -510,8 +524,7 @@ def derive_options(resolved: SshG, defaults: SshG, original: str) -> list[tuple[
             continue
         if key == "stricthostkeychecking" and values[0].lower() in _NO_CHECKING:
             continue
-        for value in (values if key in MULTI_LINE else values[:1]):
-            opts.append((spelled(key), render_option(key, value, original, hka)))
+        opts += [(spelled(key), v) for v in render_values(key, values, original, hka)]
     return opts
 
 
@@ -604,8 +617,7 @@ def managed_block(run, alias: str, host: str, identity: str, *,
                             f"{spelled(key)} cannot be unset in the mkdoctor block")
                     fixes.append((spelled(key), RESETS[key]))
                 else:
-                    for value in (want if key in MULTI_LINE else want[:1]):
-                        fixes.append((spelled(key), render_option(key, value, host, hka)))
+                    fixes += [(spelled(key), v) for v in render_values(key, want, host, hka)]
             if not fixes:
                 return block
             have = {(k, v) for k, v in block.carried}
