@@ -144,9 +144,10 @@ def short_root():
     shutil.rmtree(root, ignore_errors=True)
 
 
-def last_line(text: str) -> str:
+def first_cause(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if "Pseudo-terminal" not in ln]
-    return lines[-1] if lines else ""
+    bad = [ln for ln in lines if " line " in ln]  # the refused line, when ssh names one
+    return (bad or lines or [""])[0]
 
 
 @pytest.mark.skipif(not FILES, reason="the corpus is not on this machine")
@@ -182,7 +183,7 @@ def test_corpus_file(box, short_root, name, way):
                      timeout=240, env=mkdoctor_env(confdir, HOME=str(home.path)))
     out = setup.stdout + setup.stderr
     if plain.returncode != 0:
-        cause = last_line(plain.stderr)
+        cause = first_cause(plain.stderr)
         RESULTS[(name, way)] = "plain ssh fails: " + cause
         assert setup.returncode != 0, out
         assert cause in out, f"setup failed for another cause than {cause!r}:\n{out}"
