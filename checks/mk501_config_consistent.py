@@ -217,17 +217,13 @@ def _after(lines: list[str], header: str) -> Optional[str]:
 
 
 def ssh_g(ctx, prof) -> Optional[dict[str, str]]:
-    argv = ["ssh"]
-    if prof.ssh_config:
-        argv += ["-F", str(Path(prof.ssh_config).expanduser())]
-    done = ctx.run_local(argv + ["-G", "--", prof.host])
-    if done.returncode != 0:
+    from mkdoctor.openssh import client_config as sshconfig
+
+    cfg = Path(prof.ssh_config).expanduser() if prof.ssh_config else None
+    try:
+        return sshconfig.first_values(sshconfig.read_ssh_g(ctx.run_local, prof.host, cfg))
+    except sshconfig.SshGError:
         return None
-    out: dict[str, str] = {}
-    for line in done.stdout.splitlines():
-        key, _, value = line.partition(" ")
-        out.setdefault(key.lower(), value)
-    return out
 
 
 def run(ctx) -> Result:

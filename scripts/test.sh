@@ -2,7 +2,7 @@
 # Run the whole test suite. Installs what the tests need when it is missing:
 # openssh-server (a real sshd is started on loopback), iptables and iproute2 (network
 # namespaces for NAT and firewall tests), sudo (the wizard's sshd hardening),
-# tcsh and fish (remote login shells that are not POSIX),
+# tcsh and fish (remote login shells that are not POSIX), netcat-openbsd (ProxyCommand),
 # python3-venv, then
 # a virtualenv in .venv with the package and its test extras, then pytest.
 # The integration tests need root (network namespaces, a dedicated sshd user); in CI
@@ -29,6 +29,8 @@ command -v fish >/dev/null 2>&1 || need+=(fish)
 for p in lua5.3 lua-posix lua-filesystem lua-json lua-term tcl; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
+# hosts reached through a ProxyCommand (tests/test_corpus_client.py: ProxyCommand nc %h %p)
+command -v nc >/dev/null 2>&1 || need+=(netcat-openbsd)
 "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if ((${#need[@]})); then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

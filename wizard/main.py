@@ -468,15 +468,11 @@ class Wizard:
             self.target = parse_host(choice)
         t = self.target
         run = self.runner()
-        argv = ["ssh"] + (["-F", str(cfg_path)] if a.ssh_config else [])
-        argv += (["-l", t.user] if t.user else []) + (["-p", str(t.port)] if t.port else [])
-        done = run(argv + ["-G", "--", t.host])
-        if done.returncode != 0:
-            raise StepFailed(f"ssh -G {t.display} failed: {(done.stderr or done.stdout).strip()}")
-        g: dict[str, list[str]] = {}
-        for line in done.stdout.splitlines():
-            k, _, v = line.partition(" ")
-            g.setdefault(k.lower(), []).append(v)
+        try:
+            g = sshconfig.read_ssh_g(run, t.host, cfg_path if a.ssh_config else None,
+                                     user=t.user, port=t.port)
+        except sshconfig.SshGError as exc:
+            raise StepFailed(str(exc)) from None
         self.resolved = g
         self.hostname = g.get("hostname", [t.host])[0]
         self.user = g.get("user", [t.user or ""])[0]
@@ -492,22 +488,11 @@ class Wizard:
                     self.previous = None
         self.name = a.name or (self.previous.name if self.previous else default_name(t))
         self.alias = sshconfig.ALIAS_PREFIX + self.name
-        self.extra: dict[str, str] = {}
-        hka = g.get("hostkeyalias", ["none"])[0]
-        if hka.lower() != "none":
-            self.extra["HostKeyAlias"] = hka
         jump = g.get("proxyjump", ["none"])[0]
-        if jump and jump.lower() != "none":
-            self.extra["ProxyJump"] = jump
-        from mkdoctor.openssh import known_hosts as hostkeys
-
-        ukh = hostkeys.split_files(" ".join(g.get("userknownhostsfile", [])))
-        home = Path.home()
-        defaults = [str(home / ".ssh" / "known_hosts"), str(home / ".ssh" / "known_hosts2")]
-        if ukh and ukh != defaults:
-            self.extra["UserKnownHostsFile"] = " ".join(sshconfig.config_path_value(f) for f in ukh)
-        self.say(f"  {t.display} is {self.user}@{self.hostname} port {self.port}"
-                 + (f" via ProxyJump {jump}" if "ProxyJump" in self.extra else ""))
+        proxy = g.get("proxycommand", ["none"])[0]
+        via = (f" via ProxyJump {jump}" if jump.lower() != "none" else
+               f" via ProxyCommand {proxy}" if proxy.lower() != "none" else "")
+        self.say(f"  {t.display} is {self.user}@{self.hostname} port {self.port}{via}")
         self.say(f"  profile {self.name}, ssh alias {self.alias} (in {cfg_path})")
 
     def runner(self):
@@ -649,8 +634,13 @@ class Wizard:
     # staged ssh config ---------------------------------------------------------------------
 
     def block(self) -> sshconfig.HostBlock:
-        return sshconfig.HostBlock(self.alias, self.hostname, self.user, self.port,
-                                   str(self.identity), extra=dict(self.extra))
+        # The block's options: everything ssh -G resolved for the user's host that is
+        # not a default, except what mkdoctor sets (client_config.managed_block).
+        t = self.target
+        return sshconfig.managed_block(
+            self.runner(), self.alias, t.host, str(self.identity),
+            ssh_config=self.ssh_config_path() if self.args.ssh_config else None,
+            config_path=self.ssh_config_path(), user=t.user, port=t.port, resolved=self.resolved)
 
     def stage(self) -> None:
         """A private copy of the ssh config with the new block, for every check until

@@ -40,15 +40,9 @@ Run = Callable[[Sequence[str]], Completed]
 
 
 def ssh_g(run: Run, destination: str, ssh_config: Optional[Path]) -> dict[str, str]:
-    argv = ["ssh"] + (["-F", str(ssh_config)] if ssh_config else []) + ["-G", "--", destination]
-    done = run(argv)
-    if done.returncode != 0:
-        raise RuntimeError((done.stderr or done.stdout).strip() or "ssh -G failed")
-    out: dict[str, str] = {}
-    for line in done.stdout.splitlines():
-        key, _, value = line.partition(" ")
-        out.setdefault(key.lower(), value)
-    return out
+    from mkdoctor.openssh.client_config import first_values, read_ssh_g
+
+    return first_values(read_ssh_g(run, destination, ssh_config))
 
 
 # --- host keys -----------------------------------------------------------------------------

@@ -41,17 +41,20 @@ def end_marker(alias: str) -> str:
     return f"# <<< mkdoctor {alias} <<<"
 
 
-# Keys in the order written; values are strings.
+# Keys in the order written; values are strings. These are the options mkdoctor sets
+# on purpose: the chosen key (and only it), forward failures that end the connection,
+# and keep-alives. Everything else comes from what ``ssh -G HOST`` resolves.
 BLOCK_KEYS = ("HostName", "User", "Port", "IdentityFile", "IdentitiesOnly", "ServerAliveInterval",
               "ExitOnForwardFailure")
-# Carried over from the Host alias the user picked, when set there (so host-key trust
-# and jump hosts stay what they were).
+# The legacy ``extra`` dict of :class:`HostBlock` (kept for callers that still build one).
 CARRIED_KEYS = ("HostKeyAlias", "UserKnownHostsFile", "ProxyJump")
 
 
 @dataclass
 class HostBlock:
-    """What the managed block says. ``extra``: carried-over options (key -> value)."""
+    """What the managed block says. ``carried``: the options derived from ``ssh -G HOST``
+    as (Key, value already in config syntax) pairs, see :func:`derive_options`;
+    ``extra``: the older hand-picked options (key -> value), still accepted."""
 
     alias: str
     hostname: str
@@ -60,6 +63,7 @@ class HostBlock:
     identity: str
     server_alive_interval: int = 30
     extra: dict[str, str] = field(default_factory=dict)
+    carried: list[tuple[str, str]] = field(default_factory=list)
 
     def options(self) -> list[tuple[str, str]]:
         opts = [
@@ -78,6 +82,8 @@ class HostBlock:
                 # UserKnownHostsFile arrives as a list of words already quoted.
                 opts.append((key, _checked_words(key, value) if key == "UserKnownHostsFile"
                              else config_value(key, value)))
+        done = {k.lower() for k, _ in opts}
+        opts += [(k, v) for k, v in self.carried if k.lower() not in done or k.lower() in MULTI_LINE]
         return opts
 
 
@@ -88,14 +94,29 @@ _ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _WORDS = re.compile(r'(?:"[^"]*"|[^"\s]+)(?:[ \t]+(?:"[^"]*"|[^"\s]+))*')
 
 
+def quote_word(value: str, what: str = "value") -> str:
+    """``value`` as ONE ssh_config argument, read back by ssh as exactly ``value``.
+
+    Since OpenSSH 8.7 every config line is split like a shell word (misc.c
+    ``argv_split``): ``'`` and ``"`` open quotes, and ``\\``, ``\\'``, ``\\"`` are escapes;
+    so those three characters get a backslash, and a value with white space or ``#``
+    (or an empty one) is double-quoted. A control character (a line break would start
+    a directive of its own) cannot be written: :class:`UsageError`. ``%`` is left
+    alone: only the caller knows whether the option takes %-tokens."""
+    if any(c in value for c in "\r\n\x00"):
+        raise UsageError(f"{what} {value!r}: a value with a control character cannot be "
+                         "written to the ssh config")
+    escaped = re.sub(r"""([\\'"])""", r"\\\1", value)
+    return f'"{escaped}"' if not value or re.search(r"[\s#]", value) else escaped
+
+
 def config_value(key: str, value: str) -> str:
-    """One ssh_config argument. A line break would start a directive of its own and a
-    double quote would end the quoted word, so both (and any control character) are a
-    :class:`UsageError`; a value with whitespace is double-quoted (one argument)."""
-    if _CONTROL.search(value) or '"' in value:
-        raise UsageError(f"{key} {value!r}: a value with a double quote or a control character "
-                         "cannot be written to the ssh config")
-    return f'"{value}"' if re.search(r"\s", value) else value
+    """One ssh_config argument (see :func:`quote_word`); no control character at all
+    (a host or user name with one is a mistake, not something to write)."""
+    if _CONTROL.search(value):
+        raise UsageError(f"{key} {value!r}: a value with a control character cannot be "
+                         "written to the ssh config")
+    return quote_word(value, key)
 
 
 def _checked_words(key: str, value: str) -> str:
@@ -105,19 +126,13 @@ def _checked_words(key: str, value: str) -> str:
 
 
 def config_path_value(path: str) -> str:
-    """A file name as an ssh_config value, read back by ssh as exactly ``path``.
-
-    ``%`` is a token character there (``%%`` is a literal percent, ssh_config(5) TOKENS).
-    Since OpenSSH 8.7 a value is split like a shell word (misc.c ``argv_split``): ``'`` and
-    ``"`` open quotes, and ``\\``, ``\'``, ``\"`` are escapes, so those three characters are
-    escaped with a backslash; a value with white space or ``#`` is double-quoted. A line
-    break or NUL cannot be written at all."""
+    """A file name as an ssh_config value of an option that takes %-tokens, read back
+    by ssh as exactly ``path``: ``%`` doubled (ssh_config(5) TOKENS: ``%%`` is a literal
+    percent), then quoted as :func:`quote_word`. A line break or NUL cannot be written."""
     if any(c in path for c in "\r\n\x00"):
         raise UsageError(f"{path!r}: a key path with a line break cannot be written to the "
                          "ssh config")
-    value = path.replace("%", "%%")
-    value = re.sub(r"""([\\'"])""", r"\\\1", value)
-    return f'"{value}"' if re.search(r"[\s#]", value) else value
+    return quote_word(path.replace("%", "%%"), "path")
 
 
 def render_block(block: HostBlock, eol: str = "\n") -> str:
@@ -327,3 +342,289 @@ def read_text(raw: bytes) -> str:
 
 def to_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
+
+
+# --- ssh -G: the one reader ----------------------------------------------------------------
+
+SshG = dict[str, list[str]]
+
+
+class SshGError(RuntimeError):
+    """``ssh -G`` failed (bad config, bad host name): the message is ssh's own."""
+
+
+def ssh_g_argv(destination: str, ssh_config: Optional[Path | str] = None, *,
+               user: Optional[str] = None, port: Optional[int] = None,
+               base: Optional[list[str]] = None) -> list[str]:
+    """``ssh [-F CONFIG] [-l USER] [-p PORT] -G -- DESTINATION``. ``base`` replaces the
+    leading ``ssh [-F CONFIG]`` (a caller with options of its own, e.g. the session)."""
+    argv = list(base) if base is not None else (
+        ["ssh"] + (["-F", str(ssh_config)] if ssh_config else []))
+    argv += (["-l", user] if user else []) + (["-p", str(port)] if port else [])
+    return argv + ["-G", "--", destination]
+
+
+def parse_ssh_g(stdout: str) -> SshG:
+    """``ssh -G`` output: each key (lower-case) with ALL its values, in order
+    (``identityfile``, ``sendenv``, ``localforward``, ... come once per value)."""
+    out: SshG = {}
+    for line in stdout.splitlines():
+        key, _, value = line.partition(" ")
+        if key:
+            out.setdefault(key.lower(), []).append(value)
+    return out
+
+
+def first_values(g: SshG) -> dict[str, str]:
+    """Each key's first value (what ssh uses for a single-valued option)."""
+    return {k: v[0] for k, v in g.items() if v}
+
+
+def read_ssh_g(run, destination: str, ssh_config: Optional[Path | str] = None, *,
+               user: Optional[str] = None, port: Optional[int] = None,
+               base: Optional[list[str]] = None) -> SshG:
+    """Run ``ssh -G`` with ``run`` (argv -> Completed) and parse it; :class:`SshGError`
+    with ssh's message when it fails."""
+    done = run(ssh_g_argv(destination, ssh_config, user=user, port=port, base=base))
+    if done.returncode != 0:
+        raise SshGError(f"ssh -G {destination} failed: "
+                        f"{(done.stderr or done.stdout or '').strip() or 'no output'}")
+    return parse_ssh_g(done.stdout)
+
+
+# --- the managed block, derived from ssh -G ------------------------------------------------
+
+# Set by mkdoctor on purpose (see HostBlock.options) or pinned: never carried.
+SET_BY_MKDOCTOR = frozenset({
+    "hostname", "user", "port", "identityfile", "identitiesonly", "serveraliveinterval",
+    "serveralivecountmax", "exitonforwardfailure",
+    # The host name is already the final one (ssh -G prints it after canonicalisation):
+    # the block pins CanonicalizeHostname no so it is not canonicalised (or re-parsed) again.
+    "canonicalizehostname", "canonicaldomains", "canonicalizefallbacklocal",
+    "canonicalizemaxdots", "canonicalizepermittedcnames",
+})
+# What happens inside a session rather than how the connection is made: mkdoctor runs its
+# own commands, forwards, multiplexing and batch mode, so these are left to the rest of
+# the user's config (they are not written into the block). ``host`` is ssh -G's echo of
+# the name asked for; ``tag`` only selects ``Match tagged`` blocks.
+NOT_CARRIED = frozenset({
+    "host", "tag", "batchmode",
+    "controlmaster", "controlpath", "controlpersist",
+    "localforward", "remoteforward", "dynamicforward", "clearallforwardings", "gatewayports",
+    "permitremoteopen", "streamlocalbindmask", "streamlocalbindunlink", "tunnel", "tunneldevice",
+    "forwardagent", "forwardx11", "forwardx11trusted", "forwardx11timeout", "xauthlocation",
+    "remotecommand", "localcommand", "permitlocalcommand", "requesttty", "sessiontype",
+    "stdinnull", "forkafterauthentication", "escapechar", "enableescapecommandline",
+    "loglevel", "logverbose", "syslogfacility", "visualhostkey",
+})
+# One config line per value (they accumulate).
+MULTI_LINE = frozenset({"identityfile", "certificatefile", "sendenv", "localforward",
+                        "remoteforward", "dynamicforward"})
+# Printed once per value, but only the FIRST line of the config counts (readconf.c takes
+# SetEnv only while none is set): all values go on one line.
+ONE_LINE_ALL = frozenset({"setenv"})
+# One line, several arguments (ssh -G joins them with a space).
+WORD_LIST = frozenset({"userknownhostsfile", "globalknownhostsfile", "canonicaldomains", "ipqos",
+                       "rekeylimit", "permitremoteopen", "logverbose",
+                       "canonicalizepermittedcnames", "channeltimeout"})
+# The rest of the line, taken as written (readconf.c): written back unquoted.
+RAW_LINE = frozenset({"proxycommand", "localcommand", "remotecommand", "knownhostscommand"})
+# Printed by ssh -G AFTER %-token (and ~) expansion: a literal % is doubled on the way back.
+EXPANDED = frozenset({"userknownhostsfile", "identityagent", "controlpath", "localforward",
+                      "remoteforward", "remotecommand"})
+# Printed as written, %-tokens intact: %n (the host name as typed) and %k (HostKeyAlias,
+# else the host name as typed) would name mk-NAME in the alias, so they are replaced by
+# the original name; every other token (%h %p %r %C %d %u ...) means the same there.
+RAW_TOKENS = frozenset({"proxycommand", "proxyjump", "localcommand", "knownhostscommand",
+                        "certificatefile", "revokedhostkeys"})
+# What ssh reads as "not set" for options that ssh -G leaves out when unset.
+RESETS = {"proxycommand": "none", "proxyjump": "none", "knownhostscommand": "none",
+          "revokedhostkeys": "none", "pkcs11provider": "none",
+          "identityagent": "SSH_AUTH_SOCK", "securitykeyprovider": "internal"}
+# StrictHostKeyChecking values that turn checking off: mkdoctor never writes them itself.
+_NO_CHECKING = ("false", "no", "off")
+
+# Config spelling of the keys (ssh reads keys case-insensitively; this is for people).
+_SPELLING = {k.lower(): k for k in (
+    "AddKeysToAgent AddressFamily BindAddress BindInterface CASignatureAlgorithms "
+    "CertificateFile ChannelTimeout CheckHostIP Ciphers Compression ConnectionAttempts "
+    "ConnectTimeout EnableSSHKeysign FingerprintHash GlobalKnownHostsFile "
+    "GSSAPIAuthentication GSSAPIDelegateCredentials GSSAPIKexAlgorithms GSSAPIKeyExchange "
+    "GSSAPIRenewalForcesRekey GSSAPIServerIdentity GSSAPIClientIdentity GSSAPITrustDns "
+    "HashKnownHosts HostbasedAcceptedAlgorithms HostbasedAuthentication HostKeyAlgorithms "
+    "HostKeyAlias IdentityAgent IPQoS KbdInteractiveAuthentication KbdInteractiveDevices "
+    "KexAlgorithms KnownHostsCommand MACs NoHostAuthenticationForLocalhost "
+    "NumberOfPasswordPrompts ObscureKeystrokeTiming PasswordAuthentication PKCS11Provider "
+    "PreferredAuthentications ProxyCommand ProxyJump ProxyUseFdpass PubkeyAcceptedAlgorithms "
+    "PubkeyAuthentication RekeyLimit RequiredRSASize RevokedHostKeys SecurityKeyProvider "
+    "SendEnv SetEnv StrictHostKeyChecking TCPKeepAlive UpdateHostKeys UserKnownHostsFile "
+    "VerifyHostKeyDNS CanonicalizeHostname").split()}
+
+
+def spelled(key: str) -> str:
+    return _SPELLING.get(key.lower(), key)
+
+
+def _original_tokens(value: str, original: str, hostkeyalias: Optional[str]) -> str:
+    """%n and %k of a value ssh -G printed as written, replaced by what they meant for
+    the user's host (a literal, so ``%`` in it is doubled); other tokens are kept."""
+    literal = original.replace("%", "%%")
+    alias = hostkeyalias.replace("%", "%%") if hostkeyalias else literal
+
+    def sub(m: "re.Match[str]") -> str:
+        return {"n": literal, "k": alias}.get(m.group(1), m.group(0))
+
+    return re.sub(r"%(.)", sub, value)
+
+
+def render_option(key: str, value: str, original: str = "",
+                  hostkeyalias: Optional[str] = None) -> str:
+    """One value as ssh -G printed it (key lower-case), written in config syntax so that
+    ssh reads it back identically for the alias."""
+    if key in RAW_TOKENS:
+        value = _original_tokens(value, original, hostkeyalias)
+    if key in RAW_LINE:
+        if _CONTROL.search(value):
+            raise UsageError(f"{key} {value!r}: cannot be written to the ssh config")
+        return value
+    words = value.split(" ") if key in WORD_LIST else [value]
+    if key in EXPANDED:
+        words = [w.replace("%", "%%") for w in words]
+    return " ".join(quote_word(w, spelled(key)) for w in words)
+
+
+def _same(key: str, a: Optional[list[str]], b: Optional[list[str]]) -> bool:
+    """Two ssh -G values of one key agree (order-free and once each for the
+    accumulating keys: the rest of the config may add the same value again)."""
+    a, b = a or [], b or []
+    if key in MULTI_LINE:
+        return list(dict.fromkeys(a)) == list(dict.fromkeys(b))
+    if key in ONE_LINE_ALL:
+        return a == b
+    return a[:1] == b[:1]
+
+
+def render_values(key: str, values: list[str], original: str = "",
+                  hostkeyalias: Optional[str] = None) -> list[str]:
+    """All ssh -G values of ``key`` as the values of the config lines to write."""
+    if key in ONE_LINE_ALL:
+        return [" ".join(render_option(key, v, original, hostkeyalias) for v in values)]
+    return [render_option(key, v, original, hostkeyalias)
+            for v in (values if key in MULTI_LINE else values[:1])]
+
+
+def derive_options(resolved: SshG, defaults: SshG, original: str) -> list[tuple[str, str]]:
+    """The block's options beyond the ones mkdoctor sets: every key of ``ssh -G HOST``
+    (``resolved``) whose value differs from ssh's defaults (``ssh -F /dev/null -G HOST``),
+    except :data:`SET_BY_MKDOCTOR` and :data:`NOT_CARRIED`, in config syntax."""
+    hka = (resolved.get("hostkeyalias") or [None])[0]
+    opts: list[tuple[str, str]] = [("CanonicalizeHostname", "no")]
+    for key, values in resolved.items():
+        if key in SET_BY_MKDOCTOR or key in NOT_CARRIED or _same(key, values, defaults.get(key)):
+            continue
+        if key == "stricthostkeychecking" and values[0].lower() in _NO_CHECKING:
+            continue
+        opts += [(spelled(key), v) for v in render_values(key, values, original, hka)]
+    return opts
+
+
+# Keys whose values the alias and the host must share for "connects the same way".
+def compared_keys(a: SshG, b: SshG) -> list[str]:
+    keys = dict.fromkeys(list(a) + list(b))
+    return [k for k in keys if k not in SET_BY_MKDOCTOR and k not in NOT_CARRIED]
+
+
+def differences(host_g: SshG, alias_g: SshG, original: str = "", alias: str = ""
+                ) -> dict[str, tuple[list[str], list[str]]]:
+    """Keys (beyond what mkdoctor sets) on which ``ssh -G ALIAS`` and ``ssh -G HOST``
+    disagree: key -> (host's values, alias's values). Values printed with their tokens
+    are compared with %n/%k as each name means them (``original``, ``alias``).
+    StrictHostKeyChecking that the user turned off counts as agreeing when the alias
+    checks more strictly."""
+    out = {}
+    hka_h = (host_g.get("hostkeyalias") or [None])[0]
+    hka_m = (alias_g.get("hostkeyalias") or [None])[0]
+    for key in compared_keys(host_g, alias_g):
+        h, m = host_g.get(key), alias_g.get(key)
+        if key in RAW_TOKENS and h and m:
+            h = [_original_tokens(v, original, hka_h) for v in h]
+            m = [_original_tokens(v, alias, hka_m) for v in m]
+        if _same(key, h, m):
+            continue
+        if key == "stricthostkeychecking" and h and h[0].lower() in _NO_CHECKING:
+            continue
+        out[key] = (h or [], m or [])
+    return out
+
+
+def _staged_config(text: str, block: HostBlock, system: bool) -> str:
+    staged = upsert_block(text, block)
+    if system:  # ssh -F skips the system file that ssh without -F reads after the user's
+        staged += "\nMatch all\nInclude /etc/ssh/ssh_config\n"
+    return staged
+
+
+def managed_block(run, alias: str, host: str, identity: str, *,
+                  ssh_config: Optional[Path] = None, config_path: Optional[Path] = None,
+                  user: Optional[str] = None, port: Optional[int] = None,
+                  resolved: Optional[SshG] = None, server_alive_interval: int = 30,
+                  rounds: int = 3) -> HostBlock:
+    """The managed ``Host ALIAS`` block that connects exactly as ``host`` does.
+
+    ``ssh_config``: the file passed with -F (None: ssh's own files, the user's
+    ~/.ssh/config then /etc/ssh/ssh_config); ``config_path``: the file the block goes into
+    (default: ``ssh_config`` or ~/.ssh/config). The options are :func:`derive_options`
+    of ``ssh -G HOST``; then the block is tried in a private copy of the file and any
+    option on which ``ssh -G ALIAS`` still differs (set for every host by a later
+    ``Host *`` or ``Match`` line, say) is written explicitly, for at most ``rounds``
+    rounds. :class:`SshGError` when ssh -G fails, :class:`UsageError` when a value
+    cannot be written."""
+    import os
+    import tempfile
+
+    g = resolved if resolved is not None else read_ssh_g(run, host, ssh_config, user=user, port=port)
+    defaults = read_ssh_g(run, host, "/dev/null")
+    first = first_values(g)
+    block = HostBlock(alias, first.get("hostname", host), first.get("user", user or ""),
+                      int(first.get("port", port or 22)), identity,
+                      server_alive_interval=server_alive_interval,
+                      carried=derive_options(g, defaults, host))
+    target = Path(config_path) if config_path else (
+        Path(ssh_config) if ssh_config else Path.home() / ".ssh" / "config")
+    try:
+        text = read_text(target.read_bytes())
+    except FileNotFoundError:
+        text = ""
+    except OSError as exc:
+        raise UsageError(f"cannot read {target}: {exc.strerror or exc}") from None
+    hka = first.get("hostkeyalias")
+    fd, tmp = tempfile.mkstemp(prefix="mkd-alias-", suffix=".conf")
+    os.close(fd)
+    try:
+        for _ in range(rounds):
+            Path(tmp).write_bytes(to_bytes(_staged_config(text, block, ssh_config is None)))
+            try:
+                alias_g = read_ssh_g(run, alias, tmp)
+            except SshGError as exc:  # a value ssh prints but will not read back
+                raise UsageError(f"the mkdoctor block for {alias} is refused by ssh: {exc}") from None
+            diff = differences(g, alias_g, host, alias)
+            fixes: list[tuple[str, str]] = []
+            for key, (want, _got) in diff.items():
+                if not want:
+                    if key not in RESETS:
+                        raise UsageError(
+                            f"the ssh config sets {key} for {alias} but not for {host}, and "
+                            f"{spelled(key)} cannot be unset in the mkdoctor block")
+                    fixes.append((spelled(key), RESETS[key]))
+                else:
+                    fixes += [(spelled(key), v) for v in render_values(key, want, host, hka)]
+            if not fixes:
+                return block
+            have = {(k, v) for k, v in block.carried}
+            new = [f for f in fixes if f not in have]
+            if not new:
+                break
+            block.carried += new
+    finally:
+        os.unlink(tmp)
+    return block

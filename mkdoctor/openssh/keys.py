@@ -128,15 +128,9 @@ def default_identity_files(run: Run, ssh_config: Optional[Path] = None,
                            destination: str = "localhost") -> list[Path]:
     """The IdentityFile list ``ssh -G`` gives for ``destination`` (default: a dummy
     host, which yields the defaults of the config file or of ssh itself)."""
-    argv = ["ssh"] + (["-F", str(ssh_config)] if ssh_config else []) + ["-G", "--", destination]
-    done = run(argv)
-    if done.returncode != 0:
-        raise RuntimeError(f"ssh -G failed: {(done.stderr or done.stdout).strip() or 'no output'}")
-    config: dict[str, list[str]] = {}
-    for line in done.stdout.splitlines():
-        key, _, value = line.partition(" ")
-        config.setdefault(key.lower(), []).append(value)
-    return _identity_paths(config)
+    from mkdoctor.openssh.client_config import read_ssh_g
+
+    return _identity_paths(read_ssh_g(run, destination, ssh_config))
 
 
 def _identity_paths(config: dict[str, list[str]]) -> list[Path]:

@@ -164,18 +164,14 @@ class SSHClient:
         lower-case, each with all its values (``identityfile`` has several)."""
         with self._lock:
             if self._config is None:
+                from mkdoctor.openssh import client_config
+
                 args = self._without_run_options(self.base_args())
-                done = self.runner.run(args + ["-G", "--", self.destination], timeout)
-                if done.returncode != 0:
-                    raise RemoteUnavailable(
-                        f"ssh -G failed: {(done.stderr or done.stdout).strip() or 'no output'}"
-                    )
-                config: dict[str, list[str]] = {}
-                for line in done.stdout.splitlines():
-                    key, _, value = line.partition(" ")
-                    if key:
-                        config.setdefault(key.lower(), []).append(value)
-                self._config = config
+                try:
+                    self._config = client_config.read_ssh_g(
+                        lambda argv: self.runner.run(argv, timeout), self.destination, base=args)
+                except client_config.SshGError as exc:
+                    raise RemoteUnavailable(str(exc)) from None
             return self._config
 
     @staticmethod
