@@ -61,7 +61,10 @@ def _link_host(ctx) -> Optional[str]:
 def with_run_options(local: list[str], control_path: str, ssh_config: Optional[str],
                      port: Optional[int]) -> list[str]:
     """Insert the run's connection options right after ``ssh`` (pure; tested)."""
-    extra = ["-o", f"ControlPath={control_path}", "-o", "ControlMaster=no", "-o", "BatchMode=yes"]
+    from mkdoctor.openssh.session import MUX_ONLY
+
+    # through the run's master or not at all (never a second login; see session.MUX_ONLY)
+    extra = ["-o", f"ControlPath={control_path}", *MUX_ONLY]
     if ssh_config and "-F" not in local[:-1]:
         extra = ["-F", ssh_config] + extra
     if port and "-p" not in local[:-1]:

@@ -47,6 +47,12 @@ def run_checks(
     selected = {c.id: c for c in checks}
     order = [c.id for c in checks]
     results = ctx.results
+    for cid in order:  # a context may serve several runs (setup): a re-run replaces
+        results.pop(cid, None)
+
+    def all_done() -> bool:
+        return all(cid in results for cid in order)
+
     cond = threading.Condition(threading.RLock())
     running: dict[str, float] = {}
     done_order: list[str] = []
@@ -122,7 +128,7 @@ def run_checks(
 
     pending = list(order)
     with cond:
-        while len(results) < len(order):
+        while not all_done():
             for cid in list(pending):
                 check = selected[cid]
                 if not ready(check):
@@ -139,7 +145,7 @@ def run_checks(
                     continue
                 running[cid] = time.monotonic()
                 threading.Thread(target=worker, args=(check,), name=cid, daemon=True).start()
-            if len(results) >= len(order):
+            if all_done():
                 break
             if not running and pending and not any(ready(selected[c]) for c in pending):
                 raise RuntimeError(f"dependency cycle among {pending}")  # a registry bug
@@ -148,7 +154,7 @@ def run_checks(
                 break
             cond.wait(timeout=min(left, 0.5))
 
-        if len(results) < len(order):  # the deadline passed
+        if not all_done():  # the deadline passed
             late = list(running)
             ctx.runner.kill_all()
             for cid in late:
