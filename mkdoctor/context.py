@@ -23,7 +23,11 @@ class DeadlineExceeded(Exception):
 
 
 class Context:
-    def __init__(self, options: Options, target: Optional[Target] = None) -> None:
+    def __init__(self, options: Options, target: Optional[Target] = None,
+                 session: Any = None) -> None:
+        """``session``: an open :class:`~mkdoctor.openssh.session.SSHClient` to use
+        instead of a new one (setup keeps one for all its steps); it is not closed by
+        :meth:`close`: its owner closes it."""
         self.options = options
         self.target = target
         self.runner = ProcessRunner()
@@ -33,7 +37,10 @@ class Context:
         self._cache: dict[str, Any] = {}
         self._cache_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self._ssh = None
+        self._ssh = session
+        self._own_ssh = session is None
+        if session is not None:
+            session.runner = self.runner  # this run's deadline kills its programs too
 
     # --- time -------------------------------------------------------------------------
 
@@ -113,10 +120,11 @@ class Context:
                     identity=self.options.identity,
                     connect_timeout=self.options.timeout,
                 )
+                self._own_ssh = True
             return self._ssh
 
     def close(self) -> None:
         with self._lock:
             ssh, self._ssh = self._ssh, None
-        if ssh is not None:
+        if ssh is not None and self._own_ssh:
             ssh.close()

@@ -105,3 +105,40 @@ def test_checks_after_the_master_died_fail_with_the_cause(sandbox: SSHSandbox, t
         ctx.close()
     time.sleep(0.3)
     assert sandbox.accepted_count() == 1, sandbox.log_text()
+
+
+def _setup(sandbox: SSHSandbox, tmp_path, *extra: str):
+    import shutil
+
+    from tests.helpers import run_mkdoctor
+    from tests.test_wizard import install_standin
+
+    kernel = install_standin(sandbox.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    cfg = tmp_path / "ssh_config"
+    shutil.copyfile(sandbox.client_config, cfg)
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return run_mkdoctor("setup", "--yes", "--ssh-config", str(cfg), "--offline", "--host",
+                        "sandbox", "--name", "once", "--mode", "direct", "--link-host", "127.0.0.1",
+                        "--kernel", str(kernel),
+                        *extra, config_dir=tmp_path / "conf", env={"HOME": str(home)},
+                        timeout=180)
+
+
+def test_setup_logs_in_once_with_a_working_key(sandbox: SSHSandbox, tmp_path):
+    """The whole setup (host key, login, kernel, ports, proof, the files as written,
+    the sshd advice) is one authentication: one session for every step."""
+    done = _setup(sandbox, tmp_path, "--identity", str(sandbox.client_key))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "checked as written: MK501, MK304, MK404 passed" in done.stdout, done.stdout
+    time.sleep(0.3)
+    assert sandbox.accepted_count() == 1, sandbox.log_text()
+
+
+def test_setup_with_a_new_key_logs_in_twice(sandbox: SSHSandbox, tmp_path):
+    """--new-key --install-key: one login installs the key (with the login that works),
+    one with the new key for every step after it."""
+    done = _setup(sandbox, tmp_path, "--new-key", "--install-key")
+    assert done.returncode == 0, done.stdout + done.stderr
+    time.sleep(0.3)
+    assert sandbox.accepted_count() == 2, sandbox.log_text()

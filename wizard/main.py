@@ -300,6 +300,9 @@ class Wizard:
         self.proved_link = False  # MK404 ran in step 9 (so it runs again on the written files)
         self.verify_error = ""  # why the files as written do not work (step 10's re-check)
         self.verified: list[str] = []  # the checks that passed on the files as written
+        # The setup's SSH sessions (one ControlMaster each), kept across steps while the
+        # target and its configuration are unchanged: see session_for.
+        self.sessions: dict[tuple, Any] = {}
         self._print_lock = threading.RLock()
 
     # --- output -----------------------------------------------------------------------
@@ -342,7 +345,7 @@ class Wizard:
 
         selection = [c for c in all_checks() if c.id in ids]
         shown: set[str] = set()
-        ctx = Context(opts, target)
+        ctx = Context(opts, target, session=self.session_for(opts, target))
         try:
             pairs = run_checks(ctx, selection,
                                (lambda c, r: self.show_result(shown, c, r)) if show else None)
@@ -354,8 +357,57 @@ class Wizard:
                 self.show_result(shown, check, result)
             else:
                 self.results[check.id] = result
+        self.drop_failed_sessions()
         out = {c.id: r for c, r in pairs}
         return (out, ctx) if keep else out
+
+    # --- one SSH session for the whole setup ------------------------------------------------
+
+    def session_for(self, opts: Options, target: Optional[Target]):
+        """The setup's session for ``target`` as ``opts`` reach it: the same one for every
+        step while the destination and its configuration are unchanged, so setup logs in
+        once with the key (not once per step). A configuration that ssh resolves to the
+        very same options (``ssh -G`` output identical: the files as written, when they
+        say what the staged copy said) uses the same session too: ssh's behaviour is a
+        function of those options. None without a target."""
+        if target is None:
+            return None
+        from mkdoctor.openssh.session import RemoteUnavailable, SSHClient
+        from mkdoctor.proc import ProcessRunner
+
+        key = (target.host, target.user, target.port, str(opts.ssh_config or ""),
+               str(opts.identity or ""))
+        if key in self.sessions:
+            return self.sessions[key]
+        client = SSHClient(target.host, ProcessRunner(), user=target.user, port=target.port,
+                           ssh_config=opts.ssh_config, identity=opts.identity,
+                           connect_timeout=opts.timeout)
+        try:
+            resolved = client.config(max(opts.timeout, 5))
+            for other in self.sessions.values():
+                if other.connected and other.config(max(opts.timeout, 5)) == resolved:
+                    client.close()
+                    self.sessions[key] = other
+                    return other
+        except RemoteUnavailable:
+            pass  # ssh -G fails: the checks say so (MK301)
+        self.sessions[key] = client
+        return client
+
+    def drop_failed_sessions(self) -> None:
+        """A session whose login failed (the key is not installed yet) is forgotten:
+        the next step logs in afresh."""
+        for key, client in list(self.sessions.items()):
+            login = getattr(client, "_login", None)
+            if login is not None and not login.ok:
+                del self.sessions[key]
+                if client not in self.sessions.values():
+                    client.close()
+
+    def close_sessions(self) -> None:
+        for client in {id(c): c for c in self.sessions.values()}.values():
+            client.close()
+        self.sessions.clear()
 
     # --- the flow ---------------------------------------------------------------------
 
@@ -857,7 +909,8 @@ class Wizard:
         """Tunnel mode: the server can listen on both ports (a reverse forward each)."""
         from mkdoctor.context import Context
 
-        ctx = Context(opts, Target(self.alias))
+        target = Target(self.alias)
+        ctx = Context(opts, target, session=self.session_for(opts, target))
         try:
             if not ctx.ssh.login(ctx.step_timeout(opts.timeout * 2 + 2)).ok:
                 return True  # MK304 passed a moment ago; MK403 will tell
@@ -1072,6 +1125,7 @@ class Wizard:
         self.journal.rollback()
 
     def cleanup(self) -> None:
+        self.close_sessions()
         if self.stage_dir is not None:
             shutil.rmtree(self.stage_dir, ignore_errors=True)
             self.stage_dir = None
