@@ -236,4 +236,5 @@ CHECK = Check(
     needs=("MK402", "MK403"),
     after=("MK101",),
     preconditions=(needs_target,),
+    reads=("mode",),  # ctx.mode: waits for the check that decides it
 )

@@ -34,6 +34,9 @@ class Context:
         self.started = time.monotonic()
         self.deadline_at = self.started + options.deadline
         self.results: dict[str, Result] = {}
+        # run input -> [(check ID, fact)] of the checks that decide it (set by the engine
+        # from each check's ``decides``)
+        self.deciders: dict[str, list[tuple[str, str]]] = {}
         self._cache: dict[str, Any] = {}
         self._cache_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -66,13 +69,24 @@ class Context:
             return default
         return result.facts.get(key, default)
 
+    def input(self, name: str, default: Any = None) -> Any:
+        """A run input decided by a check (see ``Check.decides``): the first deciding
+        check's published value, else ``default``. A check that reads it declares so
+        (``Check.reads``), and the engine runs it after the deciders."""
+        for check_id, key in self.deciders.get(name, ()):
+            value = self.fact(check_id, key)
+            if value not in (None, ""):
+                return value
+        return default
+
     @property
     def mode(self) -> str:
-        """The connection mode: ``--mode``, else the profile's, else what MK103
-        recommends, else ``tunnel`` (it needs nothing inbound on the laptop)."""
+        """The connection mode: ``--mode`` (or the profile's), else what the check that
+        decides the mode published, else ``tunnel`` (it needs nothing inbound on the
+        laptop). Checks that read it declare ``reads=("mode",)``."""
         if self.options.mode:
             return self.options.mode
-        return self.fact("MK103", "recommended_mode") or "tunnel"
+        return self.input("mode") or "tunnel"
 
     @property
     def link_ports(self) -> tuple[int, int]:

@@ -1,7 +1,8 @@
 """The check engine: dependency order, concurrency, timeouts, the deadline.
 
-The engine knows nothing about any particular check: it reads ``needs``, ``after`` and
-``preconditions`` from each :class:`~mkdoctor.model.Check`, starts every check whose
+The engine knows nothing about any particular check: it reads ``needs``, ``after``,
+``preconditions`` and the declared run inputs (``reads``/``decides``: a check that reads
+the mode waits for the check that decides it) from each :class:`~mkdoctor.model.Check`, starts every check whose
 prerequisites have finished, in its own thread, and collects the results. Checks run
 concurrently but are returned in catalogue order, so the same setup always gives the
 same report.
@@ -49,6 +50,18 @@ def run_checks(
     results = ctx.results
     for cid in order:  # a context may serve several runs (setup): a re-run replaces
         results.pop(cid, None)
+
+    # Declared run inputs (``reads``/``decides``): a check that reads an input waits for
+    # the selected checks that decide it. The engine knows inputs only by name.
+    deciders: dict[str, list[str]] = {}
+    for c in checks:
+        for name, key in c.decides:
+            deciders.setdefault(name, []).append(c.id)
+            ctx.deciders.setdefault(name, [])
+            if (c.id, key) not in ctx.deciders[name]:
+                ctx.deciders[name].append((c.id, key))
+    waits_for = {c.id: tuple(d for name in c.inputs_read for d in deciders.get(name, ())
+                             if d != c.id) for c in checks}
 
     def all_done() -> bool:
         return all(cid in results for cid in order)
@@ -98,7 +111,8 @@ def run_checks(
         finish(check, result)
 
     def ready(check: Check) -> bool:
-        deps = [d for d in (*check.needs, *check.needs_if_run, *check.after) if d in selected]
+        deps = [d for d in (*check.needs, *check.needs_if_run, *check.after, *waits_for[check.id])
+                if d in selected]
         return all(d in results for d in deps)
 
     def blocks(dep: str, strict: bool) -> bool:

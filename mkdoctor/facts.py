@@ -46,7 +46,8 @@ KERNEL_PATH_VERSION = Fact("MK401", "version", str, "the version the kernel's pa
 KERNEL_INSTALLS = Fact("MK401", "installs", list, "every install found: {path, version, resolved}")
 KERNEL_VERSION_NUMBER = Fact("MK402", "version_number", str, "$VersionNumber of the kernel")
 PROCESSOR_COUNT = Fact("MK402", "processor_count", int, "$ProcessorCount of the remote host")
+PERMIT_ROOT_LOGIN = Fact("MK310", "permitrootlogin", str, "sshd's effective PermitRootLogin")
 
 ALL: tuple[Fact, ...] = (LINK_ADDRESS, PUBLIC_ADDRESS, RECOMMENDED_MODE, BEHIND_NAT,
                          LOGIN_FAILURE, KERNEL_PATH, KERNEL_PATH_VERSION, KERNEL_INSTALLS,
-                         KERNEL_VERSION_NUMBER, PROCESSOR_COUNT)
+                         KERNEL_VERSION_NUMBER, PROCESSOR_COUNT, PERMIT_ROOT_LOGIN)

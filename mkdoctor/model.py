@@ -93,6 +93,12 @@ class Check:
       waits for them but runs whatever their status.
     - ``preconditions``: generic applicability tests (a remote host is given, a mode is
       selected...), each returning a skip reason or None.
+    - ``reads``: run inputs this check (or one of its preconditions) reads, such as
+      ``"mode"``: it waits for every selected check that ``decides`` one of them.
+    - ``decides``: (input, fact) pairs: this check decides a run input that no flag gave,
+      and publishes its value as that fact (MK103 decides the mode: ``recommended_mode``).
+      :meth:`Context.input <mkdoctor.context.Context.input>` reads it; the engine knows
+      no particular check.
     """
 
     id: str
@@ -104,10 +110,18 @@ class Check:
     needs_if_run: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     preconditions: tuple[Precondition, ...] = ()
+    reads: tuple[str, ...] = ()
+    decides: tuple[tuple[str, str], ...] = ()
 
     @property
     def docs(self) -> str:
         return f"{DOCS_BASE}{self.id}.md"
+
+    @property
+    def inputs_read(self) -> tuple[str, ...]:
+        """``reads`` and what its preconditions declare they read (only_mode: the mode)."""
+        more = [i for pre in self.preconditions for i in getattr(pre, "reads", ())]
+        return tuple(dict.fromkeys((*self.reads, *more)))
 
 
 # --- generic preconditions shared by checks -------------------------------------------
@@ -131,5 +145,6 @@ def only_mode(mode: str) -> Precondition:
         return None
 
     pre.__name__ = f"only_{mode}_mode"
+    pre.reads = ("mode",)  # type: ignore[attr-defined]  # the engine waits for the mode
     return pre
 
