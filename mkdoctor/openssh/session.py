@@ -238,6 +238,43 @@ class SSHClient:
                 record(f"(reusing the run's SSH connection {self.control_path})")
             return self._login
 
+    def login_with_prompt(self, timeout: float) -> LoginResult:
+        """Like :meth:`login`, but ssh may ask on this terminal (a password, once): the
+        master starts without ``BatchMode`` and in this process's session, so ssh reads
+        the answer from ``/dev/tty`` itself (it never passes through mkdoctor); after
+        the authentication ``-f`` sends it to the background, and every later command
+        shares that one login. ssh's messages go to the terminal too."""
+        import subprocess
+
+        with self._lock:
+            if self._login is not None:
+                return self._login
+            args = [a for a in self._master_args()]
+            i = args.index("BatchMode=yes")
+            del args[i - 1:i + 1]
+            try:
+                done = subprocess.run(args, stdout=subprocess.DEVNULL, timeout=timeout)
+                rc: Optional[int] = done.returncode
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                rc, timed_out = None, True
+            ok = rc == 0 and os.path.exists(self.control_path)
+            why = "" if ok else ("no answer in time" if timed_out else f"ssh exited with {rc}")
+            self._login = LoginResult(ok, why, rc, timed_out, [shlex.join(args)])
+            return self._login
+
+    def _master_args(self) -> list[str]:
+        return self.base_args() + [
+            "-M", "-N", "-f",
+            "-o", "ControlMaster=yes",
+            "-o", f"ControlPath={self.control_path}",
+            "-o", "ControlPersist=no",
+            "-o", "ServerAliveInterval=10",
+            "-o", "ServerAliveCountMax=3",
+            "-o", "ExitOnForwardFailure=yes",
+            "--", self.destination,
+        ]
+
     def _start_master(self, timeout: float) -> LoginResult:
         log = os.path.join(os.path.dirname(self.control_path), "master.log")
         args = self.base_args() + [

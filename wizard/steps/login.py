@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,8 +33,6 @@ def run(f: Flow) -> None:
              f"(ssh: {res['MK304'].summary.split(': ', 1)[-1]}): it has to be installed once")
     a = f.args
     t = st.target
-    base = ["ssh"] + (["-F", str(f.ssh_config_path())] if a.ssh_config else [])
-    base += (["-l", t.user] if t.user else []) + (["-p", str(t.port)] if t.port else [])
     pub = Path(str(st.identity) + ".pub")
     if f.ask.interactive:
         ok = f.ask.confirm(
@@ -46,10 +45,7 @@ def run(f: Flow) -> None:
         raise UsageError(f"the key is not accepted by {t.display} yet: give --install-key "
                          f"(uses a login that already works without a prompt), or run "
                          f"ssh-copy-id -i {pub} {t.display} first")
-    argv = remote.install_argv(base, t.host, st.public_line, f.opts.sshd_config,
-                               batch=not f.ask.interactive, timeout=f.opts.timeout)
-    ok, message, note = remote.install_key(argv, f.ask.interactive,
-                                           sshd_config=f.opts.sshd_config)
+    ok, message, note = install(f, t)
     if not ok:
         raise StepFailed(f"installing the key failed: {message}; install it by hand: "
                          f"ssh-copy-id -i {pub} {t.display}")
@@ -60,3 +56,34 @@ def run(f: Flow) -> None:
     if res["MK304"].status.value != "pass":
         raise StepFailed(f"MK304 still fails after installing the key: {res['MK304'].summary}; "
                          f"fix: {res['MK304'].fix}")
+
+
+def install(f: Flow, t: Target) -> tuple[bool, str, str]:
+    """The install's one login (the password, typed at ssh's own prompt, or unattended a
+    login that already works), a ControlMaster that the lookup of AuthorizedKeysFile and
+    the append share; ended before the key's own session starts."""
+    from mkdoctor.context import Context
+    from mkdoctor.openssh.session import SSHClient
+    from mkdoctor.proc import ProcessRunner
+
+    opts = copy.copy(f.opts)
+    opts.ssh_config = Path(f.args.ssh_config).expanduser() if f.args.ssh_config else None
+    opts.identity = None
+    client = SSHClient(t.host, ProcessRunner(), user=t.user, port=t.port,
+                       ssh_config=opts.ssh_config, connect_timeout=opts.timeout)
+    try:
+        if f.ask.interactive:
+            login = client.login_with_prompt(180)
+        else:
+            login = client.login(opts.timeout * 2 + 2)
+        if not login.ok:
+            last = (login.stderr.strip().splitlines() or [f"ssh exited with {login.returncode}"])[-1]
+            return False, last, ""
+        ctx = Context(opts, t, session=client)
+        try:
+            return remote.install_through(client, ctx, f.state.public_line, opts.sshd_config,
+                                          ctx.step_timeout(opts.timeout * 2))
+        finally:
+            ctx.close()
+    finally:
+        client.close()
