@@ -23,7 +23,6 @@ from mkdoctor.options import (
     existing_file,
     local_path,
     nonempty,
-    output_path,
     parse_host,
     parse_link_host,
     parse_link_ports,

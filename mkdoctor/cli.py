@@ -9,26 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Optional, Sequence
 
 from mkdoctor import __version__
-from mkdoctor.options import (
-    MODES,
-    Options,
-    Target,
-    UsageError,
-    check_kernel,
-    existing_file,
-    local_path,
-    nonempty,
-    output_path,
-    parse_host,
-    parse_link_host,
-    parse_link_ports,
-    parse_timeout,
-    ssh_config_file,
-)
+from mkdoctor.options import UsageError, output_path
 
 from mkdoctor.args import (  # noqa: F401 - shared with the setup flow; re-exported
     ArgumentParser,

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from mkdoctor.openssh import client_config as sshconfig
-from mkdoctor.options import Options, Target, UsageError, parse_host
+from mkdoctor.options import Options, Target, UsageError
 from mkdoctor.wizard import writers
 from mkdoctor.wizard.prompts import Asker
 from mkdoctor.wizard.state import SetupState

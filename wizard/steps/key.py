@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from mkdoctor.wizard.flow import Flow
 
 
-
 def run(f: Flow) -> None:
     st = f.state
     f.step("The key")

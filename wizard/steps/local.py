@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from mkdoctor.wizard.flow import Flow
 
 
-
 def run(f: Flow) -> None:
     st = f.state
     f.step("This computer (MK1xx, MK2xx)")

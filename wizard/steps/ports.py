@@ -34,7 +34,6 @@ def pick_ports(address: str, rng: Optional[random.Random] = None) -> tuple[int, 
     raise StepFailed("no two free ports in 49152-65535; give --link-ports P1,P2")
 
 
-
 def run(f: Flow) -> None:
     st = f.state
     f.step("The link ports (MK203)")

@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from mkdoctor.wizard.flow import Flow
 
 
-
 def run(f: Flow) -> None:
     st = f.state
     f.step("Proving the link with the strings about to be written (MK403, MK404)")

@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from mkdoctor.wizard.flow import Flow
 
 
-
 def run(f: Flow) -> None:
     f.state.hardened = advise(f)
 

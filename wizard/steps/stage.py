@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from mkdoctor.wizard.flow import Flow
 
 
-
 def run(f: Flow) -> None:
     """A private copy of the ssh config with the new block, for every check until
     the files are written."""
