@@ -67,8 +67,11 @@ def with_run_options(local: list[str], control_path: str, ssh_config: Optional[s
                      port: Optional[int]) -> list[str]:
     """Insert the run's connection options right after ``ssh`` (after an ``env`` prefix,
     which stays where it is) (pure; tested)."""
+    from mkdoctor.openssh.session import MUX_ONLY
+
     at = max(ssh_index(local), 0)
-    extra = ["-o", f"ControlPath={control_path}", "-o", "ControlMaster=no", "-o", "BatchMode=yes"]
+    # through the run's master or not at all (never a second login; see session.MUX_ONLY)
+    extra = ["-o", f"ControlPath={control_path}", *MUX_ONLY]
     if ssh_config and "-F" not in local[at:-1]:
         extra = ["-F", ssh_config] + extra
     if port and "-p" not in local[at:-1]:
@@ -452,4 +455,5 @@ CHECK = Check(
     needs=("MK401", "MK402", "MK403"),
     after=("MK101", "MK201"),
     preconditions=(needs_target,),
+    reads=("mode",),  # ctx.mode: waits for the check that decides it
 )
