@@ -1,0 +1,232 @@
+"""Kernels on a cluster's compute node, through the login node (Slurm).
+
+The launch command the front end runs for a cluster profile is::
+
+    ssh [-F CONFIG] -o ExitOnForwardFailure=yes -R P1:127.0.0.1:P1 -R P2:127.0.0.1:P2 LOGIN \\
+        'exec python3 -c RELAY login P1 P2 PREFIX -- SRUN_OPTIONS -- KERNEL -wstp'
+
+* The two ``-R`` forwards are the tunnel mode's: they listen on the login node's
+  loopback and lead to the front end's link ports on the laptop.
+* On the login node the relay (:mod:`mkdoctor.cluster_relay`, shipped inside the command)
+  runs ``srun`` for one task on one node and, in that task, the relay's node side, which
+  starts the kernel with a link to two ports of the node's own loopback and carries both
+  connections over srun's stdin/stdout. srun's standard I/O is the one path from a compute
+  node to the login node that every Slurm cluster has (the nodes' slurmstepd connects
+  back to srun on the login node): nothing is needed from the admins — no
+  ``GatewayPorts`` (``ssh -R`` on the login node binds loopback, out of the node's
+  reach), no ssh into the node (``pam_slurm_adopt`` or none at all), no listener on the
+  login node's cluster address (which every user of the cluster could reach).
+* The allocation ends with the kernel: srun created it, so the job is over when its one
+  task (the node relay) exits; the node relay ends the kernel when the link closes,
+  when srun's stdin closes or on SIGTERM; the login relay runs ``scancel`` when its ssh
+  session ends (the front end quit or killed ssh, the connection dropped, ``kill -9`` of
+  the local ssh) or on SIGHUP/SIGTERM/SIGINT. srun runs with ``--kill-on-bad-exit=1``.
+
+The quoting: the local shell (the front end runs the command with a POSIX shell) sees
+the remote command as one word; the login node's shell sees each relay/srun/kernel
+argument as one word (:func:`shlex.quote`); srun passes its argv to the task without a
+shell, so a partition, account or kernel path reaches Slurm and ``execve`` as it was typed.
+Slurm facts: ``srun`` options ``--partition``, ``--time``, ``--cpus-per-task``,
+``--account``, ``--licenses``, ``--kill-on-bad-exit``, ``--unbuffered``, ``--immediate``
+and ``--job-name`` (slurm.schedmd.com/srun.html); ``scancel --name --user``
+(slurm.schedmd.com/scancel.html); ``squeue`` reasons (slurm.schedmd.com/squeue.html,
+"JOB REASON CODES").
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import re
+import shlex
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from mkdoctor.launch import LaunchSpec, _join, link_flag, mlopen_arguments, quote_readable
+
+SCHEDULERS = ("slurm",)
+SLURM_COMMANDS = ("sinfo", "srun", "squeue", "scancel")
+JOB_PREFIX = "mkdoctor"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Everything the cluster launch command depends on."""
+
+    destination: str  # the login node: the managed Host alias mk-NAME
+    kernel: str  # the kernel path on the compute nodes
+    link_ports: tuple[int, int]
+    kernel_version: str = ""
+    partition: str = ""
+    time: str = ""  # Slurm time limit, e.g. 01:00:00
+    cpus: int = 0  # --cpus-per-task; 0: Slurm's default
+    account: str = ""
+    licenses: str = ""  # e.g. mathematica:1 at sites that meter licence tokens
+    ssh_config: Optional[str] = None
+    ssh_binary: str = "ssh"
+    job_prefix: str = JOB_PREFIX
+
+
+@functools.lru_cache(maxsize=1)
+def relay_blob() -> str:
+    """The relay's source, zlib-compressed, base64 (what the launch command carries)."""
+    source = (Path(__file__).with_name("cluster_relay.py")).read_bytes()
+    return base64.b64encode(zlib.compress(source, 9)).decode()
+
+
+def relay_program() -> str:
+    """The ``python3 -c`` program: unpacks and runs the relay (no file on the cluster)."""
+    from mkdoctor.cluster_relay import STUB
+
+    return STUB % relay_blob()
+
+
+def srun_args(spec: ClusterSpec) -> list[str]:
+    """The allocation the launch command asks for (one task on one node)."""
+    args = ["--nodes=1", "--ntasks=1", "--kill-on-bad-exit=1", "--unbuffered"]
+    if spec.partition:
+        args.append(f"--partition={spec.partition}")
+    if spec.time:
+        args.append(f"--time={spec.time}")
+    if spec.cpus:
+        args.append(f"--cpus-per-task={int(spec.cpus)}")
+    if spec.account:
+        args.append(f"--account={spec.account}")
+    if spec.licenses:
+        args.append(f"--licenses={spec.licenses}")
+    return args
+
+
+def _refuse(spec: ClusterSpec) -> None:
+    for what, value in (("destination", spec.destination), ("kernel path", spec.kernel),
+                        ("partition", spec.partition), ("account", spec.account),
+                        ("time", spec.time), ("licenses", spec.licenses),
+                        ("ssh config path", spec.ssh_config or "")):
+        if "`" in value:
+            raise ValueError(f"{value!r}: a {what} with a backquote cannot go into the launch "
+                             "command (the front end treats `...` as a placeholder)")
+        if re.search(r"[\x00-\x1f\x7f]", value):
+            raise ValueError(f"{value!r}: a {what} with control characters")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", spec.job_prefix):
+        raise ValueError(f"{spec.job_prefix!r}: not a usable job name prefix")
+
+
+def remote_words(spec: ClusterSpec) -> list[str]:
+    """The command the login node's shell runs, as words."""
+    _refuse(spec)
+    p1, p2 = spec.link_ports
+    return ["exec", "python3", "-c", relay_program(), "login", str(p1), str(p2),
+            spec.job_prefix, "--", *srun_args(spec), "--", spec.kernel,
+            link_flag(spec.kernel_version)]
+
+
+def ssh_argv(spec: ClusterSpec) -> list[str]:
+    """The local command line of the launch command."""
+    _refuse(spec)
+    dest = spec.destination
+    if not dest or dest.startswith("-") or re.search(r"[\s\x00-\x1f\x7f]", dest):
+        raise ValueError(f"{spec.destination!r}: not a usable ssh destination")
+    argv = [spec.ssh_binary]
+    if spec.ssh_config:
+        argv += ["-F", spec.ssh_config]
+    argv += ["-o", "ExitOnForwardFailure=yes"]
+    for p in spec.link_ports:
+        argv += ["-R", f"{p}:127.0.0.1:{p}"]
+    argv += [dest, " ".join(shlex.quote(w) for w in remote_words(spec))]
+    return argv
+
+
+def launch_command(spec) -> str:
+    """The front end's "Launch command" for a cluster profile: a :class:`ClusterSpec`, or
+    a saved profile (:func:`spec_from_profile`)."""
+    if not isinstance(spec, ClusterSpec):
+        spec = spec_from_profile(spec)
+    return _join(ssh_argv(spec), quote_readable)
+
+
+def mlopen(spec) -> str:
+    """The "Arguments to MLOpen" field: the front end listens on both ports (tunnel form)."""
+    if not isinstance(spec, ClusterSpec):
+        spec = spec_from_profile(spec)
+    return mlopen_arguments(LaunchSpec(destination=spec.destination, kernel=spec.kernel,
+                                       mode="tunnel", link_ports=spec.link_ports))
+
+
+def spec_from_profile(profile, destination: Optional[str] = None) -> ClusterSpec:
+    """The spec a saved profile describes (its ``host`` is the login node's alias)."""
+    return ClusterSpec(
+        destination=destination or profile.host, kernel=profile.kernel,
+        link_ports=tuple(profile.link_ports), kernel_version=profile.kernel_version or "",
+        partition=getattr(profile, "partition", "") or "", time=getattr(profile, "time", "") or "",
+        cpus=int(getattr(profile, "cpus", 0) or 0), account=getattr(profile, "account", "") or "",
+        licenses=getattr(profile, "licenses", "") or "",
+        ssh_config=profile.ssh_config or None)
+
+
+def is_cluster_command(command: str) -> bool:
+    """True if a launch command is this module's (it carries the relay's login role)."""
+    return "mkdoctor-relay" in command
+
+
+# ------------------------------------------------------------------ parallel kernels
+
+
+def parallel_kernels_file(kernel: str, n: int, partition: str = "", time: str = "",
+                          account: str = "", cpus: int = 1, kernel_version: str = "") -> str:
+    """A Wolfram Language file, run by the user *on the login node's kernel* (for
+    example the cluster kernel the front end started, or ``wolfram -script``), that asks
+    Slurm for ``n`` tasks, and launches one subkernel per task on the allocated nodes.
+
+    Each subkernel is started by ``srun --jobid=J --ntasks=1 ... KERNEL -wstp
+    -linkmode Connect -linkprotocol TCPIP -linkname `linkname``` — the kernel that
+    launches them is itself on the cluster network, so the subkernels connect to it
+    directly (no laptop involved), and the whole allocation is released with
+    ``scancel J`` when the kernels are closed.
+
+    Wolfram facts: ``LaunchKernels[RemoteMachine[host, command, n]]`` starts n kernels
+    on a remote machine, the command template's `` `1` `` is the link name
+    (reference.wolfram.com/language/SubKernels/ref/RemoteMachine.html); 13.1 and later
+    also accept ``LaunchKernels[KernelConfiguration[...]]``-free specs such as
+    ``LaunchKernels["ssh://host/kernel?n"]`` and ``RemoteKernel``
+    (reference.wolfram.com/language/ref/LaunchKernels.html,
+    reference.wolfram.com/language/ref/RemoteKernel.html); ``CloseKernels[]`` ends them
+    (reference.wolfram.com/language/ref/CloseKernels.html).
+    """
+    if not 1 <= int(n) <= 4096:
+        raise ValueError(f"{n!r}: the number of subkernels must be 1-4096")
+    spec = ClusterSpec(destination="login", kernel=kernel, link_ports=(1024, 1025),
+                       partition=partition, time=time, account=account)
+    _refuse(spec)
+    alloc = ["salloc", "--no-shell", f"--ntasks={int(n)}", f"--cpus-per-task={max(1, int(cpus))}",
+             f"--job-name={JOB_PREFIX}-subkernels"]
+    alloc += [a for a in srun_args(spec) if a.startswith(("--partition", "--time", "--account"))]
+    # The srun line of each subkernel; `1` is RemoteMachine's link-name slot.
+    step = ["srun", "--jobid=\x01JOB\x01", "--ntasks=1", "--nodes=1", "--overlap",
+            "--kill-on-bad-exit=1", kernel, link_flag(kernel_version), "-linkmode", "Connect",
+            "-linkprotocol", "TCPIP", "-linkname", "\x01LINK\x01"]
+    shell = " ".join(shlex.quote(w) for w in step)
+    wl_template = _wl_string(shell).replace("\x01JOB\x01", '" <> job <> "').replace(
+        "\x01LINK\x01", "`1`")
+    alloc_sh = " ".join(shlex.quote(w) for w in alloc) + " 2>&1"
+    return f"""(* Written by mkdoctor: {int(n)} subkernels on Slurm compute nodes.
+   Run on the cluster (the login node or a cluster kernel), not on the laptop:
+   the subkernels connect to the kernel that launches them. *)
+Needs["SubKernels`RemoteKernels`"];
+allocation = Import["!" <> {_wl_string(alloc_sh)}, "Text"];
+job = StringCases[allocation, "Granted job allocation " ~~ id : DigitCharacter .. :> id];
+If[job === {{}}, Print["salloc failed: ", allocation]; Abort[]];
+job = First[job];
+command = {wl_template};
+kernels = If[$VersionNumber >= 13.1,
+  LaunchKernels[RemoteMachine[$MachineName, command, {int(n)}]],
+  LaunchKernels[Table[RemoteMachine[$MachineName, command, 1], {{{int(n)}}}]]];
+Print[Length[kernels], " subkernels on ", Union[ParallelEvaluate[$MachineName]]];
+(* when done: CloseKernels[]; Run["scancel " <> job] *)
+"""
+
+
+def _wl_string(text: str) -> str:
+    """A Wolfram Language string literal (backslash and double quote escaped)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
