@@ -217,7 +217,8 @@ def _parent_watch():
 
 def login(argv):
     ports = [int(argv[0]), int(argv[1])]
-    name = argv[2]
+    # One name per launch: scancel --name must never reach another kernel's job.
+    name = "%s-%s" % (argv[2], base64.b32encode(os.urandom(5)).decode().lower())
     rest = argv[4:]  # argv[3] == "--"
     cut = rest.index("--")
     srun_args, node_args = rest[:cut], rest[cut + 1:]
@@ -237,7 +238,7 @@ def login(argv):
             blob = base64.b64encode(zlib.compress(fh.read(), 9)).decode()
     node_cmd = ["python3", "-c", STUB % blob, "node"] + node_args
     try:
-        srun = subprocess.Popen(["srun"] + srun_args + node_cmd, stdin=subprocess.PIPE,
+        srun = subprocess.Popen(["srun", "--job-name=" + name] + srun_args + node_cmd, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=None, start_new_session=True)
     except OSError as err:
         _say("cannot run srun on the login node: %s" % err)

@@ -24,8 +24,9 @@ its own mount namespace where
   cluster user exists everywhere, as with a directory service),
 * ``/etc/slurm`` is the private configuration directory (so ``srun`` finds it at its
   default path, as on a real cluster: the login sshd shows the same directory there),
-* ``node_mounts``/``login_mounts`` show test directories at absolute paths (a kernel
-  installed on the login node only, a different kernel on the nodes, ...).
+* ``node_mounts`` show test directories over existing paths (under ``base_dir``: the
+  real filesystem is never written): a kernel installed on the login node only (an
+  empty directory over it on the nodes), a kernel that fails its licence on the nodes.
 
 The user's home directory is the login sandbox's, shared with the nodes (as NFS homes
 are). Everything is stopped and removed by :meth:`SlurmCluster.stop` (processes killed by
@@ -258,8 +259,11 @@ PartitionName=staff Nodes=ALL Default=NO MaxTime=INFINITE State=UP AllowGroups=r
         binds = [(str(etc / "passwd"), "/etc/passwd"), (str(etc / "group"), "/etc/group"),
                  (str(etc / "shadow"), "/etc/shadow"), (str(self.conf_dir), "/etc/slurm")]
         binds += [(str(Path(src).absolute()), target) for target, src in sorted(mounts.items())]
-        script = "".join(f"mkdir -p {q(t)} 2>/dev/null; mount --bind {q(s)} {q(t)} && "
-                         for s, t in binds)
+        for _, target in binds:  # never create anything outside the test's directories
+            if not Path(target).exists():
+                raise NetnsError(f"mount target {target} does not exist (use a path under "
+                                 "the cluster's base_dir, shown differently on the nodes)")
+        script = "".join(f"mount --bind {q(s)} {q(t)} && " for s, t in binds)
         # ``ip netns exec`` mounts a fresh /sys, without the cgroup mounts; slurmd
         # initialises its cgroup plugin even with proctrack/linuxproc and task/none, and
         # the v1 plugin only needs a tmpfs there (nothing is ever put in a cgroup).
@@ -297,10 +301,14 @@ PartitionName=staff Nodes=ALL Default=NO MaxTime=INFINITE State=UP AllowGroups=r
 
     def slurm(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """A Slurm client command as root on the login node (the test's admin view)."""
-        assert self.login is not None
+        assert self.login is not None and self.sandbox is not None
+        q = shlex.quote
+        etc = self.sandbox.etc_dir
         return subprocess.run(
             self.login.argv([UNSHARE, "--mount", "--propagation", "private", "/bin/sh", "-c",
-                             f"mount --bind {shlex.quote(str(self.conf_dir))} /etc/slurm && "
+                             f"mount --bind {q(str(self.conf_dir))} /etc/slurm && "
+                             f"mount --bind {q(str(etc / 'passwd'))} /etc/passwd && "
+                             f"mount --bind {q(str(etc / 'group'))} /etc/group && "
                              'exec "$@"', "sh", *argv]),
             capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
@@ -376,3 +384,134 @@ def _wait(pred, what: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 def slurm_cluster(base_dir: Path, **kw) -> Iterator[SlurmCluster]:
     with SlurmCluster(base_dir, **kw) as cluster:
         yield cluster
+
+
+# ---------------------------------------------------------------------- test software
+
+STANDIN = Path(__file__).resolve().parent.parent / "standin_kernel.py"
+
+ECHO_KERNEL = '''#!/usr/bin/env python3
+# Test kernel: connects to both ports of -linkname like the stand-in, then echoes every
+# byte back on the same connection (to prove that the relay carries data both ways).
+import selectors, socket, sys
+args = [a.lower() for a in sys.argv[1:]]
+name = sys.argv[1:][args.index("-linkname") + 1]
+socks = []
+for part in name.split(","):
+    port, _, host = part.partition("@")
+    socks.append(socket.create_connection((host or "127.0.0.1", int(port)), timeout=10))
+sel = selectors.DefaultSelector()
+for s in socks:
+    sel.register(s, selectors.EVENT_READ)
+while True:
+    for key, _ in sel.select():
+        data = key.fileobj.recv(65536)
+        if not data:
+            sys.exit(0)
+        key.fileobj.sendall(data)
+'''
+
+# A kernel whose licence is locked to another machine: what users report from compute
+# nodes (observed: "Mathematica cannot find a valid password" with the node's machine
+# name and MathID). On the nodes it replaces the stand-in at the same path.
+NODE_LOCKED = '''#!/bin/sh
+echo
+echo "Mathematica cannot find a valid password."
+echo
+echo "Machine name: $(hostname)"
+echo "MathID: 6543-21098-$(hostname | cksum | cut -c1-5)"
+exit 1
+'''
+
+
+def _exe(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+class Software:
+    """Kernels under ``root`` (the cluster's shared software tree) and what the nodes
+    show instead (:attr:`node_mounts`)."""
+
+    HOSTILE_DIR = "it's \"odd\" $(touch pwned) dir"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        sw = root / "sw"
+        v = "14.1/Executables/WolframKernel"
+        self.kernel = sw / "wolfram" / v
+        self.echo = sw / "echo" / v
+        self.hostile = sw / self.HOSTILE_DIR / v
+        self.login_only = sw / "loginonly" / v
+        self.locked = sw / "locked" / v
+        for path in (self.kernel, self.hostile, self.login_only, self.locked):
+            _exe(path, STANDIN.read_text())
+        _exe(self.echo, ECHO_KERNEL)
+        locked_node = _exe(root / "sw-node" / "locked" / v, NODE_LOCKED)
+        empty = root / "sw-node" / "empty"
+        empty.mkdir(parents=True)
+        self.node_mounts = {str(sw / "loginonly"): empty, str(sw / "locked"): root / "sw-node" / "locked"}
+        for d in [root, *sorted({p for p in root.rglob("*") if p.is_dir()})]:
+            d.chmod(0o755)
+        del locked_node
+
+
+FRONTEND = r'''
+import socket, sys, time
+ports = [int(p) for p in sys.argv[1].split(",")]
+echo = sys.argv[2] == "echo"
+ls = []
+for p in ports:
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", p)); s.listen(1); s.settimeout(float(sys.argv[3])); ls.append(s)
+print("listening", flush=True)
+try:
+    cs = [l.accept()[0] for l in ls]
+except socket.timeout:
+    print("timeout", flush=True); sys.exit(1)
+print("connected", flush=True)
+if echo:
+    for i, c in enumerate(cs):
+        msg = (b"ping-%d-" % i) * 5000
+        c.sendall(msg); got = b""; c.settimeout(20)
+        while len(got) < len(msg):
+            d = c.recv(65536)
+            if not d: break
+            got += d
+        print("echo", i, "ok" if got == msg else "BAD %d" % len(got), flush=True)
+sys.stdin.readline()
+for c in cs: c.close()
+print("closed", flush=True)
+'''
+
+
+class Frontend:
+    """A stand-in for the front end's side of the link, in the laptop namespace: listens
+    on both ports (``-LinkMode Listen``), reports connections, closes on :meth:`close`."""
+
+    def __init__(self, cluster: SlurmCluster, ports: tuple[int, int], echo: bool = False,
+                 wait: float = 60) -> None:
+        assert cluster.laptop is not None
+        import sys
+
+        self.proc = cluster.laptop.popen(
+            [sys.executable, "-c", FRONTEND, f"{ports[0]},{ports[1]}", "echo" if echo else "-",
+             str(wait)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.readline() == "listening"
+
+    def readline(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def close(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.write("close\n")
+                self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=5)
