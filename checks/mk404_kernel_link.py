@@ -28,6 +28,7 @@ from mkdoctor.kernel import LICENCE_PATTERNS, ensure_login, kernel_path
 from mkdoctor.launch import (LaunchSpec, direct_linkname, launch_command, split_launch, substitute,
                            tunnel_linkname)
 from mkdoctor.listen import LinkListener, ListenError, bind_address
+from mkdoctor.cluster import not_cluster
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped, warned
 
 
@@ -232,5 +233,5 @@ CHECK = Check(
     run=run,
     needs=("MK402", "MK403"),
     after=("MK101",),
-    preconditions=(needs_target,),
+    preconditions=(needs_target, not_cluster("MK605 node-kernel-link proves the cluster launch command")),
 )

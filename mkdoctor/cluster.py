@@ -71,8 +71,18 @@ class ClusterSpec:
 
 @functools.lru_cache(maxsize=1)
 def relay_blob() -> str:
-    """The relay's source, zlib-compressed, base64 (what the launch command carries)."""
-    source = (Path(__file__).with_name("cluster_relay.py")).read_bytes()
+    """The relay's source without docstrings and comments (:func:`ast.unparse`),
+    zlib-compressed, base64: what the launch command carries."""
+    import ast
+
+    tree = ast.parse(Path(__file__).with_name("cluster_relay.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(getattr(body[0], "value", None), ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    source = ast.unparse(tree).encode()
     return base64.b64encode(zlib.compress(source, 9)).decode()
 
 
@@ -230,3 +240,233 @@ Print[Length[kernels], " subkernels on ", Union[ParallelEvaluate[$MachineName]]]
 def _wl_string(text: str) -> str:
     """A Wolfram Language string literal (backslash and double quote escaped)."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# ------------------------------------------------------------------ for the MK6xx checks
+
+
+def only_cluster(ctx):
+    """Precondition: skip unless this is a cluster run (``--scheduler``, or a profile's)."""
+    if not getattr(ctx.options, "scheduler", None):
+        return ("not a cluster profile (the kernel runs on the host itself)",
+                "for a cluster: mkdoctor --scheduler slurm --host LOGIN-NODE --partition NAME")
+    return None
+
+
+def not_cluster(instead: str):
+    """Precondition for the single-host checks that a cluster check replaces."""
+
+    def pre(ctx):
+        if getattr(ctx.options, "scheduler", None):
+            return (f"not applicable to a cluster profile ({instead})",
+                    f"nothing to do: {instead.split()[0]} checks it")
+        return None
+
+    pre.__name__ = "not_cluster"
+    return pre
+
+
+def spec_for_run(ctx, kernel: Optional[str] = None) -> ClusterSpec:
+    """The cluster spec this run describes: the partition MK601 resolved, the options'
+    allocation, the destination as the run reaches it."""
+    o = ctx.options
+    t = ctx.target
+    prof = o.profile
+    dest = (prof.host if prof is not None else (f"{t.user}@{t.host}" if t.user else t.host))
+    return ClusterSpec(
+        destination=dest, kernel=kernel or o.kernel or ctx.fact("MK401", "kernel") or "",
+        link_ports=ctx.link_ports,
+        kernel_version=str(ctx.fact("MK401", "version") or ""),
+        partition=o.partition or ctx.fact("MK601", "partition") or "",
+        time=o.time_limit, cpus=o.cpus, account=o.account, licenses=o.licenses,
+        ssh_config=str(o.ssh_config) if o.ssh_config else None)
+
+
+def check_job_name() -> str:
+    import secrets
+
+    return f"{JOB_PREFIX}-check-{secrets.token_hex(4)}"
+
+
+# Each remote script below is a POSIX sh script; every value in it went through
+# shlex.quote. "timeout" ends srun (SIGTERM: srun then cancels its job), and the script
+# cancels the job by name whatever happened, so a check never leaves a job behind.
+
+def allocation_script(srun: list[str], name: str, limit: float) -> str:
+    """MK602: ask for the allocation, watch ``squeue`` while it waits, release it."""
+    q = shlex.quote
+    args = " ".join(q(a) for a in srun)
+    secs = max(2, int(limit))
+    return f"""\
+n={q(name)}; u=$(id -un); err=$(mktemp 2>/dev/null || echo /tmp/mkd-alloc-$$)
+start=$(date +%s)
+timeout -k 3 {secs} srun --job-name="$n" {args} hostname >"$err.out" 2>"$err" </dev/null &
+sp=$!
+last=""
+while kill -0 "$sp" 2>/dev/null; do
+  l=$(squeue -h -u "$u" -n "$n" -o '%i|%T|%r|%N' 2>/dev/null | head -n 1)
+  [ -n "$l" ] && last=$l
+  sleep 0.3
+done
+wait "$sp"; rc=$?
+echo "MKD-RC $rc $(( $(date +%s) - start ))"
+echo "MKD-LAST $last"
+echo "MKD-NODE $(head -n 1 "$err.out" 2>/dev/null)"
+sed 's/^/MKD-ERR /' "$err" 2>/dev/null | tail -n 8
+scancel --name "$n" --user "$u" 2>/dev/null
+i=0; left=x
+while [ $i -lt 20 ]; do
+  left=$(squeue -h -u "$u" -n "$n" -o '%i|%T' 2>/dev/null)
+  [ -z "$left" ] && break
+  sleep 0.5; i=$((i+1))
+done
+echo "MKD-LEFT $left"
+rm -f "$err" "$err.out"
+"""
+
+
+def node_kernel_script(srun: list[str], name: str, kernel: str, args: list[str],
+                       limit: float) -> str:
+    """MK603: on a compute node: its name, whether the kernel path exists there, then the
+    kernel itself (-noprompt -run EXPR), ended after ``limit`` seconds."""
+    q = shlex.quote
+    secs = max(2, int(limit))
+    inner = (f'echo "MKD-NODE $(hostname) ${{SLURM_JOB_ID:-?}}"; '
+             f'if [ ! -e {q(kernel)} ]; then echo MKD-NOKERNEL; exit 127; fi; '
+             f'if [ ! -x {q(kernel)} ]; then echo MKD-NOEXEC; exit 126; fi; '
+             f'exec timeout -k 2 {secs} ' + " ".join(q(a) for a in [kernel, *args]))
+    srun_args = " ".join(q(a) for a in srun)
+    return f"""\
+n={q(name)}; u=$(id -un)
+timeout -k 3 {secs + 15} srun --job-name="$n" {srun_args} /bin/sh -c {q(inner)} </dev/null
+rc=$?
+scancel --name "$n" --user "$u" 2>/dev/null
+exit $rc
+"""
+
+
+UNRESOLVABLE = {
+    # squeue reasons that do not go away by waiting (slurm.schedmd.com/squeue.html,
+    # JOB REASON CODES; resource_limits.html for the Assoc*/QOS* limits)
+    "PartitionDown": "the partition is down",
+    "PartitionInactive": "the partition is inactive",
+    "PartitionNodeLimit": "more nodes than the partition allows",
+    "PartitionTimeLimit": "the time limit is longer than the partition's maximum",
+    "ReqNodeNotAvail": "the requested nodes are not available (down, drained or reserved)",
+    "InvalidAccount": "the account is not valid",
+    "InvalidQOS": "the QOS is not valid",
+    "AccountNotAllowed": "the account may not use this partition",
+    "QOSMaxWallDurationPerJobLimit": "the time limit is longer than the QOS allows",
+    "AssocMaxWallDurationPerJobLimit": "the time limit is longer than the association allows",
+    "AssocGrpCPULimit": "the account's CPU limit is reached",
+    "AssocMaxJobsLimit": "the account's limit of running jobs is reached",
+    "Licenses": "the licence tokens (--licenses) are all in use",
+    "JobHeldUser": "the job is held",
+    "JobHeldAdmin": "an administrator holds the job",
+}
+
+
+@dataclass
+class LaunchRun:
+    """What :func:`run_launch` saw."""
+
+    connected: bool = False
+    data_ok: bool = False
+    ports_connected: tuple = ()
+    node: str = ""
+    job: str = ""
+    exit_code: Optional[int] = None
+    exited_after_close: bool = False
+    left: str = ""  # the job still in the queue after the link closed
+    output: str = ""
+    argv: tuple = ()
+
+
+def fresh_connection_argv(local: list[str], ssh_config: Optional[str], port: Optional[int]) -> list[str]:
+    """The launch command's ssh argv as the front end runs it, plus BatchMode=yes (no
+    prompt can hang a check) and ControlPath=none (a connection of its own, as the front
+    end's: the login relay's watchdog is its ssh session)."""
+    extra = ["-o", "BatchMode=yes", "-o", "ControlPath=none", "-o", "ControlMaster=no"]
+    if ssh_config and "-F" not in local[:-1]:
+        extra = ["-F", ssh_config] + extra
+    if port and "-p" not in local[:-1]:
+        extra += ["-p", str(port)]
+    return [local[0], *extra, *local[1:]]
+
+
+def run_launch(ctx, command: str, want: Optional[bytes] = None) -> LaunchRun:
+    """Run a cluster launch command as the front end does (listening on both ports,
+    ``sh -c``, stdin /dev/null), wait for both connections (and ``want`` on each), close
+    the link, and check that the command exits and its job leaves the queue."""
+    import os
+    import tempfile
+    import time
+
+    from mkdoctor.listen import LinkListener
+
+    out = LaunchRun()
+    ports = ctx.link_ports
+    local = shlex.split(command)
+    argv = fresh_connection_argv(local, str(ctx.options.ssh_config) if ctx.options.ssh_config else None,
+                                 ctx.target.port)
+    out.argv = tuple(argv)
+    listener = LinkListener("127.0.0.1", ports).open()
+    tmp = tempfile.mkdtemp(prefix="mkd-cluster-")
+    log = os.path.join(tmp, "launch.log")
+    proc = None
+    limit = min(ctx.options.kernel_timeout, max(2.0, ctx.remaining() - 30))
+    try:
+        proc = ctx.runner.spawn(["sh", "-c", shlex.join(argv)], stdout_path=log)
+        end = time.monotonic() + limit
+        while proc is not None and time.monotonic() < end and proc.poll() is None:
+            if listener.connected_all(0.2):
+                break
+        out.connected = listener.connected_all(0.3)
+        if out.connected and want is not None:
+            out.data_ok = listener.received_all({p: want for p in ports}, min(10.0, limit))
+        out.ports_connected = tuple(p for p in ports if listener.states[p].peers)
+        text = _read(log)
+        m = re.search(r"mkdoctor-relay: kernel on (\S+) (\S+)", text)
+        if m:
+            out.node, out.job = m.group(1), m.group(2)
+        listener.close_connections()  # the link ends: the kernel must exit, the job end
+        if proc is not None:
+            try:
+                proc.wait(timeout=20)
+                out.exited_after_close = True
+            except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired
+                out.exited_after_close = False
+            out.exit_code = ctx.runner.stop(proc, grace=0.1)
+            proc = None
+    finally:
+        listener.close()
+        if proc is not None and proc.poll() is None:
+            ctx.runner.stop(proc)
+        out.output = _read(log)
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not out.job:
+        m = re.search(r"mkdoctor-relay: kernel on (\S+) (\S+)", out.output)
+        if m:
+            out.node, out.job = m.group(1), m.group(2)
+    if out.job.isdigit():
+        out.left = job_left(ctx, out.job)
+    return out
+
+
+def job_left(ctx, job: str, wait: float = 20.0) -> str:
+    """``squeue`` for ``job`` until it is gone (or ``wait`` passes); what is left."""
+    script = (f"i=0; while [ $i -lt {int(wait * 2)} ]; do l=$(squeue -h -j {shlex.quote(job)} "
+              "-t PD,R,S,CG,CF -o '%i %T %j' 2>/dev/null); [ -z \"$l\" ] && exit 0; sleep 0.5; i=$((i+1)); done; "
+              f"echo \"$l\"; scancel {shlex.quote(job)} 2>/dev/null")
+    done = ctx.ssh.run(script, ctx.step_timeout(wait + 10))
+    return done.stdout.strip()
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""

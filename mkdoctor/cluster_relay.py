@@ -40,6 +40,13 @@ import sys
 import time
 import zlib
 
+PROBE = "@probe"  # the kernel argument that asks for the path probe instead of a kernel
+_PROBE_CODE = (
+    "import socket,sys\n"
+    "n=sys.argv[sys.argv.index('-LinkName')+1]\n"
+    "s=[socket.create_connection(('127.0.0.1',int(p.split('@')[0])),10) for p in n.split(',')]\n"
+    "[c.sendall(b'mkdoctor-probe\\n') for c in s]\n"
+    "s[0].recv(1)\n")
 GRACE = 5.0  # seconds a kernel may take to exit after its link closed
 CHUNK = 16384
 
@@ -105,9 +112,12 @@ def node(argv):
     ports = [s.getsockname()[1] for s in listeners]
     linkname = "%d@127.0.0.1,%d@127.0.0.1" % (ports[0], ports[1])
     out = sys.stdout.fileno()
+    argv = [kernel, flag]
+    if kernel == PROBE:  # MK604: no kernel, only the path (connect both ports, hold them)
+        argv = [sys.executable, "-c", _PROBE_CODE]
     try:
         proc = subprocess.Popen(
-            [kernel, flag, "-LinkMode", "Connect", "-LinkProtocol", "TCPIP", "-LinkName",
+            argv + ["-LinkMode", "Connect", "-LinkProtocol", "TCPIP", "-LinkName",
              linkname, "-LinkHost", "127.0.0.1"],
             stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(), stderr=sys.stderr.fileno(),
             preexec_fn=os.setsid)
