@@ -241,6 +241,7 @@ Licenses=mathematica:2
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 PartitionName=closed Nodes=ALL Default=NO MaxTime=INFINITE State=DOWN
 PartitionName=staff Nodes=ALL Default=NO MaxTime=INFINITE State=UP AllowGroups=root
+PartitionName=short Nodes=ALL Default=NO MaxTime=00:01:00 State=UP
 """
         if self.extra_conf:
             text += self.extra_conf.strip("\n") + "\n"
