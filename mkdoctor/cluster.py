@@ -67,6 +67,7 @@ class ClusterSpec:
     ssh_config: Optional[str] = None
     ssh_binary: str = "ssh"
     job_prefix: str = JOB_PREFIX
+    subkernels: int = 0  # extra task slots in the same job for parallel subkernels
 
 
 @functools.lru_cache(maxsize=1)
@@ -95,7 +96,14 @@ def relay_program() -> str:
 
 def srun_args(spec: ClusterSpec) -> list[str]:
     """The allocation the launch command asks for (one task on one node)."""
-    args = ["--nodes=1", "--ntasks=1", "--kill-on-bad-exit=1", "--unbuffered"]
+    if spec.subkernels:
+        # Task 0 is the relay and the kernel; the others hold slots for subkernels
+        # (cluster_relay.hold). --input=0: the link's frames go to task 0 only; --wait: the
+        # holders end a few seconds after task 0, so the job ends with the kernel.
+        args = [f"--ntasks={int(spec.subkernels) + 1}", "--input=0", "--wait=5"]
+    else:
+        args = ["--nodes=1", "--ntasks=1"]
+    args += ["--kill-on-bad-exit=1", "--unbuffered"]
     if spec.partition:
         args.append(f"--partition={spec.partition}")
     if spec.time:
@@ -183,63 +191,68 @@ def is_cluster_command(command: str) -> bool:
 # ------------------------------------------------------------------ parallel kernels
 
 
-def parallel_kernels_file(kernel: str, n: int, partition: str = "", time: str = "",
-                          account: str = "", cpus: int = 1, kernel_version: str = "") -> str:
-    """A Wolfram Language file, run by the user *on the login node's kernel* (for
-    example the cluster kernel the front end started, or ``wolfram -script``), that asks
-    Slurm for ``n`` tasks, and launches one subkernel per task on the allocated nodes.
+def parallel_kernels_file(kernel: str, kernel_version: str = "", form: str = "srun",
+                          profile: str = "") -> str:
+    """A Wolfram Language file that launches parallel subkernels on the nodes of the
+    cluster kernel's own job. It is evaluated *in the cluster kernel* (the master kernel
+    the front end started with a launch command built with ``subkernels=N``): that job
+    holds N extra task slots (:func:`srun_args`), so the subkernels need no allocation of
+    their own and end with the job — none can outlive the master kernel's allocation.
 
-    Each subkernel is started by ``srun --jobid=J --ntasks=1 ... KERNEL -wstp
-    -linkmode Connect -linkprotocol TCPIP -linkname `linkname``` — the kernel that
-    launches them is itself on the cluster network, so the subkernels connect to it
-    directly (no laptop involved), and the whole allocation is released with
-    ``scancel J`` when the kernels are closed.
+    ``form="srun"`` (every version): ``Needs["SubKernels`RemoteKernels`"]`` and
+    ``LaunchKernels[{RemoteMachine[node, template, k], ...}]``; RemoteMachine's command
+    template fills in `` `1` `` (the host), `` `2` `` (the link name) and `` `4` `` (the link
+    protocol options) (reference.wolfram.com/language/SubKernels/ref/RemoteMachine.html;
+    the classic ``-subkernel -noinit`` template). Here the template is ``srun --jobid=JOB
+    --overlap --nodes=1 --ntasks=1 -w `1` KERNEL -wstp -linkmode Connect `4` -linkname
+    '`2`' -subkernel -noinit``: each subkernel is a step of the job on that node, and
+    connects straight to the master kernel over the cluster network.
 
-    Wolfram facts: ``LaunchKernels[RemoteMachine[host, command, n]]`` starts n kernels
-    on a remote machine, the command template's `` `1` `` is the link name
-    (reference.wolfram.com/language/SubKernels/ref/RemoteMachine.html); 13.1 and later
-    also accept ``LaunchKernels[KernelConfiguration[...]]``-free specs such as
-    ``LaunchKernels["ssh://host/kernel?n"]`` and ``RemoteKernel``
-    (reference.wolfram.com/language/ref/LaunchKernels.html,
-    reference.wolfram.com/language/ref/RemoteKernel.html); ``CloseKernels[]`` ends them
-    (reference.wolfram.com/language/ref/CloseKernels.html).
+    ``form="ssh"`` (13.1 and later, and only where the cluster lets you ssh into the nodes
+    of your own job, e.g. pam_slurm_adopt): ``LaunchKernels[{"ssh://node/KERNEL?k", ...}]``
+    (the URL form of LaunchKernels: reference.wolfram.com/language/ref/LaunchKernels.html).
+    ``LaunchKernels[{ker1, ker2, ...}]`` launches each (same page); ``CloseKernels[]`` ends
+    them (reference.wolfram.com/language/ref/CloseKernels.html). The node list and the
+    slots per node come from Slurm's ``SLURM_JOB_NODELIST``/``SLURM_TASKS_PER_NODE``
+    (slurm.schedmd.com/srun.html, OUTPUT ENVIRONMENT VARIABLES) and ``scontrol show
+    hostnames`` (slurm.schedmd.com/scontrol.html).
     """
-    if not 1 <= int(n) <= 4096:
-        raise ValueError(f"{n!r}: the number of subkernels must be 1-4096")
-    spec = ClusterSpec(destination="login", kernel=kernel, link_ports=(1024, 1025),
-                       partition=partition, time=time, account=account)
-    _refuse(spec)
-    alloc = ["salloc", "--no-shell", f"--ntasks={int(n)}", f"--cpus-per-task={max(1, int(cpus))}",
-             f"--job-name={JOB_PREFIX}-subkernels"]
-    alloc += [a for a in srun_args(spec) if a.startswith(("--partition", "--time", "--account"))]
-    # The srun line of each subkernel; `1` is RemoteMachine's link-name slot.
-    step = ["srun", "--jobid=\x01JOB\x01", "--ntasks=1", "--nodes=1", "--overlap",
-            "--kill-on-bad-exit=1", kernel, link_flag(kernel_version), "-linkmode", "Connect",
-            "-linkprotocol", "TCPIP", "-linkname", "\x01LINK\x01"]
-    shell = " ".join(shlex.quote(w) for w in step)
-    wl_template = _wl_string(shell).replace("\x01JOB\x01", '" <> job <> "').replace(
-        "\x01LINK\x01", "`1`")
-    alloc_sh = " ".join(shlex.quote(w) for w in alloc) + " 2>&1"
-    return f"""(* Written by mkdoctor: {int(n)} subkernels on Slurm compute nodes.
-   Run on the cluster (the login node or a cluster kernel), not on the laptop:
-   the subkernels connect to the kernel that launches them. *)
-Needs["SubKernels`RemoteKernels`"];
-allocation = Import["!" <> {_wl_string(alloc_sh)}, "Text"];
-job = StringCases[allocation, "Granted job allocation " ~~ id : DigitCharacter .. :> id];
-If[job === {{}}, Print["salloc failed: ", allocation]; Abort[]];
-job = First[job];
-command = {wl_template};
-kernels = If[$VersionNumber >= 13.1,
-  LaunchKernels[RemoteMachine[$MachineName, command, {int(n)}]],
-  LaunchKernels[Table[RemoteMachine[$MachineName, command, 1], {{{int(n)}}}]]];
-Print[Length[kernels], " subkernels on ", Union[ParallelEvaluate[$MachineName]]];
-(* when done: CloseKernels[]; Run["scancel " <> job] *)
+    from urllib.parse import quote
+
+    if form not in ("srun", "ssh"):
+        raise ValueError(f"{form!r}: the form is srun or ssh")
+    if "`" in kernel or re.search(r"[\x00-\x1f\x7f]", kernel) or not kernel:
+        raise ValueError(f"{kernel!r}: not a kernel path that can go into the file")
+    flag = link_flag(kernel_version)
+    head = (f"(* Written by mkdoctor{' (profile ' + profile + ')' if profile else ''}: parallel "
+            "subkernels on the nodes of this cluster kernel's Slurm job.\n"
+            "   Evaluate it in the cluster kernel (started with subkernel slots); the subkernels\n"
+            "   are steps of the same job and end with it. *)\n")
+    common = """job = Environment["SLURM_JOB_ID"];
+If[! StringQ[job], Print["not in a Slurm job: evaluate this in the cluster kernel"]; Abort[]];
+nodes = ReadList["!scontrol show hostnames \\"$SLURM_JOB_NODELIST\\"", String];
+perNode = Flatten[StringCases[StringSplit[Environment["SLURM_TASKS_PER_NODE"], ","],
+   {n : DigitCharacter .. ~~ "(x" ~~ r : DigitCharacter .. ~~ ")" :>
+      ConstantArray[ToExpression[n], ToExpression[r]],
+    n : DigitCharacter .. :> {ToExpression[n]}}]];
+slots = Select[Transpose[{nodes, perNode - UnitVector[Length[nodes], 1]}], #[[2]] > 0 &];
 """
-
-
-def _wl_string(text: str) -> str:
-    """A Wolfram Language string literal (backslash and double quote escaped)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if form == "srun":
+        step = " ".join(["srun", "--jobid=\x01", "--overlap", "--nodes=1", "--ntasks=1", "-w", "`1`",
+                         "--kill-on-bad-exit=1", shlex.quote(kernel), flag, "-linkmode", "Connect",
+                         "`4`", "-linkname", "'`2`'", "-subkernel", "-noinit"])
+        template = _wl_string(step).replace("\x01", '" <> job <> "')
+        body = ('Needs["SubKernels`RemoteKernels`"];\n' + common +
+                f"template = {template};\n"
+                "kernels = LaunchKernels[RemoteMachine[#[[1]], template, #[[2]]] & /@ slots];\n")
+    else:
+        path = quote(kernel, safe="/")
+        body = (common + "If[$VersionNumber < 13.1, Print[\"the ssh:// form needs 13.1 or later\"]; Abort[]];\n"
+                f"kernels = LaunchKernels[(\"ssh://\" <> #[[1]] <> {_wl_string(path)} <> \"?\" <> "
+                "ToString[#[[2]]]) & /@ slots];\n")
+    return head + body + ('Print[Length[kernels], " subkernels on ", '
+                          'Union[ParallelEvaluate[$MachineName]]];\n'
+                          "(* when done: CloseKernels[] (the job ends with the cluster kernel) *)\n")
 
 
 # ------------------------------------------------------------------ for the MK6xx checks
@@ -470,3 +483,8 @@ def _read(path: str) -> str:
             return fh.read()
     except OSError:
         return ""
+
+
+def _wl_string(text: str) -> str:
+    """A Wolfram Language string literal (backslash and double quote escaped)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

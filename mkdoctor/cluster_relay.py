@@ -101,7 +101,21 @@ def _kill_group(proc, sig):
 # ---------------------------------------------------------------------------- node
 
 
+def hold():
+    """Tasks other than task 0 hold the allocation's extra slots (for subkernels, which
+    run as steps of this job with srun --overlap) and do nothing else; they end on
+    SIGTERM, which srun --wait sends after task 0 (the relay with the kernel) ended."""
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: stop.append(signum))
+    while not stop:
+        time.sleep(0.5)
+    return 0
+
+
 def node(argv):
+    if os.environ.get("SLURM_PROCID", "0") != "0":
+        return hold()
     kernel, flag = argv[0], argv[1]
     listeners = []
     for _ in range(2):
