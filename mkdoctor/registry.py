@@ -61,12 +61,12 @@ CATALOGUE = (
     mk402_kernel_starts.CHECK,
     mk403_link_path.CHECK,
     mk404_kernel_link.CHECK,
+    mk501_config_consistent.CHECK,
     mk601_scheduler_found.CHECK,
     mk602_allocation.CHECK,
     mk603_node_kernel.CHECK,
     mk604_node_link_path.CHECK,
     mk605_node_kernel_link.CHECK,
-    mk501_config_consistent.CHECK,
 )
 
 
