@@ -12,6 +12,8 @@ cluster address). Afterwards the link is closed and the probe's job must leave t
 
 from __future__ import annotations
 
+import dataclasses
+
 from mkdoctor.cluster import launch_command, only_cluster, run_launch, spec_for_run
 from mkdoctor.cluster_relay import PROBE
 from mkdoctor.kernel import ensure_login
@@ -39,11 +41,21 @@ def run(ctx) -> Result:
             return failed(f"the path works, but the probe's job stayed after the link closed: {seen.left}",
                           f"cancel it (ssh {ctx.target.display} scancel {seen.job}); report it: "
                           "the relay could not end the job", details + shown, reason="left-behind")
+        how = ("ssh -R to the laptop" if spec.via == "forward" else
+               "the ssh session's own stdio to the laptop")
         return passed(f"the compute node {seen.node} reached both link ports on the laptop "
-                      "(srun's stdio to the login node, ssh -R to the laptop)", details,
-                      node=seen.node)
+                      f"(srun's stdio to the login node, {how})", details, node=seen.node)
     text = seen.output
     if "remote port forwarding failed" in text or "forwarding failed" in text:
+        # The stdio path needs no forwarding: try it, so the fix can name what works.
+        other = run_launch(ctx, launch_command(dataclasses.replace(spec, via="stdio")), want=WANT)
+        if other.connected and other.data_ok and not other.left:
+            return failed("the login node refuses reverse forwards (ssh -R), but the link works "
+                          "through the ssh session itself",
+                          "re-run mkdoctor setup with --cluster-link stdio (no forwarding needed), "
+                          "or ask the admins for AllowTcpForwarding remote on the login node",
+                          details + shown + [f"stdio path: the probe on {other.node} reached both ports"],
+                          reason="forwarding", stdio_works=True)
         return failed("the login node refused the reverse forwards (ssh -R)",
                       "see MK312 tcp-forwarding: the login node's sshd must allow "
                       "AllowTcpForwarding remote (or yes); ask the admins", details + shown,

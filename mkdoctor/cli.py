@@ -104,6 +104,9 @@ def add_target_args(p: argparse.ArgumentParser, for_setup: bool = False) -> None
     c.add_argument("--time", metavar="HH:MM:SS", help="the allocation's time limit")
     c.add_argument("--cpus", metavar="N", help="CPUs for the kernel (srun --cpus-per-task)")
     c.add_argument("--account", metavar="NAME", help="the account to charge (srun --account)")
+    c.add_argument("--cluster-link", choices=("forward", "stdio"),
+                   help="how the link leaves the login node: ssh -R forwards (default) or the "
+                        "ssh session itself (login nodes without port forwarding)")
     c.add_argument("--licenses", metavar="SPEC", help="licence tokens to request (srun --licenses), e.g. mathematica:1")
 
 
@@ -189,6 +192,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[Options, list[Optional[
         opts.cpus = int(getattr(prof, "cpus", 0) or 0)
         opts.account = getattr(prof, "account", "") or ""
         opts.licenses = getattr(prof, "licenses", "") or ""
+        opts.cluster_link = getattr(prof, "cluster_link", "") or ""
     hosts = list(args.host)
     if args.hosts_file is not None:
         hosts += read_hosts_file(args.hosts_file)
@@ -237,14 +241,16 @@ def _cluster_options(args: argparse.Namespace, opts: Options) -> None:
         value = getattr(args, flag, None)
         if value is not None:
             setattr(opts, attr, slurm_word(value, f"--{flag}"))
+    if getattr(args, "cluster_link", None):
+        opts.cluster_link = args.cluster_link
     if getattr(args, "time", None) is not None:
         opts.time_limit = slurm_time(args.time, "--time")
     if getattr(args, "cpus", None) is not None:
         opts.cpus = slurm_cpus(args.cpus, "--cpus")
-    given = [f for f in ("partition", "time", "cpus", "account", "licenses")
+    given = [f for f in ("partition", "time", "cpus", "account", "licenses", "cluster_link")
              if getattr(args, f, None) is not None]
     if given and not opts.scheduler:
-        raise UsageError(f"--{given[0]}: only with --scheduler slurm (a cluster profile)")
+        raise UsageError(f"--{given[0].replace('_', '-')}: only with --scheduler slurm (a cluster profile)")
 
 
 def cmd_check(argv: Sequence[str]) -> int:

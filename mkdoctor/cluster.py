@@ -22,6 +22,12 @@ The launch command the front end runs for a cluster profile is::
   session ends (the front end quit or killed ssh, the connection dropped, ``kill -9`` of
   the local ssh) or on SIGHUP/SIGTERM/SIGINT. srun runs with ``--kill-on-bad-exit=1``.
 
+Where the login node refuses port forwarding (``AllowTcpForwarding no``), ``via="stdio"``
+(``--cluster-link stdio``) runs a relay on the laptop too: ``PYTHON -c RELAY laptop P1 P2
+-- ssh LOGIN 'exec python3 -c RELAY pipe …'``, the frames go on through the ssh session
+itself, and the laptop relay connects them to the front end's ports. PYTHON is mkdoctor's
+own interpreter (the launch command is then tied to this installation).
+
 The quoting: the local shell (the front end runs the command with a POSIX shell) sees
 the remote command as one word; the login node's shell sees each relay/srun/kernel
 argument as one word (:func:`shlex.quote`); srun passes its argv to the task without a
@@ -68,6 +74,11 @@ class ClusterSpec:
     ssh_binary: str = "ssh"
     job_prefix: str = JOB_PREFIX
     subkernels: int = 0  # extra task slots in the same job for parallel subkernels
+    # "forward": ssh -R to the login node (the default); "stdio": no forwarding at all, the
+    # frames go on through the ssh session to a relay on the laptop (login nodes with
+    # AllowTcpForwarding off), run by ``laptop_python`` (mkdoctor's own interpreter)
+    via: str = "forward"
+    laptop_python: str = ""
 
 
 @functools.lru_cache(maxsize=1)
@@ -131,11 +142,17 @@ def _refuse(spec: ClusterSpec) -> None:
         raise ValueError(f"{spec.job_prefix!r}: not a usable job name prefix")
 
 
+VIAS = ("forward", "stdio")
+
+
 def remote_words(spec: ClusterSpec) -> list[str]:
     """The command the login node's shell runs, as words."""
     _refuse(spec)
+    if spec.via not in VIAS:
+        raise ValueError(f"{spec.via!r}: the link goes via forward or stdio")
     p1, p2 = spec.link_ports
-    return ["exec", "python3", "-c", relay_program(), "login", str(p1), str(p2),
+    role = ["login", str(p1), str(p2)] if spec.via == "forward" else ["pipe"]
+    return ["exec", "python3", "-c", relay_program(), *role,
             spec.job_prefix, "--", *srun_args(spec), "--", spec.kernel,
             link_flag(spec.kernel_version)]
 
@@ -149,10 +166,19 @@ def ssh_argv(spec: ClusterSpec) -> list[str]:
     argv = [spec.ssh_binary]
     if spec.ssh_config:
         argv += ["-F", spec.ssh_config]
-    argv += ["-o", "ExitOnForwardFailure=yes"]
-    for p in spec.link_ports:
-        argv += ["-R", f"{p}:127.0.0.1:{p}"]
+    if spec.via == "forward":
+        argv += ["-o", "ExitOnForwardFailure=yes"]
+        for p in spec.link_ports:
+            argv += ["-R", f"{p}:127.0.0.1:{p}"]
     argv += [dest, " ".join(shlex.quote(w) for w in remote_words(spec))]
+    if spec.via == "stdio":
+        import sys
+
+        python = spec.laptop_python or sys.executable
+        if "`" in python or re.search(r"[\x00-\x1f\x7f]", python):
+            raise ValueError(f"{python!r}: not a usable Python path for the launch command")
+        p1, p2 = spec.link_ports
+        argv = [python, "-c", relay_program(), "laptop", str(p1), str(p2), "--", *argv]
     return argv
 
 
@@ -180,7 +206,9 @@ def spec_from_profile(profile, destination: Optional[str] = None) -> ClusterSpec
         partition=getattr(profile, "partition", "") or "", time=getattr(profile, "time", "") or "",
         cpus=int(getattr(profile, "cpus", 0) or 0), account=getattr(profile, "account", "") or "",
         licenses=getattr(profile, "licenses", "") or "",
-        ssh_config=profile.ssh_config or None)
+        ssh_config=profile.ssh_config or None,
+        via=getattr(profile, "cluster_link", "") or "forward",
+        laptop_python=getattr(profile, "laptop_python", "") or "")
 
 
 def is_cluster_command(command: str) -> bool:
@@ -292,7 +320,8 @@ def spec_for_run(ctx, kernel: Optional[str] = None) -> ClusterSpec:
         kernel_version=str(ctx.fact("MK401", "version") or ""),
         partition=o.partition or ctx.fact("MK601", "partition") or "",
         time=o.time_limit, cpus=o.cpus, account=o.account, licenses=o.licenses,
-        ssh_config=str(o.ssh_config) if o.ssh_config else None)
+        ssh_config=str(o.ssh_config) if o.ssh_config else None,
+        via=getattr(o, "cluster_link", "") or "forward")
 
 
 def check_job_name() -> str:
@@ -396,15 +425,20 @@ class LaunchRun:
 
 
 def fresh_connection_argv(local: list[str], ssh_config: Optional[str], port: Optional[int]) -> list[str]:
-    """The launch command's ssh argv as the front end runs it, plus BatchMode=yes (no
+    """The launch command's argv as the front end runs it, plus, right after its ``ssh``
+    (the first word, or the laptop relay's command after ``--``), BatchMode=yes (no
     prompt can hang a check) and ControlPath=none (a connection of its own, as the front
     end's: the login relay's watchdog is its ssh session)."""
+    at = 0
+    if "laptop" in local and "--" in local:
+        at = local.index("--", local.index("laptop")) + 1
+    ssh_part = local[at:]
     extra = ["-o", "BatchMode=yes", "-o", "ControlPath=none", "-o", "ControlMaster=no"]
-    if ssh_config and "-F" not in local[:-1]:
+    if ssh_config and "-F" not in ssh_part[:-1]:
         extra = ["-F", ssh_config] + extra
-    if port and "-p" not in local[:-1]:
+    if port and "-p" not in ssh_part[:-1]:
         extra += ["-p", str(port)]
-    return [local[0], *extra, *local[1:]]
+    return [*local[:at], ssh_part[0], *extra, *ssh_part[1:]]
 
 
 def run_launch(ctx, command: str, want: Optional[bytes] = None) -> LaunchRun:

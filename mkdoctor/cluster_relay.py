@@ -14,6 +14,13 @@ standard library only), in two roles:
     end killed ssh, ``kill -9`` of the local ssh) or it gets SIGHUP/SIGTERM/SIGINT, it runs
     ``scancel --name NAME --user USER`` and ends ``srun``. Its stdin is not watched: the
     front end may run the launch command with stdin at end of file.
+``pipe PREFIX -- SRUN_ARGS... -- KERNEL LINKFLAG`` and ``laptop PORT1 PORT2 -- SSH_ARGV``
+    The way for login nodes that refuse port forwarding: on the login node, ``pipe`` runs
+    the same srun and passes the frames through unchanged between srun and its own ssh
+    session's stdin/stdout (the end of its stdin, which is the laptop relay's pipe, ends
+    the job like the loss of its parent); on the laptop, ``laptop`` runs that ssh and
+    connects the channels to the front end's ports on 127.0.0.1 (the ``login`` role's
+    work, done one hop later).
 ``node KERNEL LINKFLAG``
     On the compute node (a task of that srun). Listens on two free ports of the node's
     127.0.0.1, starts the kernel in its own process group with
@@ -239,50 +246,51 @@ def _parent_watch():
         pass
 
 
-def login(argv):
-    ports = [int(argv[0]), int(argv[1])]
-    # One name per launch: scancel --name must never reach another kernel's job.
-    name = "%s-%s" % (argv[2], base64.b32encode(os.urandom(5)).decode().lower())
-    rest = argv[4:]  # argv[3] == "--"
-    cut = rest.index("--")
-    srun_args, node_args = rest[:cut], rest[cut + 1:]
-    parent = os.getppid()
-    _parent_watch()
-    stop = []
-
+def _signals(stop):
     def on_signal(signum, frame):
         stop.append(signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+def _srun_command(argv):
+    """(job name, srun argv) from ``PREFIX -- SRUN_ARGS -- KERNEL FLAG``."""
+    # One name per launch: scancel --name must never reach another kernel's job.
+    name = "%s-%s" % (argv[0], base64.b32encode(os.urandom(5)).decode().lower())
+    rest = argv[2:]  # argv[1] == "--"
+    cut = rest.index("--")
+    srun_args, node_args = rest[:cut], rest[cut + 1:]
     blob = globals().get("B")
     if not blob:  # run as a file (tests): ship this file's own source
         with open(__file__, "rb") as fh:
             blob = base64.b64encode(zlib.compress(fh.read(), 9)).decode()
     node_cmd = ["python3", "-c", STUB % blob, "node"] + node_args
-    try:
-        srun = subprocess.Popen(["srun", "--job-name=" + name] + srun_args + node_cmd, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=None, start_new_session=True)
-    except OSError as err:
-        _say("cannot run srun on the login node: %s" % err)
-        return 127
-    to_node = srun.stdin.fileno()
+    return name, ["srun", "--job-name=" + name] + srun_args + node_cmd
+
+
+def _connect_loop(child, ports, stop, parent, where):
+    """Relay frames from ``child``'s stdout to connections to 127.0.0.1:PORTn (opened when
+    the node says ``O n``) and back to ``child``'s stdin, until ``stop`` gets a reason,
+    the child's output ends, or (``parent`` not None) our parent process changes.
+    Returns the kernel's status when the node reported it."""
+    to_node = child.stdin.fileno()
     sel = selectors.DefaultSelector()
-    lines = _Lines(srun.stdout.fileno())
-    sel.register(srun.stdout.fileno(), selectors.EVENT_READ, ("srun", None))
+    lines = _Lines(child.stdout.fileno())
+    sel.register(child.stdout.fileno(), selectors.EVENT_READ, ("child", None))
     conns = {}
     rc = None
     while not stop:
-        if os.getppid() != parent:
+        if parent is not None and os.getppid() != parent:
             stop.append("parent")
             break
         for key, _ in sel.select(timeout=0.5):
             what, ch = key.data
-            if what == "srun":
+            if what == "child":
                 got = lines.read()
                 if got is None:
-                    stop.append("srun")
+                    stop.append("child")
                     break
                 for line in got:
                     kind, _, rest_ = line.partition(b" ")
@@ -303,8 +311,7 @@ def login(argv):
                         try:
                             conn = socket.create_connection(("127.0.0.1", ports[c]), timeout=10)
                         except OSError as err:
-                            _say("cannot reach link port %d on the login node (the ssh -R "
-                                 "forward): %s" % (ports[c], err))
+                            _say("cannot reach link port %d on %s: %s" % (ports[c], where, err))
                             _write_all(to_node, _frame("C", c))
                             continue
                         conns[c] = conn
@@ -335,8 +342,12 @@ def login(argv):
                     pass
     for conn in conns.values():
         conn.close()
+    return rc
+
+
+def _end_srun(srun, name, stop):
     if srun.poll() is None:
-        if stop != ["srun"]:
+        if stop and stop[0] != "child":
             _say("ending the job (%s)" % stop[0])
             _scancel(name)
         try:
@@ -349,10 +360,97 @@ def login(argv):
         if srun.poll() is None:
             _scancel(name)
             os.killpg(srun.pid, signal.SIGKILL)
-    code_ = srun.wait()
-    if rc is None:
-        return code_ if code_ >= 0 else 128 - code_
-    return rc
+    code = srun.wait()
+    return code if code >= 0 else 128 - code
+
+
+def login(argv):
+    """``P1 P2 PREFIX -- SRUN_ARGS -- KERNEL FLAG``: the link to the ssh -R forwards."""
+    ports = [int(argv[0]), int(argv[1])]
+    name, srun_argv = _srun_command(argv[2:])
+    parent = os.getppid()
+    _parent_watch()
+    stop = []
+    _signals(stop)
+    try:
+        srun = subprocess.Popen(srun_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                start_new_session=True)
+    except OSError as err:
+        _say("cannot run srun on the login node: %s" % err)
+        return 127
+    rc = _connect_loop(srun, ports, stop, parent, "the login node (the ssh -R forward)")
+    code = _end_srun(srun, name, stop)
+    return code if rc is None else rc
+
+
+def pipe(argv):
+    """``PREFIX -- SRUN_ARGS -- KERNEL FLAG``: no forwards; the frames go on through this
+    ssh session's own stdin/stdout to the laptop relay (for login nodes that refuse
+    ssh -R). The end of stdin is the end of the link here: our stdin is the laptop
+    relay's pipe, never the front end's."""
+    name, srun_argv = _srun_command(argv)
+    parent = os.getppid()
+    _parent_watch()
+    stop = []
+    _signals(stop)
+    try:
+        srun = subprocess.Popen(srun_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                start_new_session=True)
+    except OSError as err:
+        _say("cannot run srun on the login node: %s" % err)
+        return 127
+    pairs = {sys.stdin.fileno(): srun.stdin.fileno(), srun.stdout.fileno(): sys.stdout.fileno()}
+    sel = selectors.DefaultSelector()
+    for src in pairs:
+        sel.register(src, selectors.EVENT_READ)
+    while not stop:
+        if os.getppid() != parent:
+            stop.append("parent")
+            break
+        for key, _ in sel.select(timeout=0.5):
+            try:
+                data = os.read(key.fd, CHUNK * 4)
+            except OSError:
+                data = b""
+            if not data:
+                stop.append("child" if key.fd == srun.stdout.fileno() else "stdin")
+                break
+            try:
+                _write_all(pairs[key.fd], data)
+            except OSError:
+                stop.append("laptop")
+                break
+    return _end_srun(srun, name, stop)
+
+
+def laptop(argv):
+    """``P1 P2 -- SSH_ARGV``: on the laptop, for the stdio path: run ssh (whose remote
+    command is the ``pipe`` role) and connect the node's channels to the front end's
+    link ports on this machine's 127.0.0.1."""
+    ports = [int(argv[0]), int(argv[1])]
+    ssh_argv = argv[3:]  # argv[2] == "--"
+    stop = []
+    _signals(stop)
+    try:
+        ssh = subprocess.Popen(ssh_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               start_new_session=True)
+    except OSError as err:
+        _say("cannot run ssh: %s" % err)
+        return 127
+    rc = _connect_loop(ssh, ports, stop, None, "this computer (the front end)")
+    if ssh.poll() is None:
+        try:
+            ssh.stdin.close()  # the pipe role ends the job when its stdin ends
+        except OSError:
+            pass
+        end = time.monotonic() + 10
+        while ssh.poll() is None and time.monotonic() < end:
+            time.sleep(0.1)
+        if ssh.poll() is None:
+            _kill_group(ssh, signal.SIGTERM)
+    code = ssh.wait()
+    code = code if code >= 0 else 128 - code
+    return code if rc is None else rc
 
 
 def _scancel(name):
@@ -374,10 +472,12 @@ STUB = ('import base64,zlib;B=%r;exec(compile(zlib.decompress(base64.b64decode(B
 
 
 def main(argv):
-    if not argv or argv[0] not in ("login", "node"):
-        _say("usage: login P1 P2 NAME -- SRUN_ARGS -- KERNEL FLAG | node KERNEL FLAG")
+    roles = {"login": login, "node": node, "pipe": pipe, "laptop": laptop}
+    if not argv or argv[0] not in roles:
+        _say("usage: login P1 P2 PREFIX -- SRUN_ARGS -- KERNEL FLAG | pipe PREFIX -- SRUN_ARGS "
+             "-- KERNEL FLAG | laptop P1 P2 -- SSH_ARGV | node KERNEL FLAG")
         return 2
-    return login(argv[1:]) if argv[0] == "login" else node(argv[1:])
+    return roles[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

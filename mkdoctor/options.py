@@ -241,6 +241,7 @@ class Options:
     cpus: int = 0
     account: str = ""
     licenses: str = ""
+    cluster_link: str = ""  # "forward" (ssh -R, default) or "stdio" (no forwarding)
 
 
 # --------------------------------------------------------------------------- clusters

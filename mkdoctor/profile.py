@@ -61,6 +61,8 @@ class Profile:
     cpus: int = 0
     account: str = ""
     licenses: str = ""
+    cluster_link: str = ""  # "forward" (ssh -R; default) or "stdio" (no port forwarding)
+    laptop_python: str = ""  # stdio: the Python the laptop relay runs with
     launch_command: str = ""
     mlopen_arguments: str = ""
     files: list[str] = field(default_factory=list)
@@ -167,6 +169,8 @@ def _validate_values(data: dict[str, Any], where: str) -> None:
             slurm_word(data[key], label(key))
     if data.get("time"):
         slurm_time(data["time"], label("time"))
+    if data.get("cluster_link") and data["cluster_link"] not in ("forward", "stdio"):
+        raise UsageError(f"{label('cluster_link')}: must be forward or stdio")
     if data.get("cpus"):
         slurm_cpus(data["cpus"], label("cpus"))
 

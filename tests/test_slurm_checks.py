@@ -160,8 +160,14 @@ def test_mk604_fails_when_the_login_node_refuses_forwarding(cl) -> None:
     try:
         r = check(c, "--scheduler", "slurm", "--kernel", str(sw.kernel))
         assert r["MK604"]["status"] == "fail", r["MK604"]
-        assert "forward" in r["MK604"]["summary"]
+        assert "refuses reverse forwards" in r["MK604"]["summary"]
+        assert "--cluster-link stdio" in r["MK604"]["fix"]  # the way that was proven to work
         assert r["MK605"]["status"] == "skip"
+        # ... and with it, the whole chain passes with forwarding still off
+        r = check(c, "--scheduler", "slurm", "--kernel", str(sw.kernel), "--cluster-link", "stdio")
+        for cid in ("MK604", "MK605"):
+            assert r[cid]["status"] == "pass", (cid, r[cid])
+        assert "the ssh session's own stdio" in r["MK604"]["summary"]
     finally:
         drop.unlink()
         c.sandbox.reload()

@@ -306,3 +306,55 @@ def test_subkernel_slots_and_the_parallel_files_srun_template(cl) -> None:
         fe.stop()
         if master is not None and master.poll() is None:
             master.kill()
+
+
+# ------------------------------------------------------------------ no port forwarding
+
+
+@pytest.fixture
+def no_forwarding(cl):
+    c, _ = cl
+    drop = c.sandbox.add_dropin("nofwd", "AllowTcpForwarding no")
+    c.sandbox.reload()
+    yield
+    drop.unlink()
+    c.sandbox.reload()
+
+
+def test_stdio_link_needs_no_forwarding(cl, no_forwarding) -> None:
+    c, sw = cl
+    forward = spec(c, sw.echo, partition="debug")
+    proc = launch(c, forward)  # the default way fails at once: the forwards are refused
+    rc, _, err = finish(proc)
+    assert rc != 0 and "forwarding failed" in err, err
+    s = spec(c, sw.echo, partition="debug", via="stdio")
+    fe = Frontend(c, s.link_ports, echo=True)
+    proc = launch(c, s)
+    try:
+        assert fe.readline() == "connected"
+        assert fe.readline() == "echo 0 ok"
+        assert fe.readline() == "echo 1 ok"
+        wait_job(c, "RUNNING")
+        fe.close()
+        rc, _, err = finish(proc)
+        assert rc == 0, err
+    finally:
+        fe.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_stdio_link_no_job_left_when_the_laptop_relay_is_killed(cl, no_forwarding, sig) -> None:
+    c, sw = cl
+    s = spec(c, sw.kernel, partition="debug", via="stdio")
+    fe = Frontend(c, s.link_ports)
+    proc = launch(c, s)
+    try:
+        assert fe.readline() == "connected"
+        wait_job(c, "RUNNING")
+        relay = [p for p in [proc.pid, *descendants(proc.pid)] if "laptop" in cmdline(p)]
+        assert relay
+        os.kill(relay[0], sig)
+        assert c.wait_no_jobs(20) == [], c.logs()
+        finish(proc)
+    finally:
+        fe.stop()
