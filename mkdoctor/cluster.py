@@ -208,6 +208,7 @@ def spec_from_profile(profile, destination: Optional[str] = None) -> ClusterSpec
         licenses=getattr(profile, "licenses", "") or "",
         ssh_config=profile.ssh_config or None,
         via=getattr(profile, "cluster_link", "") or "forward",
+        subkernels=int(getattr(profile, "subkernels", 0) or 0),
         laptop_python=getattr(profile, "laptop_python", "") or "")
 
 

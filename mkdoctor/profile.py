@@ -63,6 +63,7 @@ class Profile:
     licenses: str = ""
     cluster_link: str = ""  # "forward" (ssh -R; default) or "stdio" (no port forwarding)
     laptop_python: str = ""  # stdio: the Python the laptop relay runs with
+    subkernels: int = 0  # extra task slots in the kernel's job for parallel subkernels
     launch_command: str = ""
     mlopen_arguments: str = ""
     files: list[str] = field(default_factory=list)
@@ -131,7 +132,7 @@ def profile_from_dict(data: dict[str, Any], path: Optional[Path] = None) -> Prof
     if data.get("mode", "tunnel") not in MODES:
         raise UsageError(f"{where}: 'mode' must be direct or tunnel")
     for key, value in data.items():
-        if key not in ("port", "link_ports", "files", "cpus") and not isinstance(value, str):
+        if key not in ("port", "link_ports", "files", "cpus", "subkernels") and not isinstance(value, str):
             raise UsageError(f"{where}: '{key}' must be a string")
     _validate_values(data, where)
     if "name" not in data:
@@ -173,6 +174,8 @@ def _validate_values(data: dict[str, Any], where: str) -> None:
         raise UsageError(f"{label('cluster_link')}: must be forward or stdio")
     if data.get("cpus"):
         slurm_cpus(data["cpus"], label("cpus"))
+    if data.get("subkernels"):
+        slurm_cpus(data["subkernels"], label("subkernels"))
 
 
 def list_profiles() -> list[Path]:
