@@ -42,6 +42,11 @@ def no_profile(ctx) -> Optional[tuple[str, str]]:
 def expected_strings(prof) -> tuple[str, str]:
     from mkdoctor.launch import LaunchSpec, launch_command, mlopen_arguments
 
+    if getattr(prof, "scheduler", ""):  # a cluster profile: the srun relay's command
+        from mkdoctor import cluster
+
+        return cluster.launch_command(prof), cluster.mlopen(prof)
+
     spec = LaunchSpec(
         destination=prof.host, kernel=prof.kernel, mode=prof.mode,
         link_ports=(int(prof.link_ports[0]), int(prof.link_ports[1])),

@@ -73,6 +73,16 @@ def add_target_args(p: argparse.ArgumentParser, for_setup: bool = False) -> None
     g.add_argument("--kernel-timeout", default="30", metavar="SECONDS",
                    help="starting the kernel (default 30)")
     g.add_argument("--deadline", default="60", metavar="SECONDS", help="the whole run (default 60)")
+    c = p.add_argument_group("cluster (the kernel on a compute node reached through the login node --host)")
+    c.add_argument("--scheduler", choices=("slurm",), help="the cluster's scheduler (MK6xx checks)")
+    c.add_argument("--partition", metavar="NAME", help="the partition the launch command asks for")
+    c.add_argument("--time", metavar="HH:MM:SS", help="the allocation's time limit")
+    c.add_argument("--cpus", metavar="N", help="CPUs for the kernel (srun --cpus-per-task)")
+    c.add_argument("--account", metavar="NAME", help="the account to charge (srun --account)")
+    c.add_argument("--cluster-link", choices=("forward", "stdio"),
+                   help="how the link leaves the login node: ssh -R forwards (default) or the "
+                        "ssh session itself (login nodes without port forwarding)")
+    c.add_argument("--licenses", metavar="SPEC", help="licence tokens to request (srun --licenses), e.g. mathematica:1")
 
 
 def env_flag(name: str) -> bool:
@@ -122,6 +132,13 @@ def options_from_args(args: argparse.Namespace) -> tuple[Options, list[Optional[
         opts.link_host = prof.link_host or None
         if prof.sshd_config:
             opts.sshd_config = prof.sshd_config
+        opts.scheduler = getattr(prof, "scheduler", "") or None
+        opts.partition = getattr(prof, "partition", "") or ""
+        opts.time_limit = getattr(prof, "time", "") or ""
+        opts.cpus = int(getattr(prof, "cpus", 0) or 0)
+        opts.account = getattr(prof, "account", "") or ""
+        opts.licenses = getattr(prof, "licenses", "") or ""
+        opts.cluster_link = getattr(prof, "cluster_link", "") or ""
     hosts = list(args.host)
     if args.hosts_file is not None:
         hosts += read_hosts_file(args.hosts_file)
@@ -154,9 +171,32 @@ def options_from_args(args: argparse.Namespace) -> tuple[Options, list[Optional[
     opts.timeout = parse_timeout(args.timeout, "--timeout")
     opts.deadline = parse_timeout(args.deadline, "--deadline")
     opts.kernel_timeout = parse_timeout(args.kernel_timeout, "--kernel-timeout")
+    _cluster_options(args, opts)
     if args.jobs is not None and (args.jobs < 1 or args.jobs > 64):
         raise UsageError("--jobs: must be from 1 to 64")
     return opts, targets
+
+
+def _cluster_options(args: argparse.Namespace, opts: Options) -> None:
+    """--scheduler, --partition, --time, --cpus, --account, --licenses over the profile's."""
+    from mkdoctor.options import slurm_cpus, slurm_time, slurm_word
+
+    if getattr(args, "scheduler", None):
+        opts.scheduler = args.scheduler
+    for flag, attr in (("partition", "partition"), ("account", "account"), ("licenses", "licenses")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            setattr(opts, attr, slurm_word(value, f"--{flag}"))
+    if getattr(args, "cluster_link", None):
+        opts.cluster_link = args.cluster_link
+    if getattr(args, "time", None) is not None:
+        opts.time_limit = slurm_time(args.time, "--time")
+    if getattr(args, "cpus", None) is not None:
+        opts.cpus = slurm_cpus(args.cpus, "--cpus")
+    given = [f for f in ("partition", "time", "cpus", "account", "licenses", "cluster_link")
+             if getattr(args, f, None) is not None]
+    if given and not opts.scheduler:
+        raise UsageError(f"--{given[0].replace('_', '-')}: only with --scheduler slurm (a cluster profile)")
 
 
 def one_line(text: str) -> str:
