@@ -204,3 +204,59 @@ def test_mk605_kernel_that_outlives_its_link_still_leaves_no_job(cl) -> None:
     # the relay on the node ends a kernel that does not exit when its link closes
     assert r["MK605"]["status"] == "pass", r["MK605"]
     assert c.wait_no_jobs(20) == []
+
+
+def test_setup_for_the_cluster_writes_a_cluster_profile_and_proves_it(cl, tmp_path) -> None:
+    """`mkdoctor setup --scheduler slurm` as a user runs it: the login node reached with
+    real ssh from the laptop, MK601 picks the partition, step 9 proves the cluster launch
+    command end to end (MK601-MK605); the profile holds the cluster fields and its
+    launch command, and a later `mkdoctor --profile` run passes the cluster checks."""
+    import tomllib
+
+    from tests.helpers import run_mkdoctor
+
+    c, sw = cl
+    cfg = tmp_path / "ssh_config"
+    cfg.write_bytes(c.sandbox.client_config.read_bytes())
+    cfg.chmod(0o600)
+    home = tmp_path / "home"
+    home.mkdir()
+    confdir = tmp_path / "conf"
+    done = run_mkdoctor("setup", "--yes", "--ssh-config", str(cfg), "--offline", "--host", "sandbox",
+                        "--name", "clu", "--scheduler", "slurm", "--kernel", str(sw.kernel),
+                        "--time", "00:10:00", "--timeout", "5", netns=c.laptop.name,
+                        config_dir=confdir, env={"HOME": str(home)}, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    out = done.stdout
+    assert "MK605" in out and "MK404" not in out.split("Proving the link")[-1].split("\n\n")[0]
+    prof = tomllib.loads(next(confdir.rglob("clu.toml")).read_text())
+    flat = {**prof, **prof.get("frontend", {}), **prof.get("cluster", {})}
+    assert flat.get("scheduler") == "slurm" and flat.get("partition") == "debug", prof
+    assert cluster.is_cluster_command(flat["launch_command"]), flat["launch_command"]
+    assert c.wait_no_jobs(20) == []
+    data, again = json_report("--profile", "clu", "--only", f"{LOGIN},{CLUSTER}", *FAST,
+                              netns=c.laptop.name, config_dir=confdir, env={"HOME": str(home)})
+    r = by_id(data)
+    for cid in CLUSTER.split(","):
+        assert r[cid]["status"] == "pass", (cid, r[cid])
+
+
+def test_setup_for_the_cluster_stops_at_a_partition_that_does_not_exist(cl, tmp_path) -> None:
+    from tests.helpers import run_mkdoctor
+
+    c, sw = cl
+    cfg = tmp_path / "ssh_config"
+    cfg.write_bytes(c.sandbox.client_config.read_bytes())
+    cfg.chmod(0o600)
+    home = tmp_path / "home"
+    home.mkdir()
+    confdir = tmp_path / "conf"
+    done = run_mkdoctor("setup", "--yes", "--ssh-config", str(cfg), "--offline", "--host", "sandbox",
+                        "--name", "clu2", "--scheduler", "slurm", "--kernel", str(sw.kernel),
+                        "--partition", "nosuch", netns=c.laptop.name, config_dir=confdir,
+                        env={"HOME": str(home)}, timeout=240)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "there is no partition 'nosuch'" in done.stdout + done.stderr
+    assert not list(confdir.rglob("clu2.toml")), "nothing is written when setup stops"
+    assert cfg.read_bytes() == c.sandbox.client_config.read_bytes()

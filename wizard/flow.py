@@ -292,7 +292,7 @@ class Flow:
         spec = LaunchSpec(destination=st.alias, kernel=st.kernel, mode=st.mode,
                           link_ports=st.ports, kernel_version=st.kernel_version,
                           link_host=st.link_host, ssh_config=ssh_config)
-        return Profile(
+        prof = Profile(
             name=st.name, host=st.alias, hostname=st.hostname, user=st.user,
             port=st.port, identity=str(st.identity), ssh_config=ssh_config or "",
             kernel=st.kernel, kernel_version=st.kernel_version, mode=st.mode,
@@ -300,6 +300,21 @@ class Flow:
             sshd_config=(self.opts.sshd_config if self.opts.sshd_config != "/etc/ssh/sshd_config" else ""),
             launch_command=launch_command(spec), mlopen_arguments=mlopen_arguments(spec),
         )
+        o = self.opts
+        if o.scheduler:  # a cluster profile: the kernel runs on a node the scheduler allocates
+            import sys
+
+            from mkdoctor import cluster
+
+            prof.scheduler, prof.partition, prof.time = o.scheduler, o.partition, o.time_limit
+            prof.cpus, prof.account, prof.licenses = o.cpus, o.account, o.licenses
+            prof.cluster_link = o.cluster_link or ""
+            prof.mode = "tunnel"  # the link reaches the laptop through the login node's session
+            if prof.cluster_link == "stdio":
+                prof.laptop_python = sys.executable
+            prof.launch_command = cluster.launch_command(prof)
+            prof.mlopen_arguments = cluster.mlopen(prof)
+        return prof
 
     # --- the flow ---------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Step 7: the kernel (MK401 finds it, MK402 starts it)."""
+"""Step 7: the kernel (MK401 finds it, MK402 starts it; on a cluster MK601 picks the
+partition and the kernel starts on a compute node in step 9)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,14 @@ def run(f: Flow) -> None:
                                "/usr/local/Wolfram/Mathematica/14.1/Executables/WolframKernel):",
                                None, "--kernel", lambda s: None if s.strip() else "required",
                                safe=False).strip()
+    if f.opts.scheduler:  # a cluster: the kernel runs on a compute node, not here
+        cluster_partition(f)
+        st.kernel = kernel
+        st.kernel_version = str(facts.KERNEL_PATH_VERSION.of(r401, "")
+                                or (prev.kernel_version if prev and prev.kernel == kernel else ""))
+        f.say(f"  kernel {kernel} (on the compute nodes: step 9 starts it there through "
+              f"{f.opts.scheduler}, MK601-MK605; not on the login node)")
+        return
     res = f.run_checks(["MK402"], f.remote_options(kernel=kernel), Target(st.alias))
     r402 = res["MK402"]
     if r402.status.value in ("fail", "error"):
@@ -56,3 +65,21 @@ def run(f: Flow) -> None:
                               or (prev.kernel_version if prev and prev.kernel == kernel else ""))
     st.processors = int(facts.PROCESSOR_COUNT.of(r402, 1) or 1)
     f.say(f"  kernel {kernel}" + (f" (version {st.kernel_version})" if st.kernel_version else ""))
+
+
+def cluster_partition(f: Flow) -> None:
+    """MK601 on the login node: Slurm's commands and the partition. Without --partition,
+    the questionnaire offers the cluster's partitions (sinfo's, the default first)."""
+    st = f.state
+    res = f.run_checks(["MK601"], f.remote_options(), Target(st.alias))
+    r = res["MK601"]
+    parts = list(r.facts.get("partitions") or [])
+    if not f.opts.partition and parts and f.ask.interactive:
+        default = r.facts.get("partition") or parts[0]
+        choices = [(p, p + ("  (the default)" if p == default else "")) for p in parts]
+        f.opts.partition = f.ask.select("Which partition?", choices, default, "--partition")
+        if f.opts.partition != r.facts.get("partition"):
+            r = f.run_checks(["MK601"], f.remote_options(), Target(st.alias))["MK601"]
+    if r.status.value in ("fail", "error"):
+        raise StepFailed(f"MK601: {r.summary}; fix: {r.fix}")
+    f.opts.partition = f.opts.partition or str(r.facts.get("partition") or "")
