@@ -14,7 +14,7 @@ The summary line carries the key advice, since the default report shows no detai
 behind carrier-grade NAT port forwarding cannot work; a VPN address may serve for direct
 mode; with no NAT, a home public address is often dynamic.
 
-Facts: ``recommended_mode`` (read by ``Context.mode``), ``behind_nat``, ``cgnat``,
+Facts: ``recommended_mode`` (it decides the mode: ``Context.mode``), ``behind_nat``, ``cgnat``,
 ``reachable_from_internet``, ``partial``, ``vpn_addresses``.
 """
 
@@ -77,4 +77,5 @@ CHECK = Check(
     run=run,
     needs=(),
     after=("MK101", "MK102"),
+    decides=(("mode", "recommended_mode"),),  # Context.mode without --mode
 )

@@ -197,4 +197,5 @@ CHECK = Check(
     run=run,
     needs=(),
     after=("MK101", "MK103"),
+    reads=("mode",),  # ctx.mode: waits for the check that decides it
 )

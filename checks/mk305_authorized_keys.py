@@ -555,4 +555,5 @@ CHECK = Check(
     needs=("MK304",),
     after=("MK202",),
     preconditions=(needs_target,),
+    reads=("mode",),  # ctx.mode: waits for the check that decides it
 )

@@ -329,4 +329,5 @@ CHECK = Check(
     needs=("MK304",),
     after=("MK101", "MK103", "MK203"),
     preconditions=(needs_target,),
+    reads=("mode",),  # ctx.mode: waits for the check that decides it
 )

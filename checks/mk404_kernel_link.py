@@ -31,6 +31,7 @@ from typing import Optional
 from mkdoctor.kernel import LICENCE_PATTERNS, ensure_login, read_kernel
 from mkdoctor.launch import (ENV, LaunchSpec, direct_linkname, kernel_fields, launch_command,
                              split_launch, ssh_index, substitute, tunnel_linkname)
+from mkdoctor.cluster import not_cluster
 from mkdoctor.listen import LinkListener, ListenError, bind_address
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped, warned
 
@@ -67,8 +68,11 @@ def with_run_options(local: list[str], control_path: str, ssh_config: Optional[s
                      port: Optional[int]) -> list[str]:
     """Insert the run's connection options right after ``ssh`` (after an ``env`` prefix,
     which stays where it is) (pure; tested)."""
+    from mkdoctor.openssh.session import MUX_ONLY
+
     at = max(ssh_index(local), 0)
-    extra = ["-o", f"ControlPath={control_path}", "-o", "ControlMaster=no", "-o", "BatchMode=yes"]
+    # through the run's master or not at all (never a second login; see session.MUX_ONLY)
+    extra = ["-o", f"ControlPath={control_path}", *MUX_ONLY]
     if ssh_config and "-F" not in local[at:-1]:
         extra = ["-F", ssh_config] + extra
     if port and "-p" not in local[at:-1]:
@@ -451,5 +455,6 @@ CHECK = Check(
     # server when the run's deadline ended both (test_run_deadline_ends_a_hung_kernel).
     needs=("MK401", "MK402", "MK403"),
     after=("MK101", "MK201"),
-    preconditions=(needs_target,),
+    preconditions=(needs_target, not_cluster("MK605 node-kernel-link proves the cluster launch command")),
+    reads=("mode",),  # ctx.mode: waits for the check that decides it
 )

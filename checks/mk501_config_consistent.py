@@ -42,6 +42,11 @@ def no_profile(ctx) -> Optional[tuple[str, str]]:
 def expected_strings(prof) -> tuple[str, str]:
     from mkdoctor.launch import LaunchSpec, launch_command, mlopen_arguments
 
+    if getattr(prof, "scheduler", ""):  # a cluster profile: the srun relay's command
+        from mkdoctor import cluster
+
+        return cluster.launch_command(prof), cluster.mlopen(prof)
+
     spec = LaunchSpec(
         destination=prof.host, kernel=prof.kernel, mode=prof.mode,
         link_ports=(int(prof.link_ports[0]), int(prof.link_ports[1])),
@@ -110,7 +115,7 @@ def inspect(prof, ssh_g: Optional[dict[str, str]] = None) -> list[str]:
     """Every disagreement between the profile and what was written. ``ssh_g``: the
     effective settings of the alias (``ssh -G``), when available."""
     from mkdoctor.openssh import client_config as sshconfig
-    from mkdoctor.wizard import wl
+    from mkdoctor import frontend as wl
 
     problems: list[str] = []
     try:
@@ -181,7 +186,7 @@ def inspect(prof, ssh_g: Optional[dict[str, str]] = None) -> list[str]:
 
 def parallel_problems(label: str, text: str, prof) -> list[str]:
     """The parallel-kernels file against the launch the profile makes (same code as setup)."""
-    from mkdoctor.wizard import wl, writers
+    from mkdoctor import frontend as wl
 
     try:
         got = wl.read_parallel(text)
@@ -189,7 +194,7 @@ def parallel_problems(label: str, text: str, prof) -> list[str]:
                                   port=int(prof.port), kernel=prof.kernel,
                                   kernel_version=prof.kernel_version, count=got.count,
                                   identity=prof.identity,
-                                  ssh_config=writers.parallel_ssh_config(prof))
+                                  ssh_config=wl.parallel_ssh_config(prof))
     except ValueError as exc:
         return [f"{label}: cannot read its parallel-kernels launch ({exc})"]
     if got.form != want.form:

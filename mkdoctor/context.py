@@ -27,7 +27,10 @@ class DeadlineExceeded(Exception):
 
 class Context:
     def __init__(self, options: Options, target: Optional[Target] = None,
-                 fleet: Optional["Fleet"] = None) -> None:
+                 fleet: Optional["Fleet"] = None, session: Any = None) -> None:
+        """``session``: an open :class:`~mkdoctor.openssh.session.SSHClient` to use
+        instead of a new one (setup keeps one for all its steps); it is not closed by
+        :meth:`close`: its owner closes it."""
         from mkdoctor.fleet import Fleet
 
         self.options = options
@@ -39,10 +42,16 @@ class Context:
         self.deadline_at = self.started + options.deadline
         self.results: dict[str, Result] = {}
         self.selected: set[str] = set()  # the IDs this run checks (set by the engine)
+        # run input -> [(check ID, fact)] of the checks that decide it (set by the engine
+        # from each check's ``decides``)
+        self.deciders: dict[str, list[tuple[str, str]]] = {}
         self._cache: dict[str, Any] = {}
         self._cache_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self._ssh = None
+        self._ssh = session
+        self._own_ssh = session is None
+        if session is not None:
+            session.runner = self.runner  # this run's deadline kills its programs too
 
     # --- time -------------------------------------------------------------------------
 
@@ -77,13 +86,24 @@ class Context:
             return default
         return result.facts.get(key, default)
 
+    def input(self, name: str, default: Any = None) -> Any:
+        """A run input decided by a check (see ``Check.decides``): the first deciding
+        check's published value, else ``default``. A check that reads it declares so
+        (``Check.reads``), and the engine runs it after the deciders."""
+        for check_id, key in self.deciders.get(name, ()):
+            value = self.fact(check_id, key)
+            if value not in (None, ""):
+                return value
+        return default
+
     @property
     def mode(self) -> str:
-        """The connection mode: ``--mode``, else the profile's, else what MK103
-        recommends, else ``tunnel`` (it needs nothing inbound on the laptop)."""
+        """The connection mode: ``--mode`` (or the profile's), else what the check that
+        decides the mode published, else ``tunnel`` (it needs nothing inbound on the
+        laptop). Checks that read it declare ``reads=("mode",)``."""
         if self.options.mode:
             return self.options.mode
-        return self.fact("MK103", "recommended_mode") or "tunnel"
+        return self.input("mode") or "tunnel"
 
     @property
     def link_ports(self) -> tuple[int, int]:
@@ -157,6 +177,7 @@ class Context:
                     connect_timeout=self.options.timeout,
                     gate=lambda timeout: self.hop_slot(4 * timeout + 30),
                 )
+                self._own_ssh = True
             return self._ssh
 
     def first_hop(self) -> Optional[tuple[str, int]]:
@@ -183,7 +204,7 @@ class Context:
     def close(self) -> None:
         with self._lock:
             ssh, self._ssh = self._ssh, None
-        if ssh is not None:
+        if ssh is not None and self._own_ssh:
             ssh.close()
         self.fleet.ports.release(self)
 

@@ -1,7 +1,8 @@
 """The check engine: dependency order, concurrency, timeouts, the deadline.
 
-The engine knows nothing about any particular check: it reads ``needs``, ``after`` and
-``preconditions`` from each :class:`~mkdoctor.model.Check`, starts every check whose
+The engine knows nothing about any particular check: it reads ``needs``, ``after``,
+``preconditions`` and the declared run inputs (``reads``/``decides``: a check that reads
+the mode waits for the check that decides it) from each :class:`~mkdoctor.model.Check`, starts every check whose
 prerequisites have finished, in its own thread, and collects the results. Checks run
 concurrently but are returned in catalogue order, so the same setup always gives the
 same report.
@@ -58,6 +59,24 @@ def run_checks(
     ctx.selected = set(selected)
     order = [c.id for c in checks]
     results = ctx.results
+    for cid in order:  # a context may serve several runs (setup): a re-run replaces
+        results.pop(cid, None)
+
+    # Declared run inputs (``reads``/``decides``): a check that reads an input waits for
+    # the selected checks that decide it. The engine knows inputs only by name.
+    deciders: dict[str, list[str]] = {}
+    for c in checks:
+        for name, key in c.decides:
+            deciders.setdefault(name, []).append(c.id)
+            ctx.deciders.setdefault(name, [])
+            if (c.id, key) not in ctx.deciders[name]:
+                ctx.deciders[name].append((c.id, key))
+    waits_for = {c.id: tuple(d for name in c.inputs_read for d in deciders.get(name, ())
+                             if d != c.id) for c in checks}
+
+    def all_done() -> bool:
+        return all(cid in results for cid in order)
+
     cond = threading.Condition(threading.RLock())
     running: dict[str, float] = {}
     done_order: list[str] = []
@@ -115,7 +134,7 @@ def run_checks(
 
     def ready(check: Check) -> bool:
         # overlaps are not waited for here: the worker waits for them after the run
-        deps = [d for d in (*check.needs, *check.needs_if_run, *check.after)
+        deps = [d for d in (*check.needs, *check.needs_if_run, *check.after, *waits_for[check.id])
                 if d in selected and d not in check.overlaps]
         return all(d in results for d in deps)
 
@@ -140,7 +159,7 @@ def run_checks(
 
     pending = list(order)
     with cond:
-        while len(results) < len(order):
+        while not all_done():
             for cid in list(pending):
                 check = selected[cid]
                 if not ready(check):
@@ -159,7 +178,7 @@ def run_checks(
                 if on_start:  # the live status line: what runs now, and since when
                     on_start(check)
                 threading.Thread(target=worker, args=(check,), name=cid, daemon=True).start()
-            if len(results) >= len(order):
+            if all_done():
                 break
             if not running and pending and not any(ready(selected[c]) for c in pending):
                 raise RuntimeError(f"dependency cycle among {pending}")  # a registry bug
@@ -168,7 +187,7 @@ def run_checks(
                 break
             cond.wait(timeout=min(left, 0.5))
 
-        if len(results) < len(order):  # the deadline passed
+        if not all_done():  # the deadline passed
             late = list(running)
             ctx.runner.kill_all()
             for cid in late:

@@ -55,7 +55,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
-from mkdoctor.model import Result, skipped
+from mkdoctor.model import Result, failed, skipped
 
 if TYPE_CHECKING:  # pragma: no cover
     from mkdoctor.context import Context
@@ -741,6 +741,9 @@ def ensure_login(ctx: "Context") -> Optional[Result]:
     login = ctx.ssh.login(ctx.step_timeout(ctx.options.timeout * 2 + 2))
     if login.ok:
         return None
+    if login.lost:  # the master died: a clear failure, never a second login
+        return failed(login.stderr, "re-run mkdoctor; if the connection keeps ending, see "
+                      "ServerAliveInterval/ClientAliveInterval and the server's sshd log")
     return skipped("skipped: cannot log in to the remote host (see MK304 passwordless-login)",
                    "fix MK304 passwordless-login first")
 

@@ -98,6 +98,12 @@ class Check:
     - ``per_host``: the check runs without a host but reads it when there is one; every
       other check without ``needs_target`` (and not depending on one that has it) checks
       this computer only and runs once per run when several hosts are checked.
+    - ``reads``: run inputs this check (or one of its preconditions) reads, such as
+      ``"mode"``: it waits for every selected check that ``decides`` one of them.
+    - ``decides``: (input, fact) pairs: this check decides a run input that no flag gave,
+      and publishes its value as that fact (MK103 decides the mode: ``recommended_mode``).
+      :meth:`Context.input <mkdoctor.context.Context.input>` reads it; the engine knows
+      no particular check.
     """
 
     id: str
@@ -118,10 +124,18 @@ class Check:
     # run early and whose early run leaves nothing behind (MK304 logs in while MK303
     # judges the host key, refusing any key known_hosts lacks).
     overlaps: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
+    decides: tuple[tuple[str, str], ...] = ()
 
     @property
     def docs(self) -> str:
         return f"{DOCS_BASE}{self.id}.md"
+
+    @property
+    def inputs_read(self) -> tuple[str, ...]:
+        """``reads`` and what its preconditions declare they read (only_mode: the mode)."""
+        more = [i for pre in self.preconditions for i in getattr(pre, "reads", ())]
+        return tuple(dict.fromkeys((*self.reads, *more)))
 
 
 # --- generic preconditions shared by checks -------------------------------------------
@@ -145,5 +159,6 @@ def only_mode(mode: str) -> Precondition:
         return None
 
     pre.__name__ = f"only_{mode}_mode"
+    pre.reads = ("mode",)  # type: ignore[attr-defined]  # the engine waits for the mode
     return pre
 

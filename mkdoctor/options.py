@@ -234,3 +234,41 @@ class Options:
     strict: bool = False
     verbose: bool = False
     profile: Optional[object] = None  # mkdoctor.profile.Profile when one was loaded
+    # Cluster profiles (--scheduler slurm): the allocation the launch command asks for.
+    scheduler: Optional[str] = None
+    partition: str = ""
+    time_limit: str = ""
+    cpus: int = 0
+    account: str = ""
+    licenses: str = ""
+    cluster_link: str = ""  # "forward" (ssh -R, default) or "stdio" (no forwarding)
+
+
+# --------------------------------------------------------------------------- clusters
+
+SCHEDULERS = ("slurm",)
+_SLURM_TIME = re.compile(r"^(?:\d{1,4}-)?\d{1,5}(?::\d{1,2}){0,2}$")
+
+
+def slurm_word(text: str, flag: str) -> str:
+    """A partition, account or licence spec: it goes to srun as one argument (no shell on
+    the way), so only what the front end or the two shells would mangle is refused."""
+    if not text or _CONTROL.search(text) or "`" in text:
+        raise UsageError(f"{flag} {text!r}: empty, or contains whitespace, control characters "
+                         "or a backquote")
+    if text.startswith("-"):
+        raise UsageError(f"{flag} {text!r}: must not start with '-'")
+    return text
+
+
+def slurm_time(text: str, flag: str = "--time") -> str:
+    """A Slurm time limit: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS."""
+    if not _SLURM_TIME.match(text or ""):
+        raise UsageError(f"{flag} {text!r}: give a Slurm time limit such as 01:00:00 or 1-00:00:00")
+    return text
+
+
+def slurm_cpus(text, flag: str = "--cpus") -> int:
+    if isinstance(text, bool) or not str(text).isdigit() or not 1 <= int(text) <= 4096:
+        raise UsageError(f"{flag} {text!r}: must be a number from 1 to 4096")
+    return int(text)

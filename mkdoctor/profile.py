@@ -54,6 +54,16 @@ class Profile:
     link_ports: list[int] = field(default_factory=lambda: [31415, 31416])
     link_host: str = ""
     sshd_config: str = ""
+    # cluster profiles: the kernel runs on a compute node the scheduler allocates
+    scheduler: str = ""  # "slurm"; empty: the kernel runs on host itself
+    partition: str = ""
+    time: str = ""
+    cpus: int = 0
+    account: str = ""
+    licenses: str = ""
+    cluster_link: str = ""  # "forward" (ssh -R; default) or "stdio" (no port forwarding)
+    laptop_python: str = ""  # stdio: the Python the laptop relay runs with
+    subkernels: int = 0  # extra task slots in the kernel's job for parallel subkernels
     launch_command: str = ""
     mlopen_arguments: str = ""
     files: list[str] = field(default_factory=list)
@@ -122,7 +132,7 @@ def profile_from_dict(data: dict[str, Any], path: Optional[Path] = None) -> Prof
     if data.get("mode", "tunnel") not in MODES:
         raise UsageError(f"{where}: 'mode' must be direct or tunnel")
     for key, value in data.items():
-        if key not in ("port", "link_ports", "files") and not isinstance(value, str):
+        if key not in ("port", "link_ports", "files", "cpus", "subkernels") and not isinstance(value, str):
             raise UsageError(f"{where}: '{key}' must be a string")
     _validate_values(data, where)
     if "name" not in data:
@@ -151,6 +161,21 @@ def _validate_values(data: dict[str, Any], where: str) -> None:
         local_path(data["ssh_config"], label("ssh_config"))
     if data.get("identity"):
         local_path(data["identity"], label("identity"))
+    from mkdoctor.options import SCHEDULERS, slurm_cpus, slurm_time, slurm_word
+
+    if data.get("scheduler") and data["scheduler"] not in SCHEDULERS:
+        raise UsageError(f"{label('scheduler')}: must be one of {', '.join(SCHEDULERS)}")
+    for key in ("partition", "account", "licenses"):
+        if data.get(key):
+            slurm_word(data[key], label(key))
+    if data.get("time"):
+        slurm_time(data["time"], label("time"))
+    if data.get("cluster_link") and data["cluster_link"] not in ("forward", "stdio"):
+        raise UsageError(f"{label('cluster_link')}: must be forward or stdio")
+    if data.get("cpus"):
+        slurm_cpus(data["cpus"], label("cpus"))
+    if data.get("subkernels"):
+        slurm_cpus(data["subkernels"], label("subkernels"))
 
 
 def list_profiles() -> list[Path]:

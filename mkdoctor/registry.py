@@ -32,6 +32,11 @@ from mkdoctor.checks import (
     mk403_link_path,
     mk404_kernel_link,
     mk501_config_consistent,
+    mk601_scheduler_found,
+    mk602_allocation,
+    mk603_node_kernel,
+    mk604_node_link_path,
+    mk605_node_kernel_link,
 )
 
 CATALOGUE = (
@@ -57,6 +62,11 @@ CATALOGUE = (
     mk403_link_path.CHECK,
     mk404_kernel_link.CHECK,
     mk501_config_consistent.CHECK,
+    mk601_scheduler_found.CHECK,
+    mk602_allocation.CHECK,
+    mk603_node_kernel.CHECK,
+    mk604_node_link_path.CHECK,
+    mk605_node_kernel_link.CHECK,
 )
 
 

@@ -3,6 +3,10 @@
 # openssh-server (a real sshd is started on loopback), iptables and iproute2 (network
 # namespaces for NAT and firewall tests), sudo (the wizard's sshd hardening),
 # tcsh and fish (remote login shells that are not POSIX), netcat-openbsd (ProxyCommand),
+# tcsh and fish (remote login shells that are not POSIX),
+# slurmctld, slurmd, slurm-client and munge (a real Slurm cluster in network namespaces:
+# tests/harness/slurm.py; no service is started by the packages without systemd, and
+# the tests run their own daemons with a private configuration),
 # python3-venv, then
 # a virtualenv in .venv with the package and its test extras, then pytest.
 # The integration tests need root (network namespaces, a dedicated sshd user); in CI
@@ -31,6 +35,10 @@ for p in lua5.3 lua-posix lua-filesystem lua-json lua-term tcl; do
 done
 # hosts reached through a ProxyCommand (tests/test_corpus_client.py: ProxyCommand nc %h %p)
 command -v nc >/dev/null 2>&1 || need+=(netcat-openbsd)
+[ -x /usr/sbin/slurmctld ] || need+=(slurmctld)
+[ -x /usr/sbin/slurmd ] || need+=(slurmd)
+command -v srun >/dev/null 2>&1 || need+=(slurm-client)
+[ -x /usr/sbin/munged ] || need+=(munge)
 "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if ((${#need[@]})); then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -165,6 +165,8 @@ def test_mode_prefers_flag_then_mk103_then_tunnel():
     c = ctx()
     assert c.mode == "tunnel"
     c.results["MK103"] = passed("nat", recommended_mode="direct")
+    assert c.mode == "tunnel"  # a fact alone decides nothing: MK103 declares it decides the mode
+    c.deciders["mode"] = [("MK103", "recommended_mode")]  # what the engine registers from it
     assert c.mode == "direct"
     assert ctx(mode="tunnel").mode == "tunnel"
 

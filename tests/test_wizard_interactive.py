@@ -99,6 +99,10 @@ def test_interactive_setup_installs_the_key_with_a_password(box, tmp_path):
         child.close()
     assert child.exitstatus == 0, where["log"].getvalue()
     assert "password:" in where["log"].getvalue()  # ssh's own prompt was on this terminal
+    # two logins in all: the password once (the install's session: AuthorizedKeysFile and
+    # the append share it), then the new key once for every later step
+    log = box.log_text()
+    assert log.count("Accepted password") == 1 and log.count("Accepted publickey") == 1, log
     assert_secret_nowhere(PASSWORD, where["log"].getvalue(), where["home"], where["conf"])
     key_pub = (where["home"] / ".ssh" / "id_ed25519_mk-tty.pub").read_text().strip()
     assert box.authorized_keys_path.read_text().splitlines() == [key_pub]

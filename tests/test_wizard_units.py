@@ -22,86 +22,87 @@ from mkdoctor.wizard.prompts import Asker
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFakeFake mkdoctor test"
 
 
-def run_install(home: Path, sshd_config: Path) -> str:
+def run_install(home: Path, authorized_keys: Path) -> str:
     """The remote install script, run by /bin/sh as the remote login shell would."""
-    done = subprocess.run(["/bin/sh", "-c", remote.install_command(KEY, str(sshd_config))],
+    done = subprocess.run(["/bin/sh", "-c", remote.install_command(KEY, str(authorized_keys))],
                           capture_output=True, text=True, env={"HOME": str(home), "PATH": os.environ["PATH"]},
                           timeout=20)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
-def test_install_script_default_file_modes_and_idempotence(tmp_path):
+def test_install_script_file_modes_idempotence_and_existing_lines(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    missing = tmp_path / "no_such_sshd_config"
-    out = run_install(home, missing)
     ak = home / ".ssh" / "authorized_keys"
-    assert out == f"MKD-SRC missing {missing}\nMKD-KEY added {ak}"
-    note = remote.source_note(out, str(missing), str(ak))
-    assert f"{missing} does not exist on the server" in note and f"went to {ak}" in note
+    assert run_install(home, ak) == f"MKD-KEY added {ak}"
     assert stat.S_IMODE((home / ".ssh").stat().st_mode) == 0o700
     assert stat.S_IMODE(ak.stat().st_mode) == 0o600
     assert ak.read_text() == KEY + "\n"
-    assert run_install(home, tmp_path / "none").endswith(f"\nMKD-KEY present {ak}")
+    assert run_install(home, ak) == f"MKD-KEY present {ak}"
     assert ak.read_text() == KEY + "\n"
+    mine = home / "keys dir" / "mine"  # a path with a space
+    mine.parent.mkdir()
+    mine.write_text("ssh-rsa AAAAB3existing other@host")  # no final newline
+    mine.chmod(0o640)
+    assert run_install(home, mine) == f"MKD-KEY added {mine}"
+    assert mine.read_text() == "ssh-rsa AAAAB3existing other@host\n" + KEY + "\n"
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o640  # an existing file keeps its mode
 
 
-def test_install_script_respects_authorized_keys_file_and_keeps_lines(tmp_path):
-    home = tmp_path / "home"
-    (home / "keys").mkdir(parents=True)
-    target = home / "keys" / "mine"
-    target.write_text("ssh-rsa AAAAB3existing other@host")  # no final newline
-    target.chmod(0o640)
-    dropins = tmp_path / "sshd_config.d"
-    dropins.mkdir()
-    (dropins / "10-keys.conf").write_text("AuthorizedKeysFile %h/keys/mine .ssh/authorized_keys\n")
-    cfg = tmp_path / "sshd_config"
-    cfg.write_text(f"# main file\nInclude {dropins}/*.conf\nAuthorizedKeysFile .ssh/other\n"
-                   "Match User nobody\n  AuthorizedKeysFile /dev/null\n")
-    out = run_install(home, cfg)
-    # the global setting is used; the Match block that also sets it is named, not evaluated
-    assert out == f"MKD-SRC match\nMKD-KEY added {target}"
-    assert "a Match block of" in remote.source_note(out, str(cfg), str(target))
-    assert target.read_text() == "ssh-rsa AAAAB3existing other@host\n" + KEY + "\n"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o640  # an existing file keeps its mode
-    assert not (home / ".ssh").exists()
-    # without the Match block there is nothing to say
-    cfg.write_text(f"Include {dropins}/*.conf\n")
-    assert run_install(home, cfg) == f"MKD-KEY present {target}"
-    assert remote.source_note(f"MKD-KEY present {target}", str(cfg)) == ""
+def akf_for(tmp_path: Path, main_text: str, user: str = "alice", files: dict | None = None):
+    """authorized_keys_target on the real evaluator's answer for ``main_text``."""
+    from mkdoctor.openssh.sshd_config import Connection, LocalLoader, evaluate
+
+    for name, text in (files or {}).items():
+        (tmp_path / name).write_text(text)
+    main = tmp_path / "sshd_config"
+    main.write_text(main_text)
+    cfg = evaluate(str(main), LocalLoader(), Connection(user, "192.0.2.9", "192.0.2.9",
+                                                        "192.0.2.1", 22, ("alice",)))
+    return remote.authorized_keys_target(cfg, "/home/alice", user, "1000", str(main))
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
-                    reason="needs root to run the script as another user")
-def test_install_script_says_when_an_include_cannot_be_read():
-    """Run as nobody (root reads everything): an Include that user cannot read (0600,
-    as /etc/ssh/sshd_config on RHEL/Fedora) is named; the key goes to the default."""
-    import tempfile
+def test_authorized_keys_file_is_what_sshd_reads_not_a_guess(tmp_path):
+    """The cases an awk reading of sshd_config got wrong: ``=`` syntax, quotes, %U, %%,
+    Match blocks for our connection (Match All ends one), the first value winning."""
+    assert akf_for(tmp_path, "AuthorizedKeysFile=/etc/ssh/keys/%U\n") == ("/etc/ssh/keys/1000", "")
+    assert akf_for(tmp_path, 'AuthorizedKeysFile "keys/%u" .ssh/authorized_keys\n') == \
+        ("/home/alice/keys/alice", "")
+    assert akf_for(tmp_path, "AuthorizedKeysFile /srv/100%%/%u\n") == ("/srv/100%/alice", "")
+    # a Match block for this user sets it (first value wins: the global line comes after)
+    text = "Match User alice\n  AuthorizedKeysFile /k/%u\nMatch All\nAuthorizedKeysFile .ssh/other\n"
+    assert akf_for(tmp_path, text) == ("/k/alice", "")
+    assert akf_for(tmp_path, text, user="bob") == ("/home/alice/.ssh/other", "")
+    # an Include with the setting
+    inc = tmp_path / "10-keys.conf"
+    assert akf_for(tmp_path, f"Include {inc}\nAuthorizedKeysFile .ssh/other\n",
+                   files={"10-keys.conf": "AuthorizedKeysFile %h/keys/mine\n"}) == \
+        ("/home/alice/keys/mine", "")
+    assert akf_for(tmp_path, "AuthorizedKeysFile none\n") == ("/home/alice/.ssh/authorized_keys", "")
+    assert akf_for(tmp_path, "# nothing\n") == ("/home/alice/.ssh/authorized_keys", "")
 
-    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:  # pytest's tmp_path is 0700 root's
-        os.chmod(tmp, 0o755)
-        _unreadable_include(Path(tmp))
 
+def test_an_unreadable_configuration_is_said_and_the_default_used(tmp_path):
+    from mkdoctor.openssh.sshd_config import Connection, FileUnavailable, Snapshot, evaluate
 
-def _unreadable_include(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    os.chown(home, 65534, 65534)
-    hidden = tmp_path / "50-secret.conf"
-    hidden.write_text("AuthorizedKeysFile /etc/ssh/keys/%u\n")
-    hidden.chmod(0o600)
-    cfg = tmp_path / "sshd_config"
-    cfg.write_text(f"Include {hidden}\n")
-    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                           "/bin/sh", "-c", remote.install_command(KEY, str(cfg))],
-                          capture_output=True, text=True, timeout=20,
-                          env={"HOME": str(home), "PATH": os.environ["PATH"]})
-    assert done.returncode == 0, done.stderr
-    ak = home / ".ssh" / "authorized_keys"
-    assert done.stdout.strip() == f"MKD-SRC unreadable-include {hidden}\nMKD-KEY added {ak}"
-    note = remote.source_note(done.stdout, str(cfg), str(ak))
-    assert f"{hidden} (an Include of {cfg}) cannot be read" in note and str(ak) in note
+    conn = Connection("alice", "192.0.2.9", "192.0.2.9", "192.0.2.1", 22)
+    snap = Snapshot(files={"/etc/ssh/sshd_config": FileUnavailable("Permission denied")})
+    cfg = evaluate("/etc/ssh/sshd_config", snap, conn)
+    path, src = remote.authorized_keys_target(cfg, "/home/alice", "alice", "1000", "/etc/ssh/sshd_config")
+    assert path == "/home/alice/.ssh/authorized_keys"
+    note = remote.source_note(src, "/etc/ssh/sshd_config", path)
+    assert note.startswith("/etc/ssh/sshd_config cannot be read by this user on the server (mode 0600")
+    snap = Snapshot(files={"/etc/ssh/sshd_config": "Include /etc/ssh/sshd_config.d/*.conf\n",
+                           "/etc/ssh/sshd_config.d/50-x.conf": FileUnavailable("Permission denied")},
+                    globs={"/etc/ssh/sshd_config.d/*.conf": ["/etc/ssh/sshd_config.d/50-x.conf"]})
+    cfg = evaluate("/etc/ssh/sshd_config", snap, conn)
+    path, src = remote.authorized_keys_target(cfg, "/home/alice", "alice", "1000", "/etc/ssh/sshd_config")
+    assert path == "/home/alice/.ssh/authorized_keys"
+    assert "/etc/ssh/sshd_config.d/50-x.conf (an Include of /etc/ssh/sshd_config) cannot be read" in \
+        remote.source_note(src, "/etc/ssh/sshd_config", path)
+    path, src = remote.authorized_keys_target(None, "/home/alice", "alice", "1000", "/etc/x")
+    assert "does not exist on the server" in remote.source_note(src, "/etc/x", path)
 
 
 def test_hashed_known_hosts_entry_is_found_by_ssh_keygen(tmp_path):

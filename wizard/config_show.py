@@ -59,7 +59,7 @@ def as_text(prof) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    from mkdoctor.cli import ArgumentParser
+    from mkdoctor.args import ArgumentParser
 
     p = ArgumentParser(prog="mkdoctor config", description="The saved configuration.")
     sub = p.add_subparsers(dest="action", metavar="show")

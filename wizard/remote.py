@@ -8,16 +8,18 @@ changed key is never accepted. The entry is hashed when ``HashKnownHosts`` is on
 OpenSSH's format ``|1|base64(salt)|base64(HMAC-SHA1(salt, name))`` (hostfile.c,
 host_hash; sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT").
 
-Installing the public key (step 6) runs one ``ssh`` with the terminal attached, so the
+Installing the public key (step 6) is one login: a ControlMaster started with the
+terminal attached (:meth:`~mkdoctor.openssh.session.SSHClient.login_with_prompt`), so the
 password is typed at ssh's own prompt and never passes through mkdoctor; unattended, it
 runs with ``BatchMode=yes`` and works only when a login already works without a prompt.
-The remote script appends the key only if absent, creates the directory 0700 and the
-file 0600 when missing, keeps every existing line, and writes where the server looks:
-the first ``AuthorizedKeysFile`` of the sshd configuration (``%h``, ``%u``, ``%%``
-expanded, relative to the home directory; sshd_config(5)), default
-``.ssh/authorized_keys``. When that cannot be known (the file or one of its ``Include``s
-is not readable by the user, as ``/etc/ssh/sshd_config`` 0600 on RHEL/Fedora, or a
-``Match`` block sets it too), the script says so and the wizard prints one line.
+Through that one session: where the server looks (:func:`authorized_keys_target`: the
+first ``AuthorizedKeysFile`` for this user from ``sshd -T``, or the sshd configuration
+read over the session and evaluated by :mod:`mkdoctor.openssh.sshd_config`, ``Match``
+blocks included; default ``.ssh/authorized_keys``), then the remote script appends the
+key only if absent, creates the directory 0700 and the file 0600 when missing, and keeps
+every existing line. When the configuration cannot be read (the file or one of its
+``Include``s is not readable by the user, as ``/etc/ssh/sshd_config`` 0600 on
+RHEL/Fedora), the wizard says so in one line.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -175,46 +178,15 @@ def add_to_agent(path: Path, timeout: float = 120) -> bool:
 
 # --- installing the public key ---------------------------------------------------------------
 
-# $1: the public key line; $2: the sshd configuration file to read AuthorizedKeysFile from.
+# $1: the public key line; $2: the authorized_keys file, absolute: the first file of sshd's
+# AuthorizedKeysFile for this user, as sshd -T reports it or mkdoctor.openssh.sshd_config
+# evaluates it (authorized_keys_target), never parsed here.
 INSTALL_SCRIPT = r"""
 set -e
 umask 077
 key=$1
-cfg=$2
+akf=$2
 blob=$(printf '%s\n' "$key" | awk '{print $2}')
-flatten() {
-  while IFS= read -r line; do
-    set -f; set -- $line; set +f
-    case "$1" in
-      [Ii][Nn][Cc][Ll][Uu][Dd][Ee])
-        shift
-        for pat in "$@"; do
-          case $pat in /*) ;; *) pat=/etc/ssh/$pat ;; esac
-          for f in $pat; do
-            if [ -r "$f" ]; then flatten < "$f"
-            elif [ -e "$f" ]; then printf 'MKD-UNREADABLE %s\n' "$f"
-            fi
-          done
-        done ;;
-      *) printf '%s\n' "$line" ;;
-    esac
-  done
-}
-akf=
-if [ ! -e "$cfg" ]; then
-  echo "MKD-SRC missing $cfg"
-elif [ ! -r "$cfg" ]; then
-  echo "MKD-SRC unreadable $cfg"
-else
-  flat=$(flatten < "$cfg")
-  akf=$(printf '%s\n' "$flat" | awk 'tolower($1)=="match"{exit} tolower($1)=="authorizedkeysfile"{print $2; exit}')
-  printf '%s\n' "$flat" | awk '$1=="MKD-UNREADABLE"{print "MKD-SRC unreadable-include " substr($0, 16); exit}'
-  printf '%s\n' "$flat" | awk 'tolower($1)=="match"{m=1} m && tolower($1)=="authorizedkeysfile"{print "MKD-SRC match"; exit}'
-fi
-[ -n "$akf" ] && [ "$akf" != none ] || akf=.ssh/authorized_keys
-me=$(id -un)
-akf=$(printf '%s' "$akf" | sed -e "s|%h|$HOME|g" -e "s|%u|$me|g" -e 's|%%|%|g')
-case $akf in /*) ;; *) akf=$HOME/$akf ;; esac
 dir=$(dirname "$akf")
 if [ ! -d "$dir" ]; then
   mkdir -p "$dir" && chmod 700 "$dir"
@@ -231,28 +203,85 @@ printf '%s\n' "$key" >> "$akf"
 echo "MKD-KEY added $akf"
 """
 
+HOME_SCRIPT = 'printf "%s\\n" "$HOME"'
 
-def install_command(public_line: str, sshd_config: str) -> str:
+
+def install_command(public_line: str, authorized_keys: str) -> str:
     """The remote command (for the login shell, whichever it is): the script above run
-    by sh."""
+    by sh, appending ``public_line`` to ``authorized_keys`` unless it is there."""
     from mkdoctor.openssh.session import login_shell_command
 
     return login_shell_command(shlex.join(["sh", "-c", INSTALL_SCRIPT, "sh",
-                                           public_line.strip(), sshd_config]))
+                                           public_line.strip(), authorized_keys]))
 
 
-def install_argv(base: list[str], destination: str, public_line: str, sshd_config: str,
-                 batch: bool, timeout: float) -> list[str]:
-    argv = list(base)
-    argv += ["-o", f"ConnectTimeout={max(1, int(timeout))}"]
-    if batch:
-        argv += ["-o", "BatchMode=yes"]
-    return argv + ["--", destination, install_command(public_line, sshd_config)]
+def authorized_keys_target(cfg, home: str, user: str, uid: str,
+                           sshd_config: str) -> tuple[str, str]:
+    """Where sshd looks for this user's keys: the first AuthorizedKeysFile entry of the
+    effective configuration ``cfg`` (an :class:`~mkdoctor.openssh.sshd_config.EffectiveConfig`
+    for our connection: ``Match`` blocks, ``=`` syntax, quotes and Includes as sshd reads
+    them), expanded as sshd does (``%%``, ``%h``, ``%u``, ``%U``; relative to the home).
+    Returns (the file, a ``MKD-SRC KIND WHAT`` line for :func:`source_note` when the
+    answer is sshd's default because the configuration could not be read, else "")
+    (pure)."""
+    from mkdoctor.checks.mk305_authorized_keys import expand
+    from mkdoctor.openssh.sshd_config import argv_split
+
+    default = expand(".ssh/authorized_keys", home, user, uid)
+    if cfg is None:
+        return default, f"MKD-SRC missing {sshd_config}"
+    if cfg.error:
+        kind = "unreadable" if "Permission denied" in cfg.error else "missing"
+        return default, f"MKD-SRC {kind} {sshd_config}"
+    unread = ""
+    for problem in cfg.problems:
+        m = re.search(r"cannot read (\S+): Permission denied", problem)
+        if m:
+            unread = f"MKD-SRC unreadable-include {m.group(1)}"
+            break
+    try:
+        entries = argv_split(cfg.get("authorizedkeysfile") or "")
+    except ValueError:
+        entries = []
+    entries = [e for e in entries if e and e.lower() != "none"]
+    if not entries:
+        return default, unread
+    return expand(entries[0], home, user, uid), unread
+
+
+def install_through(client, ctx, public_line: str, sshd_config: str,
+                    timeout: float) -> tuple[bool, str, str]:
+    """Install the key through ``client``'s open session (the one login of the install):
+    sshd's AuthorizedKeysFile for us (:func:`mkdoctor.sshd_remote.effective_sshd_config`:
+    ``sshd -T`` when it may run, else the configuration files read over the same session
+    and evaluated here), then the append. Returns (ok, message, note)."""
+    from mkdoctor import sshd_remote
+    from mkdoctor.openssh.session import RemoteUnavailable
+
+    facts = sshd_remote.remote_facts(ctx)
+    home = client.run(HOME_SCRIPT, timeout).stdout.strip()
+    if not home.startswith("/"):
+        return False, "cannot read the remote home directory ($HOME)", ""
+    try:
+        cfg = sshd_remote.effective_sshd_config(ctx)
+    except RemoteUnavailable:
+        cfg = None
+    path, src = authorized_keys_target(cfg, home, facts.user, str(facts.uid or ""), sshd_config)
+    done = client.run(["sh", "-c", INSTALL_SCRIPT, "sh", public_line.strip(), path], timeout)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("MKD-KEY ")), "")
+    if done.exit_code == 0 and line:
+        _, state, where = line.split(" ", 2)
+        note = source_note(src, sshd_config, where)
+        return (True, f"public key {'already in' if state == 'present' else 'added to'} {where}",
+                note)
+    reason = ((done.stderr.strip() or done.stdout.strip()).splitlines()
+              or [f"the install script exited with {done.exit_code}"])[-1]
+    return False, reason, source_note(src, sshd_config)
 
 
 def source_note(out: str, sshd_config: str, used: str = "sshd's default file") -> str:
     """One line saying why the file the key went to may not be the one sshd reads (from
-    the script's ``MKD-SRC`` lines), or "" when AuthorizedKeysFile was read (pure)."""
+    the ``MKD-SRC`` lines of :func:`authorized_keys_target`), or "" (pure)."""
     for line in out.splitlines():
         if not line.startswith("MKD-SRC "):
             continue
@@ -269,29 +298,4 @@ def source_note(out: str, sshd_config: str, used: str = "sshd's default file") -
         if kind == "unreadable-include":
             return (f"{what} (an Include of {sshd_config}) cannot be read by this user on the "
                     f"server: an AuthorizedKeysFile set there is unknown; the key went to {used}")
-        if kind == "match":
-            return (f"a Match block of {sshd_config} sets AuthorizedKeysFile too: the key went to "
-                    f"{used}, from the global setting, not what the Match block may set")
     return ""
-
-
-def install_key(argv: list[str], interactive: bool, timeout: float = 180,
-                sshd_config: str = "/etc/ssh/sshd_config") -> tuple[bool, str, str]:
-    """Run the install. Interactive: ssh has the terminal (its password prompt); only
-    stdout (our script's lines) is captured. Returns (ok, message, note): ``note`` says
-    why the file used may not be the one sshd reads (see :func:`source_note`), or ""."""
-    if interactive:
-        done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=timeout)
-        out, err = done.stdout, ""
-    else:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout)
-        out, err = done.stdout, done.stderr
-    line = next((ln for ln in out.splitlines() if ln.startswith("MKD-KEY ")), "")
-    if done.returncode == 0 and line:
-        _, state, where = line.split(" ", 2)
-        note = source_note(out, sshd_config, where)
-        return (True, f"public key {'already in' if state == 'present' else 'added to'} {where}",
-                note)
-    reason = (err.strip().splitlines() or [f"ssh exited with {done.returncode}"])[-1]
-    return False, reason, source_note(out, sshd_config)

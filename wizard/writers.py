@@ -26,7 +26,7 @@ from typing import Optional
 from mkdoctor.fileio import atomic_write, resolve_target
 from mkdoctor.profile import Profile, config_dir, profile_text, profiles_dir
 from mkdoctor.openssh import client_config as sshconfig
-from mkdoctor.wizard import wl
+from mkdoctor import frontend as wl
 
 
 @dataclass
@@ -114,21 +114,8 @@ def rollback(done: list[Written]) -> None:
 # --- what the wizard writes -------------------------------------------------------------
 
 
-def default_ssh_config() -> Path:
-    return Path.home() / ".ssh" / "config"
-
-
-def parallel_ssh_config(p: Profile) -> Optional[str]:
-    """The profile's ssh config for the parallel-kernels file: None when it is the one a
-    plain ``ssh`` reads (~/.ssh/config), so that the file can name the alias alone."""
-    if not p.ssh_config:
-        return None
-    given = Path(p.ssh_config).expanduser()
-    try:
-        same = given.resolve() == default_ssh_config().resolve()
-    except OSError:  # pragma: no cover - a symlink loop
-        same = False
-    return None if same else p.ssh_config
+# where they are defined now (below the checks and the wizard, for MK501)
+from mkdoctor.frontend import default_ssh_config, parallel_ssh_config  # noqa: E402,F401
 
 
 def windows_note(launch_command: str) -> str:
@@ -226,7 +213,7 @@ def plan(p: Profile, block: sshconfig.HostBlock, ssh_config: Path, processors: i
                      wl.parallel_file(profile=p.name, alias=p.host, user=p.user, hostname=p.hostname,
                                       port=p.port, kernel=p.kernel, kernel_version=p.kernel_version,
                                       processors=processors, ssh_config=parallel_ssh_config(p),
-                                      identity=p.identity, proxy_jump=block.extra.get("ProxyJump", ""))),
+                                      identity=p.identity, proxy_jump=_proxy_jump(block))),
     }
     for key, (what, body) in texts.items():
         path = paths[key]
@@ -285,3 +272,11 @@ class Journal:
         paths = [t for t, _, _ in self.entries]
         self.entries.clear()
         return paths
+
+
+def _proxy_jump(block) -> str:  # noqa: ANN001 - a client_config.HostBlock
+    """The managed block's ProxyJump ("" without one): the parallel-kernels file names it."""
+    for key, value in block.carried:
+        if key.lower() == "proxyjump" and value.lower() != "none":
+            return value
+    return block.extra.get("ProxyJump", "")

@@ -4,10 +4,16 @@ Every remote operation goes through the ``ssh`` binary the front end will use, s
 user's ``~/.ssh/config`` (or ``--ssh-config``, passed as ``-F``), agent, ProxyJump and
 known_hosts are exercised exactly as the front end will exercise them.
 
-One authentication per run: :meth:`SSHClient.login` starts a ControlMaster
+One authentication per run, enforced: :meth:`SSHClient.login` starts a ControlMaster
 (``ssh -M -N -f``) on a socket in a private 0700 directory; every later command is a
-multiplexed session on that socket (``-o ControlMaster=no -S PATH``), and
-:meth:`SSHClient.close` ends the master with ``-O exit``. ``BatchMode=yes`` everywhere:
+multiplexed session on that socket (:data:`MUX_ONLY`), and :meth:`SSHClient.close` ends
+the master with ``-O exit``. With ``ControlMaster=no`` and a ControlPath whose socket is
+gone, ssh does not fail: it "connects directly" (ssh(1) falls back to a connection of its
+own when the mux client cannot reach the master), which would be a second, silent login.
+So a multiplexed command also carries ``ProxyCommand=false``: the mux client never uses
+ProxyCommand (it talks to the master over the socket), but a fallback connection must
+run it, and ``false`` exits before any byte reaches the server. A master that died is
+then a clear failure (:attr:`LoginResult.lost`, :meth:`SSHClient.run`), never a login. ``BatchMode=yes`` everywhere:
 nothing ever prompts. Host-key checking is never relaxed.
 
 Remote commands are argument lists quoted with :func:`shlex.quote` and run by ``sh``;
@@ -86,6 +92,18 @@ class LoginResult:
     timed_out: bool = False
     commands: list[str] = field(default_factory=list)
     dropped: bool = False  # the server dropped it before authentication, twice
+    lost: bool = False  # the login worked, but the master connection has ended since
+
+
+# Options for a multiplexed command: use the master or fail, never connect anew (see the
+# module docstring). ProxyCommand given first wins over a ProxyJump of the config
+# (ssh_config(5): the first obtained value is used), so a jump host is not contacted either.
+MUX_ONLY = ("-o", "ControlMaster=no", "-o", "BatchMode=yes", "-o", "ProxyCommand=false")
+
+
+def lost_master_message(control_path: str) -> str:
+    return (f"the run's SSH connection ended (its ControlMaster {control_path} is gone): "
+            "mkdoctor logs in once per run and does not log in a second time")
 
 
 class RemoteUnavailable(Exception):
@@ -155,7 +173,16 @@ class SSHClient:
         return os.path.join(self._dir, "cm")
 
     def mux_args(self) -> list[str]:
-        return self.base_args() + ["-o", "ControlMaster=no", "-o", f"ControlPath={self.control_path}"]
+        """``ssh`` for a command through the master: fails when the master is gone."""
+        return self.base_args() + [*MUX_ONLY, "-o", f"ControlPath={self.control_path}"]
+
+    def master_alive(self, timeout: float = 5.0) -> bool:
+        """The master still answers (``ssh -O check``; no login either way)."""
+        if self._dir is None or not os.path.exists(self.control_path):
+            return False
+        done = self.runner.run(self.mux_args() + ["-O", "check", "--", self.destination],
+                               timeout)
+        return done.returncode == 0
 
     # --- ssh -G -----------------------------------------------------------------------
 
@@ -209,9 +236,13 @@ class SSHClient:
         runs while MK303 is still judging the key: nothing is ever sent to a server whose
         key is unknown or changed. ``again``: forget a failed first outcome and try once
         more (a login that failed before authenticating, as a refused host key does).
+
+        Once the master has ended, a failed :class:`LoginResult` with ``lost`` set (and the
+        reason): never a second login.
         """
         with self._lock:
-            if again and self._login is not None and not self._login.ok:
+            # (a lost master is never retried: that would be a second login)
+            if again and self._login is not None and not self._login.ok and not self._login.lost:
                 self._login = None
         if self._login is None and self.gate is not None:
             with self.gate(timeout):
@@ -232,14 +263,41 @@ class SSHClient:
                     login.dropped = (not login.ok and not login.timed_out
                                      and startup_dropped(login.stderr))
                 self._login = login
+            elif self._login.ok and not self.master_alive(timeout):
+                self._login = LoginResult(False, lost_master_message(self.control_path), None,
+                                          lost=True)
             else:
                 record(f"(reusing the run's SSH connection {self.control_path})")
             return self._login
 
-    def _start_master(self, timeout: float, strict_host_key: bool = False) -> LoginResult:
-        log = os.path.join(os.path.dirname(self.control_path), "master.log")
+    def login_with_prompt(self, timeout: float) -> LoginResult:
+        """Like :meth:`login`, but ssh may ask on this terminal (a password, once): the
+        master starts without ``BatchMode`` and in this process's session, so ssh reads
+        the answer from ``/dev/tty`` itself (it never passes through mkdoctor); after
+        the authentication ``-f`` sends it to the background, and every later command
+        shares that one login. ssh's messages go to the terminal too."""
+        import subprocess
+
+        with self._lock:
+            if self._login is not None:
+                return self._login
+            args = [a for a in self._master_args()]
+            i = args.index("BatchMode=yes")
+            del args[i - 1:i + 1]
+            try:
+                done = subprocess.run(args, stdout=subprocess.DEVNULL, timeout=timeout)
+                rc: Optional[int] = done.returncode
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                rc, timed_out = None, True
+            ok = rc == 0 and os.path.exists(self.control_path)
+            why = "" if ok else ("no answer in time" if timed_out else f"ssh exited with {rc}")
+            self._login = LoginResult(ok, why, rc, timed_out, [shlex.join(args)])
+            return self._login
+
+    def _master_args(self, strict_host_key: bool = False) -> list[str]:
         strict = ["-o", "StrictHostKeyChecking=yes"] if strict_host_key else []
-        args = self.base_args() + strict + [
+        return self.base_args() + strict + [
             "-M", "-N", "-f",
             "-o", "ControlMaster=yes",
             "-o", f"ControlPath={self.control_path}",
@@ -249,6 +307,10 @@ class SSHClient:
             "-o", "ExitOnForwardFailure=yes",
             "--", self.destination,
         ]
+
+    def _start_master(self, timeout: float, strict_host_key: bool = False) -> LoginResult:
+        log = os.path.join(os.path.dirname(self.control_path), "master.log")
+        args = self._master_args(strict_host_key)
         # stdout+stderr to a file, not a pipe: the backgrounded master keeps them open.
         done = self.runner.run(args, timeout, stdout_path=log)
         try:
@@ -298,6 +360,8 @@ class SSHClient:
         caller with every interpolated value passed through :func:`shlex.quote`.
         ``stdin``: a file descriptor for ssh's standard input (see ProcessRunner.run).
         """
+        if self._login is not None and self._login.lost:
+            return RemoteResult(None, "", self._login.stderr)
         if not self.connected:
             raise RemoteUnavailable("no SSH connection to the remote host (MK304 passwordless-login)")
         args = self.mux_args() + list(extra_ssh_args) + ["-T", "--", self.destination]
@@ -306,7 +370,15 @@ class SSHClient:
         shown = shlex.join(args) + " <remote sh script>\n" + body.strip("\n")
         done = self.runner.run(args + [self.wrap(command)], timeout, input=input, stdin=stdin,
                                shown=shown)
-        return self.parse(done)
+        result = self.parse(done)
+        if result.exit_code is None and not done.timed_out and not self.master_alive():
+            # the master ended under this command (ssh refused to connect anew)
+            with self._lock:
+                self._login = LoginResult(False, lost_master_message(self.control_path), None,
+                                          lost=True)
+            result.stderr = lost_master_message(self.control_path) + (
+                f" ({result.stderr.strip()})" if result.stderr.strip() else "")
+        return result
 
     def parse(self, done: Completed) -> RemoteResult:
         t = self.token

@@ -1,0 +1,85 @@
+"""Step 7: the kernel (MK401 finds it, MK402 starts it; on a cluster MK601 picks the
+partition and the kernel starts on a compute node in step 9)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mkdoctor import facts
+from mkdoctor.options import Target
+from mkdoctor.wizard.flow import StepFailed
+
+if TYPE_CHECKING:
+    from mkdoctor.wizard.flow import Flow
+
+
+def run(f: Flow) -> None:
+    st = f.state
+    f.step("The kernel (MK401, MK402)")
+    a, prev = f.args, st.previous
+    given = a.kernel or (prev.kernel if prev else None)
+    res = f.run_checks(["MK401"], f.remote_options(kernel=given), Target(st.alias))
+    r401 = res["MK401"]
+    found = facts.KERNEL_PATH.of(r401)
+    installs = facts.KERNEL_INSTALLS.of(r401, []) or []
+    paths = []
+    versions: dict[str, str] = {}  # path -> the version MK401 reports
+    for i in installs:
+        p = i.get("path") if isinstance(i, dict) else (getattr(i, "path", None) or i)
+        v = i.get("version") if isinstance(i, dict) else getattr(i, "version", "")
+        if isinstance(p, str) and p not in paths:
+            paths.append(p)
+            versions[p] = str(v or "")
+    if found and found not in paths:
+        paths.insert(0, found)
+        versions[found] = str(facts.KERNEL_PATH_VERSION.of(r401, ""))
+    if a.kernel:
+        kernel = a.kernel
+    elif len(paths) > 1 and f.ask.interactive:
+        choices = [(p, f"{p}  (version {versions.get(p) or 'unknown'})") for p in paths]
+        kernel = f.ask.select("Which kernel?", choices, found or paths[0], "--kernel")
+    elif paths:
+        kernel = found or paths[0]
+    elif given:
+        kernel = given
+    else:
+        kernel = f.ask.text("Path of the kernel on the remote host (e.g. "
+                               "/usr/local/Wolfram/Mathematica/14.1/Executables/WolframKernel):",
+                               None, "--kernel", lambda s: None if s.strip() else "required",
+                               safe=False).strip()
+    if f.opts.scheduler:  # a cluster: the kernel runs on a compute node, not here
+        cluster_partition(f)
+        st.kernel = kernel
+        st.kernel_version = str(facts.KERNEL_PATH_VERSION.of(r401, "")
+                                or (prev.kernel_version if prev and prev.kernel == kernel else ""))
+        f.say(f"  kernel {kernel} (on the compute nodes: step 9 starts it there through "
+              f"{f.opts.scheduler}, MK601-MK605; not on the login node)")
+        return
+    res = f.run_checks(["MK402"], f.remote_options(kernel=kernel), Target(st.alias))
+    r402 = res["MK402"]
+    if r402.status.value in ("fail", "error"):
+        raise StepFailed(f"MK402: {r402.summary}; fix: {r402.fix}")
+    st.kernel = kernel
+    st.kernel_version = str(facts.KERNEL_VERSION_NUMBER.of(r402, "")
+                              or facts.KERNEL_PATH_VERSION.of(r401, "")
+                              or (prev.kernel_version if prev and prev.kernel == kernel else ""))
+    st.processors = int(facts.PROCESSOR_COUNT.of(r402, 1) or 1)
+    f.say(f"  kernel {kernel}" + (f" (version {st.kernel_version})" if st.kernel_version else ""))
+
+
+def cluster_partition(f: Flow) -> None:
+    """MK601 on the login node: Slurm's commands and the partition. Without --partition,
+    the questionnaire offers the cluster's partitions (sinfo's, the default first)."""
+    st = f.state
+    res = f.run_checks(["MK601"], f.remote_options(), Target(st.alias))
+    r = res["MK601"]
+    parts = list(r.facts.get("partitions") or [])
+    if not f.opts.partition and parts and f.ask.interactive:
+        default = r.facts.get("partition") or parts[0]
+        choices = [(p, p + ("  (the default)" if p == default else "")) for p in parts]
+        f.opts.partition = f.ask.select("Which partition?", choices, default, "--partition")
+        if f.opts.partition != r.facts.get("partition"):
+            r = f.run_checks(["MK601"], f.remote_options(), Target(st.alias))["MK601"]
+    if r.status.value in ("fail", "error"):
+        raise StepFailed(f"MK601: {r.summary}; fix: {r.fix}")
+    f.opts.partition = f.opts.partition or str(r.facts.get("partition") or "")
