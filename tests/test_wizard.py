@@ -159,6 +159,40 @@ def test_tunnel_mode_end_to_end_and_idempotent(pair, tmp_path):
     assert snapshot(tmp_path, confdir) == before
 
 
+def test_setup_of_a_host_reached_only_through_a_proxycommand(pair, tmp_path):
+    """The host's name resolves nowhere; only the user's ProxyCommand reaches it (a
+    bastion, IAP or cloudflared in real life; nc here). ssh-keyscan cannot follow a
+    ProxyCommand: the host key is read through ssh itself (into a private file), shown,
+    confirmed, recorded; then setup goes through and the written alias works."""
+    laptop, box, kernel, _, env = pair
+    confdir = tmp_path / "conf"
+    kh = tmp_path / "kh"
+    cfg = tmp_path / "pc_config"
+    cfg.write_text(f"Host ws\n    HostName ws.internal.example\n    User {box.user}\n"
+                   f"    Port {box.port}\n    ProxyCommand nc {SERVER} %p\n"
+                   f"    IdentityFile {box.client_key}\n    UserKnownHostsFile {kh}\n"
+                   "    GlobalKnownHostsFile /dev/null\n")
+    cfg.chmod(0o600)
+    args = ["--host", "ws", "--name", "pc", "--mode", "tunnel", "--kernel", str(kernel)]
+    fp = subprocess.run(["ssh-keygen", "-lf", str(box.host_key_pub)], capture_output=True,
+                        text=True, check=True).stdout.split()[1]
+    done = setup(laptop, cfg, confdir, env, *args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"--accept-host-key {fp}" in done.stderr, done.stdout + done.stderr
+    assert not kh.exists() and not (confdir / "profiles").exists()
+
+    done = setup(laptop, cfg, confdir, env, *args, "--accept-host-key", fp)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = subprocess.run(["ssh-keygen", "-F", f"[ws.internal.example]:{box.port}", "-f", str(kh)],
+                           capture_output=True, text=True)
+    assert found.returncode == 0, kh.read_text()
+    assert "ProxyCommand nc" in cfg.read_text().split("<<< mkdoctor mk-pc")[0]
+    report, _ = json_report("--profile", "pc", "--only", "MK304,MK404,MK501", "--offline",
+                            netns=laptop.name, config_dir=confdir, env=env)
+    assert {c["id"]: c["status"] for c in report["checks"]} == {
+        "MK304": "pass", "MK404": "pass", "MK501": "pass"}, report
+
+
 def test_direct_mode_unknown_host_key_and_traps(pair, tmp_path):
     laptop, box, kernel, _, env = pair
     confdir = tmp_path / "conf"

@@ -65,7 +65,11 @@ class HostKeyState:
         return self.key.fingerprint if self.key else ""
 
 
-def probe_host_key(run: Run, cfg: dict[str, str], timeout: float) -> HostKeyState:
+def probe_host_key(run: Run, cfg: dict[str, str], timeout: float, destination: str = "",
+                   ssh_config: Optional[Path] = None) -> HostKeyState:
+    """The server's host key and how the recorded ones judge it. Reached directly: from
+    ``ssh-keyscan``. Behind a ProxyCommand or ProxyJump (which ssh-keyscan cannot
+    follow): from ssh itself through ``destination`` (:func:`key_through_ssh`)."""
     host = cfg.get("hostname", "")
     port = int(cfg.get("port", "22") or 22)
     name = hostkeys.lookup_name(host, port, cfg.get("hostkeyalias", ""))
@@ -73,15 +77,17 @@ def probe_host_key(run: Run, cfg: dict[str, str], timeout: float) -> HostKeyStat
     gfiles = hostkeys.split_files(cfg.get("globalknownhostsfile", ""))
     hashed = cfg.get("hashknownhosts", "no").lower() == "yes"
     state = HostKeyState("unscannable", name, known_files=files, hashed=hashed)
-    jump = cfg.get("proxyjump", "none")
-    if jump and jump.lower() != "none":
-        state.error = (f"the host is reached through ProxyJump {jump}; ssh-keyscan cannot follow it. "
-                       f"Connect once with ssh yourself to verify and record the key")
-        return state
-    done = run(["ssh-keyscan", "-T", str(max(1, int(timeout))), "-p", str(port), "--", host])
-    keys = hostkeys.preferred(hostkeys.parse_keyscan(done.stdout))
+    proxied = any(cfg.get(k, "none").lower() != "none" for k in ("proxyjump", "proxycommand"))
+    if proxied and destination:
+        keys, error = key_through_ssh(run, destination, ssh_config, timeout)
+    elif proxied:
+        keys, error = [], "the host is reached through a ProxyJump or ProxyCommand"
+    else:
+        done = run(["ssh-keyscan", "-T", str(max(1, int(timeout))), "-p", str(port), "--", host])
+        keys = hostkeys.preferred(hostkeys.parse_keyscan(done.stdout))
+        error = (done.stderr.strip().splitlines() or ["no answer"])[-1]
     if not keys:
-        state.error = (done.stderr.strip().splitlines() or ["no answer"])[-1]
+        state.error = error
         return state
     known: list[hostkeys.KnownEntry] = []
     for path in files + gfiles:
@@ -91,7 +97,59 @@ def probe_host_key(run: Run, cfg: dict[str, str], timeout: float) -> HostKeyStat
     verdict = hostkeys.judge(keys, known)
     state.verdict = verdict.kind
     state.key = verdict.server_key or keys[0]
+    if proxied and destination and verdict.kind == "other-types":
+        # ssh read the key with an empty known_hosts, so it negotiated its default type;
+        # with the recorded files it would ask for the recorded type: let ssh decide.
+        if strict_check_passes(run, destination, ssh_config, timeout):
+            state.verdict = "known"
     return state
+
+
+# Options for a connection that only reads the host key: it never authenticates (no
+# method but password, and BatchMode forbids the prompt), never shares or leaves a
+# master, and records the key in a private file only.
+_KEY_ONLY = ("-o", "BatchMode=yes", "-o", "PreferredAuthentications=password",
+             "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "PermitLocalCommand=no",
+             "-o", "ClearAllForwardings=yes")
+
+
+def key_through_ssh(run: Run, destination: str, ssh_config: Optional[Path], timeout: float
+                    ) -> tuple[list[hostkeys.HostKey], str]:
+    """The host key that ssh itself negotiates with ``destination``, through whatever
+    ProxyCommand or ProxyJump the configuration gives (the jump host is checked and
+    logged in to as ssh always does). ssh records it, with ``accept-new``, in a private
+    empty known_hosts file that is read back and removed; the user's files are not
+    touched and nothing is sent to the server beyond the key exchange (the connection
+    stops at authentication). Returns (keys, the error when none was read)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mkd-hk-") as d:
+        kh = os.path.join(d, "known_hosts")
+        argv = ["ssh"] + (["-F", str(ssh_config)] if ssh_config else []) + [
+            *_KEY_ONLY, "-o", f"ConnectTimeout={max(1, int(timeout))}",
+            "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={kh}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "HashKnownHosts=no",
+            "-o", "UpdateHostKeys=no", "--", destination, "true"]
+        done = run(argv)
+        try:
+            text = Path(kh).read_text(errors="replace")
+        except OSError:
+            text = ""
+    keys = hostkeys.parse_keyscan(text)
+    lines = [ln for ln in (done.stderr or "").strip().splitlines()
+             if not ln.startswith(("Warning: Permanently added", "Permission denied"))]
+    return keys, (lines[-1] if lines else "ssh read no host key")
+
+
+def strict_check_passes(run: Run, destination: str, ssh_config: Optional[Path],
+                        timeout: float) -> bool:
+    """ssh, with the user's own known_hosts files and ``StrictHostKeyChecking=yes``,
+    accepts the server's key (it goes on to authentication, which then stops)."""
+    argv = ["ssh"] + (["-F", str(ssh_config)] if ssh_config else []) + [
+        *_KEY_ONLY, "-o", f"ConnectTimeout={max(1, int(timeout))}",
+        "-o", "StrictHostKeyChecking=yes", "--", destination, "true"]
+    done = run(argv)
+    return "Permission denied" in (done.stderr or "")
 
 
 def hash_name(name: str, salt: Optional[bytes] = None) -> str:

@@ -21,7 +21,7 @@ def run(f: Flow) -> None:
             raise StepFailed(f"{cid}: {res[cid].summary}; fix: {res[cid].fix}")
     run = f.runner()
     cfg = remote.ssh_g(run, st.alias, st.staged)
-    state = remote.probe_host_key(run, cfg, f.opts.timeout)
+    state = remote.probe_host_key(run, cfg, f.opts.timeout, st.alias, st.staged)
     fp = state.fingerprint
     if state.verdict == "known":
         f.say(f"  known and unchanged: {state.key.keytype} {fp}")
