@@ -52,6 +52,7 @@ def expected_strings(prof) -> tuple[str, str]:
         link_ports=(int(prof.link_ports[0]), int(prof.link_ports[1])),
         kernel_version=prof.kernel_version, link_host=prof.link_host or None,
         ssh_config=prof.ssh_config or None,
+        module=getattr(prof, "module", "") or "", module_init=getattr(prof, "module_init", "") or "",
     )
     return launch_command(spec), mlopen_arguments(spec)
 

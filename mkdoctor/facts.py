@@ -43,11 +43,25 @@ BEHIND_NAT = Fact("MK103", "behind_nat", bool, "the laptop is behind NAT")
 LOGIN_FAILURE = Fact("MK304", "reason", str, "why the key login failed (permission-denied, ...)")
 KERNEL_PATH = Fact("MK401", "kernel", str, "the kernel found (or given)")
 KERNEL_PATH_VERSION = Fact("MK401", "version", str, "the version the kernel's path encodes")
+KERNEL_MODULE = Fact("MK401", "module", str, "the module that puts the kernel on PATH (or '')")
+KERNEL_MODULE_INIT = Fact("MK401", "module_init", str, "that module system's init script (or '')")
 KERNEL_INSTALLS = Fact("MK401", "installs", list, "every install found: {path, version, resolved}")
 KERNEL_VERSION_NUMBER = Fact("MK402", "version_number", str, "$VersionNumber of the kernel")
 PROCESSOR_COUNT = Fact("MK402", "processor_count", int, "$ProcessorCount of the remote host")
+STRANGER_CONNECTIONS = Fact("MK310", "stranger_connections", list,
+                            "the sshd -T -C specs of the connections a stranger could make "
+                            "(MK311 publishes them too)")
+DROPIN_LOSES = Fact("MK310", "dropin_loses", str,
+                    "why a line of mkdoctor's hardening drop-in would not win ('' if it would)")
 PERMIT_ROOT_LOGIN = Fact("MK310", "permitrootlogin", str, "sshd's effective PermitRootLogin")
 
 ALL: tuple[Fact, ...] = (LINK_ADDRESS, PUBLIC_ADDRESS, RECOMMENDED_MODE, BEHIND_NAT,
                          LOGIN_FAILURE, KERNEL_PATH, KERNEL_PATH_VERSION, KERNEL_INSTALLS,
-                         KERNEL_VERSION_NUMBER, PROCESSOR_COUNT, PERMIT_ROOT_LOGIN)
+                         KERNEL_VERSION_NUMBER, PROCESSOR_COUNT, PERMIT_ROOT_LOGIN,
+                         KERNEL_MODULE, KERNEL_MODULE_INIT, STRANGER_CONNECTIONS, DROPIN_LOSES)
+
+# Published only on a cluster run (MK601 needs a scheduler): the cluster setup test of
+# tests/test_slurm_checks.py reads PARTITION through setup against the real test cluster.
+PARTITION = Fact("MK601", "partition", str, "the partition the run uses (given or the default)")
+PARTITIONS = Fact("MK601", "partitions", list, "every partition of the cluster")
+CLUSTER: tuple[Fact, ...] = (PARTITION, PARTITIONS)

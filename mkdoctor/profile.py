@@ -50,6 +50,10 @@ class Profile:
     ssh_config: str = ""
     kernel: str = ""
     kernel_version: str = ""
+    # the kernel is on PATH only after `module load MODULE` (environment modules, Lmod),
+    # `module` defined by sourcing MODULE_INIT (mkdoctor.launch.kernel_prefix)
+    module: str = ""
+    module_init: str = ""
     mode: str = "tunnel"
     link_ports: list[int] = field(default_factory=lambda: [31415, 31416])
     link_host: str = ""

@@ -232,6 +232,7 @@ def test_setup_for_the_cluster_writes_a_cluster_profile_and_proves_it(cl, tmp_pa
     assert "MK605" in out and "MK404" not in out.split("Proving the link")[-1].split("\n\n")[0]
     prof = tomllib.loads(next(confdir.rglob("clu.toml")).read_text())
     flat = {**prof, **prof.get("frontend", {}), **prof.get("cluster", {})}
+    # no --partition given: setup took MK601's PARTITION fact (the cluster's default)
     assert flat.get("scheduler") == "slurm" and flat.get("partition") == "debug", prof
     assert cluster.is_cluster_command(flat["launch_command"]), flat["launch_command"]
     assert c.wait_no_jobs(20) == []

@@ -156,7 +156,7 @@ def test_plan_apply_backup_mode_symlink_idempotent(tmp_path, cfgdir):
     assert stat.S_IMODE(real.stat().st_mode) == 0o640  # mode kept
     backup = real.with_name("ssh_config.mkdoctor-backup-20261121T120000")
     assert backup.read_bytes() == USER_CONFIG and stat.S_IMODE(backup.stat().st_mode) == 0o640
-    assert [w.backup for w in done if w.change.old is None] == [None] * 4  # new files: no backup
+    assert [w.backup for w in done if w.change.old is None] == [None] * 5  # new files (text, install, parallel, notebook, profile): no backup
     assert stat.S_IMODE(writers.profile_file("work").stat().st_mode) == 0o600
     assert load_profile("work").files == p.files
 

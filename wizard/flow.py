@@ -291,11 +291,13 @@ class Flow:
         st = self.state
         spec = LaunchSpec(destination=st.alias, kernel=st.kernel, mode=st.mode,
                           link_ports=st.ports, kernel_version=st.kernel_version,
-                          link_host=st.link_host, ssh_config=ssh_config)
+                          link_host=st.link_host, ssh_config=ssh_config,
+                          module=st.module, module_init=st.module_init)
         prof = Profile(
             name=st.name, host=st.alias, hostname=st.hostname, user=st.user,
             port=st.port, identity=str(st.identity), ssh_config=ssh_config or "",
             kernel=st.kernel, kernel_version=st.kernel_version, mode=st.mode,
+            module=st.module, module_init=st.module_init,
             link_ports=[st.ports[0], st.ports[1]], link_host=st.link_host or "",
             sshd_config=(self.opts.sshd_config if self.opts.sshd_config != "/etc/ssh/sshd_config" else ""),
             launch_command=launch_command(spec), mlopen_arguments=mlopen_arguments(spec),

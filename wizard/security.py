@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from mkdoctor import facts
 from mkdoctor.openssh.hardening import DROPIN  # the one drop-in every fix text names
 
 DEFAULT_SSHD_CONFIG = "/etc/ssh/sshd_config"
@@ -203,8 +204,8 @@ def advice(results: dict, user: str = "") -> Optional[Advice]:
     specs: list[str] = []
     for r in (r310, r311):
         if r is not None:
-            specs += [x for x in (r.facts.get("stranger_connections") or []) if x not in specs]
-            loses = r.facts.get("dropin_loses") or ""
+            specs += [x for x in (facts.STRANGER_CONNECTIONS.of(r, []) or []) if x not in specs]
+            loses = facts.DROPIN_LOSES.of(r, "")
             if loses and r.status.value in ("warn", "fail"):
                 notes.append(f"this drop-in alone will not win: {loses}")
     return Advice(lines, notes, specs)

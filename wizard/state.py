@@ -40,6 +40,8 @@ class SetupState:
     # step 7: the kernel
     kernel: str = ""
     kernel_version: str = ""
+    module: str = ""  # step 7: the module that puts the kernel on PATH (MK401)
+    module_init: str = ""  # step 7: the module system's init script
     processors: int = 1
     # step 8: the link ports
     ports: tuple[int, int] = (0, 0)

@@ -27,6 +27,7 @@ from mkdoctor.fileio import atomic_write, resolve_target
 from mkdoctor.profile import Profile, config_dir, profile_text, profiles_dir
 from mkdoctor.openssh import client_config as sshconfig
 from mkdoctor import frontend as wl
+from mkdoctor.wizard.verify_nb import verification_notebook
 
 
 @dataclass
@@ -143,6 +144,7 @@ def frontend_paths(name: str) -> dict[str, Path]:
         "text": d / f"{name}-kernel-configuration.txt",
         "install": d / f"{name}-install-kernel.wl",
         "parallel": d / f"{name}-parallel-kernels.wl",
+        "verify": d / f"{name}-check-link.nb",
     }
 
 
@@ -150,7 +152,7 @@ def profile_file(name: str) -> Path:
     return profiles_dir() / f"{name}.toml"
 
 
-def frontend_text(p: Profile, install: Path, parallel: Path) -> str:
+def frontend_text(p: Profile, install: Path, parallel: Path, verify: Optional[Path] = None) -> str:
     mode_note = (
         "Tunnel mode: the launch command opens the SSH connection with two reverse forwards;\n"
         "the kernel connects to 127.0.0.1 on the remote host and ssh carries it back here.\n"
@@ -189,13 +191,19 @@ Or let the front end do steps 1-7: open and evaluate
   {install}
 Parallel kernels on the same host:
   {parallel}
-"""
+""" + (f"""
+Once connected, check the link from inside (the remote machine answers, Dynamic and
+preemptive evaluations work): open this notebook and evaluate it once
+(Evaluation > Evaluate Notebook); its last cell says what works and what to fix:
+  {verify}
+""" if verify else "")
 
 
 def plan(p: Profile, block: sshconfig.HostBlock, ssh_config: Path, processors: int) -> list[FileChange]:
     """Every file of the configuration, in the order written. ``p.files`` is filled in."""
     paths = frontend_paths(p.name)
-    p.files = [str(ssh_config), str(paths["text"]), str(paths["install"]), str(paths["parallel"])]
+    p.files = [str(ssh_config), str(paths["text"]), str(paths["install"]), str(paths["parallel"]),
+               str(paths["verify"])]
     changes: list[FileChange] = []
 
     old = read_bytes(ssh_config)
@@ -206,7 +214,7 @@ def plan(p: Profile, block: sshconfig.HostBlock, ssh_config: Path, processors: i
 
     texts = {
         "text": ("front end: the two Advanced Options fields and the steps",
-                 frontend_text(p, paths["install"], paths["parallel"])),
+                 frontend_text(p, paths["install"], paths["parallel"], paths["verify"])),
         "install": ("front end: installs the kernel entry (EvaluatorNames)",
                     wl.install_file(p.name, p.launch_command, p.mlopen_arguments, p.name)),
         "parallel": ("parallel kernels on the remote host",
@@ -214,7 +222,16 @@ def plan(p: Profile, block: sshconfig.HostBlock, ssh_config: Path, processors: i
                                       port=p.port, kernel=p.kernel, kernel_version=p.kernel_version,
                                       processors=processors, ssh_config=parallel_ssh_config(p),
                                       identity=p.identity, proxy_jump=_proxy_jump(block))),
+        "verify": ("front end: the notebook that checks the link from inside",
+                   verification_notebook(p)),
     }
+    if getattr(p, "module", ""):
+        what, body = texts["parallel"]
+        texts["parallel"] = (what, body + (
+            f"(* Note: the kernel is on PATH only after `module load {wl.wl_comment(p.module)}`. A kernel\n"
+            "   URL cannot load a module first: if the subkernels do not start, write a wrapper\n"
+            "   script that loads it and execs the kernel, and put its path in the URL\n"
+            "   (docs/guides/kernels.md). *)\n"))
     for key, (what, body) in texts.items():
         path = paths[key]
         changes.append(FileChange(path, body.encode("utf-8"), read_bytes(path), what))

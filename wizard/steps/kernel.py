@@ -55,8 +55,16 @@ def run(f: Flow) -> None:
         f.say(f"  kernel {kernel} (on the compute nodes: step 9 starts it there through "
               f"{f.opts.scheduler}, MK601-MK605; not on the login node)")
         return
-    res = f.run_checks(["MK402"], f.remote_options(kernel=kernel), Target(st.alias))
+    # MK401 again with the chosen path, in the same run as MK402: one reading of the
+    # kernel path (a module to load included) for the start and the launch command
+    res = f.run_checks(["MK401", "MK402"], f.remote_options(kernel=kernel), Target(st.alias))
     r402 = res["MK402"]
+    r401 = res["MK401"]
+    st.module = facts.KERNEL_MODULE.of(r401, "")
+    st.module_init = facts.KERNEL_MODULE_INIT.of(r401, "")
+    if st.module:
+        f.say(f"  the kernel is on PATH after: module load {st.module} "
+              f"(the launch command loads it first)")
     if r402.status.value in ("fail", "error"):
         raise StepFailed(f"MK402: {r402.summary}; fix: {r402.fix}")
     st.kernel = kernel
@@ -73,13 +81,13 @@ def cluster_partition(f: Flow) -> None:
     st = f.state
     res = f.run_checks(["MK601"], f.remote_options(), Target(st.alias))
     r = res["MK601"]
-    parts = list(r.facts.get("partitions") or [])
+    parts = list(facts.PARTITIONS.of(r, []) or [])
     if not f.opts.partition and parts and f.ask.interactive:
-        default = r.facts.get("partition") or parts[0]
+        default = facts.PARTITION.of(r) or parts[0]
         choices = [(p, p + ("  (the default)" if p == default else "")) for p in parts]
         f.opts.partition = f.ask.select("Which partition?", choices, default, "--partition")
-        if f.opts.partition != r.facts.get("partition"):
+        if f.opts.partition != facts.PARTITION.of(r):
             r = f.run_checks(["MK601"], f.remote_options(), Target(st.alias))["MK601"]
     if r.status.value in ("fail", "error"):
         raise StepFailed(f"MK601: {r.summary}; fix: {r.fix}")
-    f.opts.partition = f.opts.partition or str(r.facts.get("partition") or "")
+    f.opts.partition = f.opts.partition or facts.PARTITION.of(r, "")
