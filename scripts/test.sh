@@ -58,4 +58,8 @@ if [ "$(id -u)" -eq 0 ]; then mkdir -p /run/sshd && chmod 0755 /run/sshd; fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Files run in parallel (pytest-xdist, tests/conftest.py says which may run beside the
+# others); MKD_TEST_JOBS=1 runs them one after another.
+jobs=${MKD_TEST_JOBS:-3}
+par=(); [ "$jobs" -gt 1 ] && par=(-n "$jobs" --dist loadgroup)
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "${par[@]}" "$@"

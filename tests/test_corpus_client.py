@@ -179,6 +179,9 @@ def test_corpus_file(box, short_root, name, way):
     setup = home.run([sys.executable, "-m", "mkdoctor", "setup", "--yes", "--offline",
                       "--host", "mkreal", "--name", "real", "--mode", "direct",
                       "--link-host", "127.0.0.1", "--kernel", str(kernel),
+                      # a free pair of its own: the suite runs files in parallel, and other
+                      # files' link tests use the default pair on this loopback
+                      "--link-ports", "%d,%d" % free_pair(),
                       "--identity", str(sandbox.client_key)],
                      timeout=240, env=mkdoctor_env(confdir, HOME=str(home.path)))
     out = setup.stdout + setup.stderr
@@ -210,3 +213,20 @@ def test_corpus_file(box, short_root, name, way):
     again = home.run(["ssh", "-o", "BatchMode=yes", "-S", "none", ALIAS, "true"])
     assert again.returncode == 0, again.stderr
     assert log.is_file() == (way == "proxycommand")
+
+
+def free_pair() -> tuple[int, int]:
+    """Two consecutive ports free on 127.0.0.1 (above the default pair's range)."""
+    import random
+    import socket
+
+    for _ in range(200):
+        p = random.randrange(40000, 48000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", p))
+                b.bind(("127.0.0.1", p + 1))
+            return p, p + 1
+        except OSError:
+            continue
+    raise RuntimeError("no two free ports")

@@ -66,7 +66,10 @@ def _suspects(markers: list[str]) -> list[str]:
         if not cmd or proc.info.get("status") == psutil.STATUS_ZOMBIE:
             continue
         line = " ".join(cmd)
-        kernel = any(Path(c).name in KERNEL_NAMES or "standin_kernel" in c for c in cmd[:2])
+        # a kernel of this test: the stand-ins live under the test's own directories (the
+        # suite runs files in parallel: another file's kernels are not this test's)
+        kernel = (any(Path(c).name in KERNEL_NAMES or "standin_kernel" in c for c in cmd[:2])
+                  and any(m in line for m in markers))
         ssh = Path(cmd[0]).name == "ssh" and any(m in line for m in markers)
         ours = "-m mkdoctor" in line and any(m in line for m in markers)
         if kernel or ssh or ours:

@@ -214,3 +214,36 @@ def test_lmod_kernel_found_and_started(sandbox_factory, sandbox_dir: Path,
     assert mk401["summary"] == f"{kernel} from module mathematica/14.1 (version 14.1)"
     assert "/etc/profile.d/lmod.sh" in "\n".join(mk401["details"])
     assert checks["MK402"]["status"] == "pass", checks["MK402"]
+
+
+@integration
+def test_setup_writes_a_launch_command_that_loads_the_module(sandbox_factory, sandbox_dir: Path,
+                                                            tmp_path: Path, nothing_left: None) -> None:
+    """`mkdoctor setup` with a kernel that only a module puts on PATH: the profile keeps
+    the module, the written launch command loads it before the kernel, and a later run
+    of the profile passes MK404 (that very command) and MK501 (the files agree)."""
+    import tomllib
+
+    from tests.helpers import json_report, run_mkdoctor
+
+    box, kernel = _env_modules_box(sandbox_factory, sandbox_dir, True, "bash")
+    cfg = tmp_path / "ssh_config"
+    cfg.write_bytes(box.client_config.read_bytes())
+    cfg.chmod(0o600)
+    confdir, home = tmp_path / "conf", tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home)}
+    done = run_mkdoctor("setup", "--yes", "--offline", "--ssh-config", str(cfg), "--host", box.alias,
+                        "--name", "mod", "--mode", "tunnel", "--kernel-timeout", "10",
+                        config_dir=confdir, env=env, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "module load mathematica/14.1" in done.stdout
+    prof = tomllib.loads(next(confdir.rglob("mod.toml")).read_text())
+    assert prof["module"] == "mathematica/14.1" and prof["module_init"] == ENV_MODULES_INIT, prof
+    assert prof["kernel"] == str(kernel)
+    launch = prof["frontend"]["launch_command"]
+    assert f". {ENV_MODULES_INIT} >/dev/null 2>&1; module load mathematica/14.1 && exec" in launch
+    data, _ = json_report("--profile", "mod", "--only", f"{LOGIN},MK404,MK501", "--offline",
+                          "--kernel-timeout", "10", config_dir=confdir, env=env)
+    got = {c["id"]: c["status"] for c in data["checks"]}
+    assert got["MK404"] == "pass" and got["MK501"] == "pass", data
