@@ -4,7 +4,7 @@
 Real sshd servers (the test harness's sandbox, root only), each in its own network
 namespace and linked to a "laptop" namespace where mkdoctor runs, with the stand-in
 kernel (tests/standin_kernel.py; Mathematica cannot be installed here) taking 2 s to start
-(its ``slow:2`` fault). For the 50 ms case a delaying TCP relay (bench/delay_relay.py; no
+(its ``slow:2`` fault). For the 50 ms case a delaying TCP relay (bench/relay.py; no
 netem here) sits in front of every sshd. Scenarios, each the median of ``--runs``:
 
 - floor: one ``ssh HOST`` that starts the kernel and waits for its answer;
@@ -66,7 +66,7 @@ def _timed(argv: list[str], env: dict) -> tuple[float, float, int, int]:
 
 def measure(spec_path: str) -> int:
     """Inside the laptop namespace: start the relays, run every scenario, print JSON."""
-    from bench.delay_relay import DelayRelay
+    from bench.relay import Relay
 
     spec = json.loads(Path(spec_path).read_text())
     # as an installed mkdoctor runs: with its bytecode cached (pip compiles it on install)
@@ -82,7 +82,7 @@ def measure(spec_path: str) -> int:
             for h in spec["hosts"]:
                 addr, port = h["address"], h["port"]
                 if delay:
-                    r = DelayRelay((addr, port), delay=delay).start()
+                    r = Relay(port, delay, to_host=addr)
                     relays.append(r)
                     addr, port = "127.0.0.1", r.port
                 lines.append(h["block"].replace("@ADDR@", addr).replace("@PORT@", str(port)))
@@ -107,7 +107,7 @@ def measure(spec_path: str) -> int:
                             "exit": sorted({r[3] for r in runs})})
         finally:
             for r in relays:
-                r.stop()
+                r.close()
     for line in sorted(set(FAILED))[:20]:
         print("failed:", line, file=sys.stderr)
     print(json.dumps(out))

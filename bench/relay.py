@@ -88,8 +88,11 @@ class _Pipe(threading.Thread):
 
 class Relay:
     def __init__(self, to_port: int, delay: float, listen_port: int = 0, max_conns: int = 64,
-                 max_buffer: int = 4 << 20) -> None:
+                 max_buffer: int = 4 << 20, to_host: str = LOOPBACK) -> None:
+        """Listen on loopback, connect each client to ``to_host:to_port`` (loopback by
+        default; bench/fleet.py relays to sshd's in other network namespaces)."""
         self.to_port, self.delay, self.max_conns, self.max_buffer = to_port, delay, max_conns, max_buffer
+        self.to_host = to_host
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.server.bind((LOOPBACK, listen_port))
@@ -114,7 +117,7 @@ class Relay:
                     continue
                 self.accepted += 1
             try:
-                upstream = socket.create_connection((LOOPBACK, self.to_port), timeout=5)
+                upstream = socket.create_connection((self.to_host, self.to_port), timeout=5)
                 upstream.settimeout(None)
             except OSError:
                 client.close()
