@@ -450,6 +450,14 @@ def test_several_hosts_are_set_up_one_after_another(sandbox_factory, tmp_path):
     assert sorted(p.name for p in (confdir / "profiles").iterdir()) == ["ws-a.toml", "ws-b.toml"]
     text = cfg.read_text()
     assert "Host mk-ws-a\n" in text and "Host mk-ws-b\n" in text and "mk-ws-down" not in text
+    # one parallel-kernels file for the hosts set up: each host's own launch, in order
+    fleet = confdir / "frontend" / "fleet-parallel-kernels.wl"
+    assert f"parallel kernels on all 2 hosts: {fleet}" in done.stdout
+    launches = [ln for ln in fleet.read_text().splitlines() if ln.startswith("LaunchKernels[")]
+    own = [ln.rstrip(";") + ";" for name in ("ws-b", "ws-a") for ln in
+           (confdir / "frontend" / f"{name}-parallel-kernels.wl").read_text().splitlines()
+           if ln.startswith("LaunchKernels[")]
+    assert launches == own and len(own) == 2, fleet.read_text()
     for name in ("ws-a", "ws-b"):
         report, _ = json_report("--profile", name, "--only", "MK304,MK401,MK402,MK501",
                                 "--offline", config_dir=confdir, env=env)

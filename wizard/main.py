@@ -169,6 +169,13 @@ def setup_many(args: argparse.Namespace, hosts: list[str], unattended: bool) -> 
         if rc == EXIT_INTERRUPTED:
             return rc
         outcome.append((host, rc))
+    done_names = [name for name, host in names.items() if (host, EXIT_OK) in outcome]
+    if len(done_names) > 1:
+        from mkdoctor.wizard.writers import write_fleet_parallel
+
+        path = write_fleet_parallel(done_names)
+        if path is not None:
+            print(f"\nparallel kernels on all {len(done_names)} hosts: {path}", flush=True)
     words = {EXIT_OK: "set up", EXIT_FAIL: "FAILED (see above)", EXIT_USAGE: "needs a flag (see above)"}
     print("\nmkdoctor setup: " + "; ".join(f"{h}: {words.get(rc, rc)}" for h, rc in outcome))
     return max(rc for _, rc in outcome)

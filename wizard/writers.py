@@ -297,3 +297,39 @@ def _proxy_jump(block) -> str:  # noqa: ANN001 - a client_config.HostBlock
         if key.lower() == "proxyjump" and value.lower() != "none":
             return value
     return block.extra.get("ProxyJump", "")
+
+
+def fleet_parallel_text(names: list[str]) -> Optional[str]:
+    """One parallel-kernels file for several profiles set up together: each profile's own
+    ``LaunchKernels[...]`` (from its NAME-parallel-kernels.wl, as MK501 checks it), one
+    after another, so a master kernel on this computer launches subkernels on every host.
+    None when no profile has a file."""
+    launches, needs = [], False
+    for name in names:
+        try:
+            text = frontend_paths(name)["parallel"].read_text(encoding="utf-8")
+        except OSError:
+            continue
+        needs = needs or 'Needs["SubKernels`RemoteKernels`"]' in text
+        launches += [f"(* {wl.wl_comment(name)} *)"] + [
+            ln.rstrip().rstrip(";") + ";" for ln in text.splitlines() if ln.startswith("LaunchKernels[")]
+    if not launches:
+        return None
+    head = (f"(* Written by `mkdoctor setup` for {len(names)} hosts set up together: parallel "
+            "kernels on all of them.\n   Evaluate it in a notebook whose kernel runs on this "
+            "computer (the master kernel);\n   each host's own file is "
+            "<config dir>/frontend/NAME-parallel-kernels.wl. *)\n")
+    return head + ('Needs["SubKernels`RemoteKernels`"];\n' if needs else "") + \
+        "\n".join(launches) + "\nKernels[]\n"
+
+
+def write_fleet_parallel(names: list[str]) -> Optional[Path]:
+    """Write :func:`fleet_parallel_text` to <config dir>/frontend/fleet-parallel-kernels.wl
+    (atomically; replaced by the next several-host setup)."""
+    text = fleet_parallel_text(names)
+    if text is None:
+        return None
+    path = frontend_dir() / "fleet-parallel-kernels.wl"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(path, text, mode=0o600)
+    return path
