@@ -160,6 +160,11 @@ def inspect(prof, ssh_g: Optional[dict[str, str]] = None) -> list[str]:
                 problems += string_traps(str(path), launch, mlopen, prof)
         elif name.endswith("-parallel-kernels.wl"):
             problems += parallel_problems(str(path), text, prof)
+        elif name.endswith("-check-link.nb"):  # the verification notebook: its evaluator
+            from mkdoctor.frontend import wl_string
+
+            if f"Evaluator -> {wl_string(prof.name)}" not in text:
+                problems.append(f"{path}: the notebook is not evaluated by the kernel {prof.name}")
         else:  # the ssh config
             try:
                 block = sshconfig.parse_block(text, prof.host)

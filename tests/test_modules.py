@@ -237,7 +237,7 @@ def test_setup_writes_a_launch_command_that_loads_the_module(sandbox_factory, sa
                         "--name", "mod", "--mode", "tunnel", "--kernel-timeout", "10",
                         config_dir=confdir, env=env, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "module load mathematica/14.1" in done.stdout
+    assert "module load mathematica/14.1" in done.stdout, done.stdout
     prof = tomllib.loads(next(confdir.rglob("mod.toml")).read_text())
     assert prof["module"] == "mathematica/14.1" and prof["module_init"] == ENV_MODULES_INIT, prof
     assert prof["kernel"] == str(kernel)

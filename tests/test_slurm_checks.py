@@ -229,7 +229,8 @@ def test_setup_for_the_cluster_writes_a_cluster_profile_and_proves_it(cl, tmp_pa
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     out = done.stdout
-    assert "MK605" in out and "MK404" not in out.split("Proving the link")[-1].split("\n\n")[0]
+    step9 = out.split("Proving the cluster launch command on a compute node")[1].split("\n\n")[0]
+    assert "pass  MK605 node-kernel-link" in step9 and "MK404" not in step9, out
     prof = tomllib.loads(next(confdir.rglob("clu.toml")).read_text())
     flat = {**prof, **prof.get("frontend", {}), **prof.get("cluster", {})}
     # no --partition given: setup took MK601's PARTITION fact (the cluster's default)

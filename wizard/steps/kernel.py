@@ -57,7 +57,10 @@ def run(f: Flow) -> None:
         return
     # MK401 again with the chosen path, in the same run as MK402: one reading of the
     # kernel path (a module to load included) for the start and the launch command
-    res = f.run_checks(["MK401", "MK402"], f.remote_options(kernel=kernel), Target(st.alias))
+    # (MK401 is given what it was given the first time when it found this kernel itself:
+    # its reading then has the same module; an absolute path would read as plain)
+    again = given if kernel == found else kernel
+    res = f.run_checks(["MK401", "MK402"], f.remote_options(kernel=again), Target(st.alias))
     r402 = res["MK402"]
     r401 = res["MK401"]
     st.module = facts.KERNEL_MODULE.of(r401, "")

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 def run(f: Flow) -> None:
     st = f.state
-    f.step("Proving the link with the strings about to be written (MK403, MK404)")
+    f.step("Proving the cluster launch command on a compute node (MK601-MK605)" if f.opts.scheduler
+           else "Proving the link with the strings about to be written (MK403, MK404)")
     staged = f.profile(str(st.staged))
     final = f.profile(f.final_ssh_config())
     f.say(f"  Arguments to MLOpen: {final.mlopen_arguments}")

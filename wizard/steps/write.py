@@ -54,13 +54,14 @@ def verify_written(f: Flow) -> None:
     a launch command written without ``--ssh-config`` has no ``-F`` and reads both.
     So the files as written are checked again, as ``mkdoctor --profile NAME`` would
     (but logging in as the front end does, with the alias's own key): MK501, and
-    MK304 + MK404 when MK404 ran in step 9. A failure (a skip too: it was proven a
+    MK304 + MK404 (MK605 on a cluster) when the link was proven in step 9. A failure (a skip too: it was proven a
     moment ago) is :attr:`verify_error`; the files stay written."""
     st = f.state
     from mkdoctor import profile as profiles
 
     prof = profiles.load_profile(str(writers.profile_file(st.name)))
-    ids = ["MK501"] + (["MK304", "MK404"] if st.proved_link else [])
+    link = "MK605" if getattr(prof, "scheduler", "") else "MK404"  # a cluster: the srun command
+    ids = ["MK501"] + (["MK304", link] if st.proved_link else [])
     f.say(f"\n  checking the files as written ({', '.join(ids)}):")
     opts = copy.copy(f.opts)
     opts.profile = prof
