@@ -65,14 +65,16 @@ def _link_host(ctx) -> Optional[str]:
 
 
 def with_run_options(local: list[str], control_path: str, ssh_config: Optional[str],
-                     port: Optional[int]) -> list[str]:
+                     port: Optional[int], mux: bool = True) -> list[str]:
     """Insert the run's connection options right after ``ssh`` (after an ``env`` prefix,
     which stays where it is) (pure; tested)."""
     from mkdoctor.openssh.session import MUX_ONLY
 
     at = max(ssh_index(local), 0)
-    # through the run's master or not at all (never a second login; see session.MUX_ONLY)
-    extra = ["-o", f"ControlPath={control_path}", *MUX_ONLY]
+    # through the run's master or not at all (never a second login; see session.MUX_ONLY);
+    # mux=False: a login of its own (the login probe: what the front end's ssh does)
+    extra = (["-o", f"ControlPath={control_path}", *MUX_ONLY] if mux else
+             ["-o", f"ControlPath={control_path}", "-o", "ControlMaster=no", "-o", "BatchMode=yes"])
     if ssh_config and "-F" not in local[at:-1]:
         extra = ["-F", ssh_config] + extra
     if port and "-p" not in local[at:-1]:
@@ -182,7 +184,7 @@ def login_probe(local: list[str], ssh_config: Optional[str], port: Optional[int]
             skip = True
         elif not w.startswith("-R"):
             words.append(w)
-    argv = with_run_options([*local[:i + 1], *words, "exit 0"], "none", ssh_config, port)
+    argv = with_run_options([*local[:i + 1], *words, "exit 0"], "none", ssh_config, port, mux=False)
     return argv
 
 
