@@ -318,8 +318,10 @@ def mathpass_servers() -> list[str]:
 
 
 def other_kernels() -> int:
-    """Stand-in kernels of this user running now, this one not counted."""
+    """Stand-in kernels of this user and this installation (the same Executables
+    directory: one licence) running now, this one not counted."""
     me, uid, count = os.getpid(), os.getuid(), 0
+    here = os.path.dirname(os.path.realpath(sys.argv[0])).encode()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in (me, os.getppid()):
             continue
@@ -330,7 +332,8 @@ def other_kernels() -> int:
                 argv = fh.read().split(b"\0")
         except OSError:
             continue
-        if any(b"standin" in a or os.path.basename(a) in (b"WolframKernel", b"MathKernel")
+        if any((b"standin" in a or os.path.basename(a) in (b"WolframKernel", b"MathKernel"))
+               and os.path.dirname(os.path.realpath(a)) == here
                for a in argv[:2]) and b"-version" not in argv:
             count += 1
     return count

@@ -130,8 +130,14 @@ def test_spawn_hang_leaves_a_child_in_the_same_process_group(kernel: Path) -> No
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def forked() -> list:  # not a helper of the interpreter's start (pyenv shims)
-            return [c for c in psutil.Process(proc.pid).children()
-                    if str(kernel) in " ".join(c.cmdline())]
+            out = []
+            for c in psutil.Process(proc.pid).children():
+                try:
+                    if str(kernel) in " ".join(c.cmdline()):
+                        out.append(c)
+                except (psutil.ZombieProcess, psutil.NoSuchProcess):
+                    continue  # a helper that has just ended
+            return out
 
         end = time.monotonic() + 10
         while not forked() and time.monotonic() < end:
