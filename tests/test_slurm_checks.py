@@ -110,7 +110,7 @@ def test_mk602_time_limit_over_the_partition_maximum_never_starts(cl) -> None:
 
 def test_mk602_busy_cluster_warns_with_squeue_reason(cl) -> None:
     c, sw = cl
-    hog = c.slurm("sbatch", "-N2", "--exclusive", "-p", "debug", "-J", "hog", "--wrap", "sleep 60")
+    hog = c.slurm("sbatch", "-N2", "--exclusive", "-p", "debug", "-J", "hog", "-o", "/dev/null", "--wrap", "sleep 60")
     assert hog.returncode == 0, hog.stderr
     job = hog.stdout.split()[-1]
     try:
