@@ -122,7 +122,7 @@ def test_tunnel_mode_end_to_end_and_idempotent(pair, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Connection mode? ->" not in done.stdout  # the file's mode, not the recommendation
     # the files as written were checked again, with the written launch command
-    assert "checked as written: MK501, MK304, MK404 passed" in done.stdout, done.stdout
+    assert "checked as written: MK501, MK304 passed; MK404 proven in step 9 (the same ssh -G)" in done.stdout, done.stdout
     # the ssh config: our block first, the user's bytes after it unchanged
     text = cfg.read_bytes()
     assert text.startswith(b"# >>> mkdoctor mk-lab >>>")

@@ -53,6 +53,8 @@ class SetupState:
     committed: bool = False  # written: the files stay, whatever happens next
     verify_error: str = ""  # why the files as written do not work
     verified: list[str] = field(default_factory=list)  # checks that passed on them
+    # the link check not repeated on the written files (same ssh -G as step 9's proof)
+    carried: str = ""
     # step 11: the sshd advice
     applying: bool = False
     applied: bool = False

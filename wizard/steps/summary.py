@@ -18,7 +18,8 @@ def run(f: Flow) -> None:
     if st.verify_error:
         f.say(f"  NOT WORKING AS WRITTEN: {st.verify_error}")
     else:
-        f.say(f"  checked as written: {', '.join(st.verified)} passed")
+        f.say(f"  checked as written: {', '.join(st.verified)} passed"
+              + (f"; {st.carried} proven in step 9 (the same ssh -G)" if st.carried else ""))
     f.say(f"  profile:        {writers.profile_file(prof.name)}")
     f.say(f"  ssh alias:      {st.alias} in {f.ssh_config_path()}")
     f.say(f"  front end:      {paths['text']}")
