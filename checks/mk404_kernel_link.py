@@ -32,6 +32,7 @@ from mkdoctor.kernel import LICENCE_PATTERNS, ensure_login, read_kernel
 from mkdoctor.launch import (ENV, LaunchSpec, direct_linkname, kernel_fields, launch_command,
                              split_launch, ssh_index, substitute, tunnel_linkname)
 from mkdoctor.cluster import not_cluster
+from mkdoctor.fileio import read_or_empty
 from mkdoctor.listen import LinkListener, ListenError, bind_address
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped, warned
 
@@ -347,7 +348,7 @@ def run(ctx) -> Result:
         try:
             leftovers = _end_remote_kernel(ctx, linkname)
         finally:  # past the deadline that raises: the log and temp dir still go
-            output = _read(log)
+            output = read_or_empty(log)
             _rmtree(tmp)
     shown = [f"  {ln}" for ln in output.strip().splitlines()[-6:]]
     states = listener.states
@@ -431,14 +432,6 @@ def _end_remote_kernel(ctx, linkname: str) -> list[str]:
         pids = [f.split(" ", 1)[0] for f in found]
         ctx.ssh.run(["kill", "-9", *pids], ctx.step_timeout())
     return found
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return ""
 
 
 def _rmtree(path: str) -> None:

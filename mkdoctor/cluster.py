@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from mkdoctor.fileio import read_or_empty
+from mkdoctor.frontend import wl_string
 from mkdoctor.launch import LaunchSpec, _join, link_flag, mlopen_arguments, quote_readable
 
 SCHEDULERS = ("slurm",)
@@ -270,14 +272,14 @@ slots = Select[Transpose[{nodes, perNode - UnitVector[Length[nodes], 1]}], #[[2]
         step = " ".join(["srun", "--jobid=\x01", "--overlap", "--nodes=1", "--ntasks=1", "-w", "`1`",
                          "--kill-on-bad-exit=1", shlex.quote(kernel), flag, "-linkmode", "Connect",
                          "`4`", "-linkname", "'`2`'", "-subkernel", "-noinit"])
-        template = _wl_string(step).replace("\x01", '" <> job <> "')
+        template = wl_string(step).replace("\\:0001", '" <> job <> "')  # \x01 marks the job
         body = ('Needs["SubKernels`RemoteKernels`"];\n' + common +
                 f"template = {template};\n"
                 "kernels = LaunchKernels[RemoteMachine[#[[1]], template, #[[2]]] & /@ slots];\n")
     else:
         path = quote(kernel, safe="/")
         body = (common + "If[$VersionNumber < 13.1, Print[\"the ssh:// form needs 13.1 or later\"]; Abort[]];\n"
-                f"kernels = LaunchKernels[(\"ssh://\" <> #[[1]] <> {_wl_string(path)} <> \"?\" <> "
+                f"kernels = LaunchKernels[(\"ssh://\" <> #[[1]] <> {wl_string(path)} <> \"?\" <> "
                 "ToString[#[[2]]]) & /@ slots];\n")
     return head + body + ('Print[Length[kernels], " subkernels on ", '
                           'Union[ParallelEvaluate[$MachineName]]];\n'
@@ -473,7 +475,7 @@ def run_launch(ctx, command: str, want: Optional[bytes] = None) -> LaunchRun:
         if out.connected and want is not None:
             out.data_ok = listener.received_all({p: want for p in ports}, min(10.0, limit))
         out.ports_connected = tuple(p for p in ports if listener.states[p].peers)
-        text = _read(log)
+        text = read_or_empty(log)
         m = re.search(r"mkdoctor-relay: kernel on (\S+) (\S+)", text)
         if m:
             out.node, out.job = m.group(1), m.group(2)
@@ -490,7 +492,7 @@ def run_launch(ctx, command: str, want: Optional[bytes] = None) -> LaunchRun:
         listener.close()
         if proc is not None and proc.poll() is None:
             ctx.runner.stop(proc)
-        out.output = _read(log)
+        out.output = read_or_empty(log)
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
@@ -512,14 +514,3 @@ def job_left(ctx, job: str, wait: float = 20.0) -> str:
     return done.stdout.strip()
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return ""
-
-
-def _wl_string(text: str) -> str:
-    """A Wolfram Language string literal (backslash and double quote escaped)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

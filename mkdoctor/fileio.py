@@ -80,3 +80,12 @@ def atomic_write(path: Union[str, Path], data: Union[str, bytes], mode: Optional
     except OSError:
         pass
     return target
+
+
+def read_or_empty(path: Union[str, Path]) -> str:
+    """A log file's text (undecodable bytes replaced), or "" when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""
