@@ -81,11 +81,16 @@ def measure(spec_path: str) -> int:
         try:
             for h in spec["hosts"]:
                 addr, port = h["address"], h["port"]
+                block = h["block"]
                 if delay:
                     r = Relay(port, delay, to_host=addr)
                     relays.append(r)
+                    # known_hosts names the sshd by its own address: the relay's must not
+                    # make the key look unknown (host-key checking stays on)
+                    first, _, rest = block.partition("\n")
+                    block = f"{first}\n    HostKeyAlias [{addr}]:{port}\n{rest}"
                     addr, port = "127.0.0.1", r.port
-                lines.append(h["block"].replace("@ADDR@", addr).replace("@PORT@", str(port)))
+                lines.append(block.replace("@ADDR@", addr).replace("@PORT@", str(port)))
             cfg = Path(spec["cfgdir"]) / f"ssh_config_{delay}"
             cfg.write_text("".join(lines) + spec["bastion_block"])
             mk = [sys.executable, "-m", "mkdoctor", "--ssh-config", str(cfg), "--offline",

@@ -28,8 +28,9 @@ class _Pipe(threading.Thread):
     """One direction: read from ``src``, deliver to ``dst`` ``delay`` s later."""
 
     def __init__(self, src: socket.socket, dst: socket.socket, delay: float, max_buffer: int,
-                 done: threading.Event) -> None:
+                 done: threading.Event, ends: list, ends_lock: threading.Lock) -> None:
         super().__init__(daemon=True)
+        self.ends, self.ends_lock = ends, ends_lock  # shared by the two directions
         self.src, self.dst, self.delay, self.max_buffer, self.done = src, dst, delay, max_buffer, done
         self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
         self.queued = 0
@@ -80,10 +81,24 @@ class _Pipe(threading.Thread):
                         self.dst.shutdown(socket.SHUT_WR)
                     except OSError:
                         pass
+                    self._one_side_ended()
                     return
                 self.dst.sendall(data)
         except OSError:
             self.done.set()
+
+    def _one_side_ended(self) -> None:
+        """Both directions ended: the connection is over (its slot is free again)."""
+        with self.ends_lock:
+            self.ends[0] += 1
+            over = self.ends[0] >= 2
+        if over:
+            self.done.set()
+            for sock in (self.src, self.dst):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
 
 
 class Relay:
@@ -127,8 +142,9 @@ class Relay:
             done = threading.Event()
             with self.lock:
                 self.conns.append((client, upstream, done))
-            _Pipe(client, upstream, self.delay, self.max_buffer, done).start()
-            _Pipe(upstream, client, self.delay, self.max_buffer, done).start()
+            ends, ends_lock = [0], threading.Lock()
+            _Pipe(client, upstream, self.delay, self.max_buffer, done, ends, ends_lock).start()
+            _Pipe(upstream, client, self.delay, self.max_buffer, done, ends, ends_lock).start()
 
     def close(self) -> None:
         self.closed.set()
