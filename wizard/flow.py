@@ -151,6 +151,12 @@ class Flow:
         self.fixed_later: dict[str, str] = {}  # check ID -> the step that fixes it
         self.sessions: dict[tuple, Any] = {}  # see session_for
         self._print_lock = threading.RLock()
+        from mkdoctor.live import LivePrinter
+
+        # lines as they come and, on a terminal outside CI, a status line naming the check
+        # that runs and for how long (nothing is drawn while a question is asked: no check
+        # runs then)
+        self.printer = LivePrinter(sys.stdout)
 
     # convenience for the ending messages (main.setup_one)
     @property
@@ -161,7 +167,7 @@ class Flow:
 
     def say(self, text: str = "") -> None:
         with self._print_lock:
-            print(text, flush=True)
+            self.printer.line(text)
 
     def step(self, title: str) -> None:
         self.step_no += 1
@@ -171,6 +177,7 @@ class Flow:
         """Print one check's line, once per run (the engine calls this from its worker
         threads, possibly after run_checks returned)."""
         with self._print_lock:
+            self.printer.stop(check.id)
             if check.id in shown:
                 return
             shown.add(check.id)
@@ -194,6 +201,7 @@ class Flow:
         ``show`` is false: the caller words the outcome). Returns {id: Result}."""
         from mkdoctor.context import Context
         from mkdoctor.engine import run_checks
+        from mkdoctor.live import doing
         from mkdoctor.registry import all_checks
 
         selection = [c for c in all_checks() if c.id in ids]
@@ -201,9 +209,12 @@ class Flow:
         ctx = Context(opts, target, session=self.session_for(opts, target))
         try:
             pairs = run_checks(ctx, selection,
-                               (lambda c, r: self.show_result(shown, c, r)) if show else None)
+                               (lambda c, r: self.show_result(shown, c, r)) if show else None,
+                               lambda c: self.printer.start(c.id, "  " + doing(c), float(c.id[2:])))
         finally:
             ctx.close()
+            for check in selection:
+                self.printer.stop(check.id)
         for check, result in pairs:
             if show:
                 self.show_result(shown, check, result)
@@ -345,6 +356,7 @@ class Flow:
 
     def run(self) -> int:
         self.prepare()
+        self.printer.__enter__()  # the ticker; cleanup() closes it on every exit path
         self.say("mkdoctor setup: a remote Mathematica kernel over SSH, step by step. "
                  "Nothing is written until step 10 asks.")
         home_note = home_mismatch() if not self.args.ssh_config else None
@@ -391,6 +403,7 @@ class Flow:
         self.journal.rollback()
 
     def cleanup(self) -> None:
+        self.printer.close()
         self.close_sessions()
         if self.state.stage_dir is not None:
             shutil.rmtree(self.state.stage_dir, ignore_errors=True)
