@@ -200,7 +200,9 @@ def parallel_problems(label: str, text: str, prof) -> list[str]:
                                   port=int(prof.port), kernel=prof.kernel,
                                   kernel_version=prof.kernel_version, count=got.count,
                                   identity=prof.identity,
-                                  ssh_config=wl.parallel_ssh_config(prof))
+                                  ssh_config=wl.parallel_ssh_config(prof),
+                                  module=getattr(prof, "module", "") or "",
+                                  module_init=getattr(prof, "module_init", "") or "")
     except ValueError as exc:
         return [f"{label}: cannot read its parallel-kernels launch ({exc})"]
     if got.form != want.form:
@@ -209,7 +211,8 @@ def parallel_problems(label: str, text: str, prof) -> list[str]:
                 f"{prof.kernel_version or 'unknown'} needs {kinds[want.form]}"]
     problems = []
     for field, what in (("host", "host"), ("user", "user"), ("port", "port"), ("kernel", "kernel"),
-                        ("identity", "SSHIdentity"), ("ssh_config", "ssh config")):
+                        ("identity", "SSHIdentity"), ("ssh_config", "ssh config"),
+                        ("module", "module"), ("module_init", "module init script")):
         g, w = getattr(got, field), getattr(want, field)
         if g != w:
             problems.append(f"{label}: the parallel kernels use {what} {g!r}, the profile {w!r}")

@@ -175,39 +175,73 @@ class ParallelLaunch:
     port: Optional[int] = None
     identity: str = ""  # "SSHIdentity"
     ssh_config: str = ""  # remote-machine: ssh -F in the template
+    module: str = ""  # ``module load MODULE`` before the kernel (launch.kernel_prefix)
+    module_init: str = ""
+
+
+def _kernel_words(pl: "ParallelLaunch") -> list[str]:
+    """The kernel's command words: the same ``sh -c '. INIT; module load M && exec ...'``
+    prefix as the launch command (mkdoctor.launch.kernel_prefix) when a module is needed."""
+    from mkdoctor.launch import kernel_prefix
+
+    return kernel_prefix(pl.module, pl.module_init) + [pl.kernel]
+
+
+_MODULE_SCRIPT = re.compile(r"\. (\S+) >/dev/null 2>&1; module load (\S+) && exec \"\$0\" \"\$@\"")
+
+
+def _read_kernel_words(words: list[str]) -> tuple[str, str, str]:
+    """(kernel, module, module_init) from :func:`_kernel_words`' words (read back)."""
+    if len(words) >= 4 and words[:2] == ["sh", "-c"]:
+        m = _MODULE_SCRIPT.fullmatch(words[2])
+        if m:
+            return words[3], m.group(2), m.group(1)
+    return (words[0] if words else ""), "", ""
 
 
 def parallel_launch(*, alias: str, user: str, hostname: str, port: int, kernel: str,
                     kernel_version: str, count: int, identity: str = "",
-                    ssh_config: Optional[str] = None) -> ParallelLaunch:
+                    ssh_config: Optional[str] = None, module: str = "",
+                    module_init: str = "") -> ParallelLaunch:
     """The launch for a profile. ``ssh_config``: None when the managed block is in the ssh
-    config that a plain ``ssh`` reads (~/.ssh/config); then the URL names the alias."""
+    config that a plain ``ssh`` reads (~/.ssh/config); then the URL names the alias.
+    ``module``: the kernel is on PATH after ``module load MODULE`` (sourcing
+    ``module_init``), loaded first as in the launch command."""
     if "`" in kernel or "`" in (ssh_config or ""):
         # `1`, `2`, `4` are the template's placeholders before 13.1
         raise ValueError(f"{kernel!r}: a kernel or ssh config path with a backquote cannot be "
                          "written to the parallel-kernels file")
+    mod = {"module": module, "module_init": module_init if module else ""}
     if kernel_version and version_tuple(kernel_version) < (13, 1):
-        return ParallelLaunch("remote-machine", alias, kernel, count, ssh_config=ssh_config or "")
+        return ParallelLaunch("remote-machine", alias, kernel, count, ssh_config=ssh_config or "",
+                              **mod)
     if ssh_config is None:
-        return ParallelLaunch("url", alias, kernel, count)
-    return ParallelLaunch("url", hostname, kernel, count, user=user, port=port, identity=identity)
+        return ParallelLaunch("url", alias, kernel, count, **mod)
+    return ParallelLaunch("url", hostname, kernel, count, user=user, port=port, identity=identity,
+                          **mod)
+
+
+def in_url_path(pl: ParallelLaunch) -> bool:
+    """The kernel goes into the URL's path (absolute, no module to load first)."""
+    return pl.kernel.startswith("/") and not pl.module
 
 
 def launch_expression(pl: ParallelLaunch, kernel_version: str = "") -> str:
     """The ``LaunchKernels[...]`` expression of ``pl``."""
     if pl.form == "remote-machine":
         flag = "-mathlink" if version_tuple(kernel_version) < (10, 0) else "-wstp"
-        remote = " ".join([shlex.quote(pl.kernel), flag, "-linkmode", "Connect", "`4`",
-                           "-linkname", "'`2`'", "-subkernel", "-noinit"])
+        remote = " ".join([*(shlex.quote(w) for w in _kernel_words(pl)), flag, "-linkmode",
+                           "Connect", "`4`", "-linkname", "'`2`'", "-subkernel", "-noinit"])
         ssh = ["ssh", "-x", "-f"] + (["-F", shlex.quote(pl.ssh_config)] if pl.ssh_config else [])
         template = " ".join(ssh + ["`1`", shlex.quote(remote)])
         return f"LaunchKernels[RemoteMachine[{wl_string(pl.host)}, {wl_string(template)}, {pl.count}]]"
-    in_url = pl.kernel.startswith("/")
+    in_url = in_url_path(pl)
     url = ssh_url(pl.host, pl.kernel if in_url else "", pl.count if in_url else 0, pl.user, pl.port)
     props: list[tuple[str, str]] = []
-    if not in_url:  # a URL path is absolute: a command name goes in as a property
-        if pl.kernel:
-            props.append(("KernelCommand", wl_string(pl.kernel)))
+    if not in_url:  # a URL path is absolute: a command name goes in as a property, and so
+        if pl.kernel:  # does a command line that loads a module first
+            command = " ".join(shlex.quote(w) for w in _kernel_words(pl)) if pl.module else pl.kernel
+            props.append(("KernelCommand", wl_string(command)))
         props.append(("KernelCount", str(pl.count)))
     if pl.identity:
         props.append(("SSHIdentity", wl_string(pl.identity)))
@@ -220,18 +254,24 @@ def launch_expression(pl: ParallelLaunch, kernel_version: str = "") -> str:
 def parallel_file(*, profile: str, alias: str, user: str, hostname: str, port: int,
                   kernel: str, kernel_version: str, processors: int,
                   ssh_config: Optional[str] = None, identity: str = "",
-                  proxy_jump: str = "") -> str:
+                  proxy_jump: str = "", module: str = "", module_init: str = "") -> str:
     """Launch ``processors`` parallel kernels on the remote host. ``ssh_config``: None
-    when the managed block is in ~/.ssh/config; ``proxy_jump``: the block's ProxyJump."""
+    when the managed block is in ~/.ssh/config; ``proxy_jump``: the block's ProxyJump;
+    ``module``: loaded before the kernel starts (as in the launch command)."""
     count = max(1, int(processors or 1))
     pl = parallel_launch(alias=alias, user=user, hostname=hostname, port=port, kernel=kernel,
                          kernel_version=kernel_version, count=count, identity=identity,
-                         ssh_config=ssh_config)
+                         ssh_config=ssh_config, module=module, module_init=module_init)
+    loads = ""
+    if pl.module:
+        loads = (f"(* The kernel is on PATH only after `module load {wl_comment(pl.module)}`: each subkernel\n"
+                 f"   is started as the launch command starts the kernel, by sh after sourcing\n"
+                 f"   {wl_comment(pl.module_init)} and loading the module. *)\n")
     known = f"kernel version {kernel_version}" if kernel_version else "kernel version unknown"
     head = (f"(* Written by `mkdoctor setup` (profile {profile}): parallel kernels on "
             f"{wl_comment(user + '@' + hostname)}, {known}, {count} processor(s). *)\n")
     if pl.form == "remote-machine":
-        return head + (
+        return head + loads + (
             "(* Before 13.1: SubKernels`RemoteKernels`. The subkernels connect back to this\n"
             "   computer, so this needs the direct path (it does not use the tunnel). *)\n"
             'Needs["SubKernels`RemoteKernels`"];\n'
@@ -248,7 +288,13 @@ def parallel_file(*, profile: str, alias: str, user: str, hostname: str, port: i
             notes.append(f"(* Warning: {a} reaches the host through ProxyJump {wl_comment(proxy_jump)},\n"
                          "   which this URL does not use. Copy the Host block into ~/.ssh/config and\n"
                          f"   launch \"ssh://{a}/<kernel path>?N\" instead. *)")
-    if pl.kernel.startswith("/") and quote(pl.kernel, safe="/") != pl.kernel:
+    if pl.module:
+        notes.append(loads.rstrip("\n"))
+        notes.append("(* How LaunchKernels hands \"KernelCommand\" to ssh is not documented: it is written\n"
+                     "   as the command line the remote login shell runs (mkdoctor could not try it\n"
+                     "   with Mathematica). If the subkernels do not start, put a wrapper script\n"
+                     "   that loads the module and execs the kernel in the URL (docs/guides/kernels.md). *)")
+    if in_url_path(pl) and quote(pl.kernel, safe="/") != pl.kernel:
         notes.append("(* The kernel path is percent-encoded in the URL (RFC 3986): %20 is a space. *)")
     return head + "\n".join(notes) + f"\n{launch_expression(pl)}\n"
 
@@ -266,8 +312,9 @@ def read_parallel(text: str) -> ParallelLaunch:
         words = shlex.split(parse_wl_string(m.group(2)))
         cfg = words[words.index("-F") + 1] if "-F" in words[:-1] else ""
         remote = shlex.split(words[-1]) if words else []
-        return ParallelLaunch("remote-machine", parse_wl_string(m.group(1)),
-                              remote[0] if remote else "", int(m.group(3)), ssh_config=cfg)
+        kernel, module, init = _read_kernel_words(remote)
+        return ParallelLaunch("remote-machine", parse_wl_string(m.group(1)), kernel,
+                              int(m.group(3)), ssh_config=cfg, module=module, module_init=init)
     m = _LAUNCH.search(text)
     if not m:
         raise ValueError("no LaunchKernels[\"ssh://...\"] or RemoteMachine[...] in it")
@@ -284,9 +331,19 @@ def read_parallel(text: str) -> ParallelLaunch:
             props[parse_wl_string(p.group(1))] = parse_wl_string(value) if value.startswith('"') else value
             pos = p.end()
     count = props.get("KernelCount", url.query)
-    return ParallelLaunch("url", unquote(host), props.get("KernelCommand", unquote(url.path)),
-                          int(count) if count.isdigit() else 0, user=unquote(userinfo),
-                          port=url.port, identity=props.get("SSHIdentity", ""))
+    kernel, module, init = unquote(url.path), "", ""
+    if "KernelCommand" in props:
+        command = props["KernelCommand"]
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            words = []
+        kernel, module, init = _read_kernel_words(words)
+        if not module:  # a plain command name, as written
+            kernel = command
+    return ParallelLaunch("url", unquote(host), kernel, int(count) if count.isdigit() else 0,
+                          user=unquote(userinfo), port=url.port,
+                          identity=props.get("SSHIdentity", ""), module=module, module_init=init)
 
 
 # --- which ssh config the parallel-kernels file names ----------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -243,6 +244,16 @@ def test_setup_writes_a_launch_command_that_loads_the_module(sandbox_factory, sa
     assert prof["kernel"] == str(kernel)
     launch = prof["frontend"]["launch_command"]
     assert f". {ENV_MODULES_INIT} >/dev/null 2>&1; module load mathematica/14.1 && exec" in launch
+    # the parallel-kernels file starts each subkernel the same way: its KernelCommand, run
+    # by the remote login shell as ssh runs a command, loads the module and starts the kernel
+    from mkdoctor import frontend as wl
+
+    par = wl.read_parallel(next(confdir.rglob("mod-parallel-kernels.wl")).read_text())
+    assert (par.kernel, par.module) == (str(kernel), "mathematica/14.1"), par
+    line = " ".join(shlex.quote(w) for w in kernel_prefix(par.module, par.module_init) + [par.kernel])
+    assert f'"KernelCommand" -> {wl.wl_string(line)}' in next(confdir.rglob("mod-parallel-kernels.wl")).read_text()
+    ran = box.ssh(line + " -noprompt -run 'Print[$VersionNumber]; Exit[]'")
+    assert ran.returncode == 0 and ran.stdout.strip() == "14.1", (ran.stdout, ran.stderr)
     data, _ = json_report("--profile", "mod", "--only", f"{LOGIN},MK404,MK501", "--offline",
                           "--kernel-timeout", "10", config_dir=confdir, env=env)
     got = {c["id"]: c["status"] for c in data["checks"]}

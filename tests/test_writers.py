@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import stat
 from pathlib import Path
 
@@ -345,3 +346,30 @@ def test_wl_string_fixed_vectors(text, source):
 
 def test_wl_string_escapes_quote_and_backslash():
     assert wl.wl_string('a"b\\c') == '"a\\"b\\\\c"'
+
+
+MODULE_INIT = "/usr/share/modules/init/sh"
+
+
+@pytest.mark.parametrize("version", ["14.1", "13.0"])
+def test_parallel_file_loads_the_module_first(version):
+    """A kernel on PATH only after `module load`: both forms start each subkernel the way
+    the launch command starts the kernel (sh sources the init script and loads the
+    module), and the file reads back with the module (MK501 compares it)."""
+    text = wl.parallel_file(profile="m", alias="mk-m", user="a", hostname="h", port=22,
+                            kernel="/opt/M/WolframKernel", kernel_version=version, processors=4,
+                            module="mathematica/14.1", module_init=MODULE_INIT)
+    got = wl.read_parallel(text)
+    assert (got.kernel, got.module, got.module_init, got.count) == (
+        "/opt/M/WolframKernel", "mathematica/14.1", MODULE_INIT, 4)
+    assert "module load mathematica/14.1" in text
+    if version == "14.1":  # not in the URL's path: a KernelCommand that loads it
+        assert '"ssh://mk-m", "KernelCommand" -> "sh -c \'. /usr/share/modules/init/sh' in text
+        assert "is not documented" in text and "wrapper script" in text
+    else:
+        template = wl.parse_wl_string(wl.STRING_RE.findall(text.split("RemoteMachine[")[1])[1])
+        remote = shlex.split(shlex.split(template)[-1])
+        assert remote[:2] == ["sh", "-c"] and remote[3:5] == ["/opt/M/WolframKernel", "-wstp"]
+    plain = wl.parallel_file(profile="m", alias="mk-m", user="a", hostname="h", port=22,
+                             kernel="/opt/M/WolframKernel", kernel_version=version, processors=4)
+    assert wl.read_parallel(plain).module == "" and "module" not in plain

@@ -221,17 +221,11 @@ def plan(p: Profile, block: sshconfig.HostBlock, ssh_config: Path, processors: i
                      wl.parallel_file(profile=p.name, alias=p.host, user=p.user, hostname=p.hostname,
                                       port=p.port, kernel=p.kernel, kernel_version=p.kernel_version,
                                       processors=processors, ssh_config=parallel_ssh_config(p),
-                                      identity=p.identity, proxy_jump=_proxy_jump(block))),
+                                      identity=p.identity, proxy_jump=_proxy_jump(block),
+                                      module=p.module, module_init=p.module_init)),
         "verify": ("front end: the notebook that checks the link from inside",
                    verification_notebook(p)),
     }
-    if getattr(p, "module", ""):
-        what, body = texts["parallel"]
-        texts["parallel"] = (what, body + (
-            f"(* Note: the kernel is on PATH only after `module load {wl.wl_comment(p.module)}`. A kernel\n"
-            "   URL cannot load a module first: if the subkernels do not start, write a wrapper\n"
-            "   script that loads it and execs the kernel, and put its path in the URL\n"
-            "   (docs/guides/kernels.md). *)\n"))
     for key, (what, body) in texts.items():
         path = paths[key]
         changes.append(FileChange(path, body.encode("utf-8"), read_bytes(path), what))
