@@ -10,7 +10,9 @@ accept this user (``AllowGroups``/``DenyGroups`` are not in the way; checked aga
 ``id -Gn``) and account (``AllowAccounts``/``DenyAccounts``, when ``--account`` is given).
 Slurm facts: slurm.schedmd.com/scontrol.html, slurm.conf.html (PartitionName options).
 
-Facts: ``partition`` (the partition the allocation uses), ``max_time``, ``partitions``.
+Facts: ``partition`` (the partition the allocation uses), ``max_time``, ``partitions``,
+``partition_notes`` (per partition: why it takes no job of this user, "no: ...", or its
+time limit; setup's question offers only those that take one).
 """
 
 from __future__ import annotations
@@ -70,55 +72,67 @@ def run(ctx) -> Result:
         return failed("scontrol shows no partition (is slurmctld reachable from the login node?)",
                       f"run ssh {host} sinfo and read its message; ask the admins if it fails",
                       details + [f"  {ln}" for ln in tagged("MKD-PART")[-4:]], reason="no-partitions")
+    groups = set((tagged("MKD-GROUPS") or [""])[0].split())
+    notes = {}  # why a partition takes no job of this user, or how long a job may run
+    for name, f in sorted(parts.items()):
+        r = refusal(name, f, groups, ctx.options.account, sorted(parts))
+        notes[name] = ("no: " + r[0]) if r else (
+            f"jobs up to {f['MaxTime']}" if f.get("MaxTime", "UNLIMITED") not in ("UNLIMITED", "INFINITE") else "")
+    listing = {"partitions": sorted(parts), "partition_notes": notes}
     wanted = ctx.options.partition
     if not wanted:
         defaults = [n for n, f in parts.items() if f.get("Default") == "YES"]
         if not defaults:
             return failed("no --partition given and the cluster has no default partition",
                           f"give one of: {', '.join(sorted(parts))} with --partition NAME",
-                          details, reason="no-default", partitions=sorted(parts))
+                          details, reason="no-default", **listing)
         wanted = defaults[0]
     info = parts.get(wanted)
     if info is None:
         return failed(f"there is no partition {wanted!r} on this cluster",
                       f"use one of: {', '.join(sorted(parts))} (--partition NAME)",
-                      details, reason="no-such-partition", partitions=sorted(parts))
+                      details, reason="no-such-partition", **listing)
     details.append("partition: " + " ".join(f"{k}={info[k]}" for k in
                                               ("PartitionName", "State", "MaxTime", "TotalNodes",
                                                "AllowGroups", "AllowAccounts", "Default")
                                               if k in info))
-    state = info.get("State", "")
-    if state != "UP":
-        return failed(f"the partition {wanted} is {state or 'not up'}",
-                      f"use another partition (--partition; the cluster has {', '.join(sorted(parts))}) "
-                      "or ask the admins when it comes back", details, reason="partition-state",
-                      partition=wanted)
-    groups = set((tagged("MKD-GROUPS") or [""])[0].split())
-    allow = _listed(info.get("AllowGroups", "ALL"))
-    if allow and not groups & set(allow):
-        return failed(f"the partition {wanted} admits only the groups {', '.join(allow)}; "
-                      f"you are in {', '.join(sorted(groups)) or 'none'}",
-                      f"use another partition (--partition) or ask the admins to add you to "
-                      f"{allow[0]}", details, reason="not-allowed", partition=wanted)
-    deny = set(_listed(info.get("DenyGroups", "")))
-    if deny & groups:
-        return failed(f"the partition {wanted} denies your group {sorted(deny & groups)[0]}",
-                      "use another partition (--partition)", details, reason="denied",
-                      partition=wanted)
-    account = ctx.options.account
-    accounts = _listed(info.get("AllowAccounts", "ALL"))
-    if account and accounts and account not in accounts:
-        return failed(f"the partition {wanted} accepts only the accounts {', '.join(accounts)}",
-                      f"use --account {shlex.quote(accounts[0])} or another partition",
-                      details, reason="account", partition=wanted)
-    if account and account in _listed(info.get("DenyAccounts", "")):
-        return failed(f"the partition {wanted} denies the account {account}",
-                      "use another --account or partition", details, reason="account",
-                      partition=wanted)
+    refused = refusal(wanted, info, groups, ctx.options.account, sorted(parts))
+    if refused:
+        summary, fix, reason = refused
+        return failed(summary, fix, details, reason=reason, partition=wanted, **listing)
     how = "given" if ctx.options.partition else "the default"
     return passed(f"Slurm's commands are there and the partition {wanted} ({how}) is up and "
                   "accepts you", details, partition=wanted, max_time=info.get("MaxTime", ""),
-                  partitions=sorted(parts))
+                  **listing)
+
+
+def refusal(name: str, info: dict[str, str], groups: set[str], account: str | None,
+            every: list[str]) -> tuple[str, str, str] | None:
+    """Why the partition ``name`` takes no job of this user: (summary, fix, reason), or
+    None. ``groups``: the user's groups on the login node; ``every``: all partitions."""
+    state = info.get("State", "")
+    if state != "UP":
+        return (f"the partition {name} is {state or 'not up'}",
+                f"use another partition (--partition; the cluster has {', '.join(every)}) "
+                "or ask the admins when it comes back", "partition-state")
+    allow = _listed(info.get("AllowGroups", "ALL"))
+    if allow and not groups & set(allow):
+        return (f"the partition {name} admits only the groups {', '.join(allow)}; "
+                f"you are in {', '.join(sorted(groups)) or 'none'}",
+                f"use another partition (--partition) or ask the admins to add you to "
+                f"{allow[0]}", "not-allowed")
+    deny = set(_listed(info.get("DenyGroups", "")))
+    if deny & groups:
+        return (f"the partition {name} denies your group {sorted(deny & groups)[0]}",
+                "use another partition (--partition)", "denied")
+    accounts = _listed(info.get("AllowAccounts", "ALL"))
+    if account and accounts and account not in accounts:
+        return (f"the partition {name} accepts only the accounts {', '.join(accounts)}",
+                f"use --account {shlex.quote(accounts[0])} or another partition", "account")
+    if account and account in _listed(info.get("DenyAccounts", "")):
+        return (f"the partition {name} denies the account {account}",
+                "use another --account or partition", "account")
+    return None
 
 
 CHECK = Check(

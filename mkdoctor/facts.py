@@ -64,4 +64,6 @@ ALL: tuple[Fact, ...] = (LINK_ADDRESS, PUBLIC_ADDRESS, RECOMMENDED_MODE, BEHIND_
 # tests/test_slurm_checks.py reads PARTITION through setup against the real test cluster.
 PARTITION = Fact("MK601", "partition", str, "the partition the run uses (given or the default)")
 PARTITIONS = Fact("MK601", "partitions", list, "every partition of the cluster")
-CLUSTER: tuple[Fact, ...] = (PARTITION, PARTITIONS)
+PARTITION_NOTES = Fact("MK601", "partition_notes", dict,
+                       "per partition: 'no: why' when it takes no job of this user, else its time limit or ''")
+CLUSTER: tuple[Fact, ...] = (PARTITION, PARTITIONS, PARTITION_NOTES)

@@ -180,6 +180,26 @@ def nat_topology(netns_available: None) -> Iterator[NatTopology]:
 # ---------------------------------------------------------------- leak check
 
 
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[tuple[Any, Any]]:
+    """A real Slurm cluster (tests/harness/slurm.py) for a test file: a login node and
+    two compute nodes in network namespaces, the stand-in kernel on the nodes; one per
+    file that uses it (its tests share it and must leave no job)."""
+    from tests.harness.slurm import SlurmCluster, Software, slurm_unavailable_reason
+
+    reason = slurm_unavailable_reason() or netns_unavailable_reason()
+    if reason:
+        skip_or_fail(reason)
+    root = Path(tempfile.mkdtemp(prefix="mkd-slurm-", dir="/tmp"))
+    root.chmod(0o755)
+    sw = Software(root)
+    try:
+        with SlurmCluster(root / "cluster", nodes=2, node_mounts=sw.node_mounts) as c:
+            yield c, sw
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
 def no_leaked_processes() -> Iterator[None]:
     """Fail the test if it leaves new descendant processes of pytest running.

@@ -4,8 +4,7 @@ The kernel is the stand-in (tests/standin_kernel.py): Mathematica cannot be inst
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import re
 import time
 from pathlib import Path
 from typing import Iterator
@@ -13,9 +12,7 @@ from typing import Iterator
 import pytest
 
 from mkdoctor import cluster
-from tests.conftest import skip_or_fail
-from tests.harness.netns import netns_unavailable_reason
-from tests.harness.slurm import SlurmCluster, Software, slurm_unavailable_reason
+from tests.harness.slurm import SlurmCluster, Software
 from tests.helpers import by_id, json_report
 
 pytestmark = pytest.mark.integration
@@ -23,21 +20,6 @@ pytestmark = pytest.mark.integration
 LOGIN = "MK301,MK302,MK303,MK304"
 CLUSTER = "MK601,MK602,MK603,MK604,MK605"
 FAST = ("--offline", "--timeout", "3", "--kernel-timeout", "10", "--deadline", "90")
-
-
-@pytest.fixture(scope="module")
-def slurm() -> Iterator[tuple[SlurmCluster, Software]]:
-    reason = slurm_unavailable_reason() or netns_unavailable_reason()
-    if reason:
-        skip_or_fail(reason)
-    root = Path(tempfile.mkdtemp(prefix="mkd-slurmc-", dir="/tmp"))
-    root.chmod(0o755)
-    sw = Software(root)
-    try:
-        with SlurmCluster(root / "cluster", nodes=2, node_mounts=sw.node_mounts) as c:
-            yield c, sw
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -262,3 +244,67 @@ def test_setup_for_the_cluster_stops_at_a_partition_that_does_not_exist(cl, tmp_
     assert "there is no partition 'nosuch'" in done.stdout + done.stderr
     assert not list(confdir.rglob("clu2.toml")), "nothing is written when setup stops"
     assert cfg.read_bytes() == c.sandbox.client_config.read_bytes()
+
+
+def test_questionnaire_offers_the_partitions_and_saves_the_choice(cl, tmp_path) -> None:
+    """`mkdoctor setup --scheduler slurm` on a real terminal without --partition: the
+    question lists sinfo's partitions with the cluster's default marked and proposed;
+    the one picked (not the default) is checked again by MK601, proven in step 9 and
+    saved in the profile."""
+    import io
+    import sys
+
+    import pexpect
+    import tomllib
+
+    from tests.helpers import ROOT, mkdoctor_env
+
+    c, sw = cl
+    cfg = tmp_path / "ssh_config"
+    cfg.write_bytes(c.sandbox.client_config.read_bytes())
+    cfg.chmod(0o600)
+    home = tmp_path / "home"
+    home.mkdir()
+    confdir = tmp_path / "conf"
+    env = mkdoctor_env(confdir, HOME=str(home), TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
+    env.pop("CI", None)  # a real terminal: the questions are asked
+    env.pop("SSH_AUTH_SOCK", None)
+    child = pexpect.spawn("ip", ["netns", "exec", c.laptop.name, sys.executable, "-m", "mkdoctor",
+                                 "setup", "--offline", "--ssh-config", str(cfg), "--host", "sandbox",
+                                 "--name", "pick", "--scheduler", "slurm", "--kernel", str(sw.kernel),
+                                 "--time", "00:01:00", "--timeout", "5"],
+                          env=env, cwd=str(ROOT), encoding="utf-8", timeout=90, dimensions=(40, 200))
+    child.logfile_read = seen = io.StringIO()
+    try:
+        child.expect("Which key should the front end use")
+        child.send("\r")  # the alias's own key
+        # the partitions that take no job of this user are said, not offered
+        child.expect(r"not offered: closed \(the partition closed is DOWN\); staff \(the "
+                     r"partition staff admits only the groups root")
+        child.expect("Which partition")
+        esc = r"(?:\x1b\[[0-9;?]*[A-Za-z])*"
+        child.expect(f"» {esc}debug  \\(the default\\)")  # the default is marked and proposed
+        child.expect(r"short  \(jobs up to 00:01:00\)")  # the whole list is drawn
+        menu = re.sub(esc, "", seen.getvalue().rsplit("Which partition", 1)[1])
+        order = re.findall(r"^\s*»?\s*(\w+)(?:  \(.*\))?\s*$", menu, re.M)
+        assert order == ["debug", "short"], menu
+        child.send("\x1b[B\r")  # debug -> short
+        child.expect(r"pass +MK601 scheduler-found")
+        i = child.expect(["Link ports", "Write these files"])
+        if i == 0:
+            child.send("\r")
+            child.expect("Write these files")
+        child.send("y")
+        while child.expect([r"Apply this on the remote host", r"\[12\] Done"]) == 0:
+            child.send("n")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    out = seen.getvalue()
+    assert child.exitstatus == 0, out[-4000:]
+    step9 = out.split("Proving the cluster launch command on a compute node")[1]
+    assert re.search(r"pass +MK605 node-kernel-link", step9), out[-4000:]
+    prof = tomllib.loads(next(confdir.rglob("pick.toml")).read_text())
+    flat = {**prof, **prof.get("frontend", {}), **prof.get("cluster", {})}
+    assert flat.get("partition") == "short" and flat.get("time") == "00:01:00", prof
+    assert "--partition=short" in flat["launch_command"], flat["launch_command"]

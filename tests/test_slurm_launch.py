@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -20,27 +18,11 @@ from typing import Iterator
 import pytest
 
 from mkdoctor import cluster
-from tests.conftest import skip_or_fail
-from tests.harness.netns import netns_unavailable_reason, tcp_connect
+from tests.harness.netns import tcp_connect
 from tests.harness.procs import cmdline, descendants, terminate_tree
-from tests.harness.slurm import Frontend, SlurmCluster, Software, slurm_unavailable_reason
+from tests.harness.slurm import Frontend, SlurmCluster, Software
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def slurm() -> Iterator[tuple[SlurmCluster, Software]]:
-    reason = slurm_unavailable_reason() or netns_unavailable_reason()
-    if reason:
-        skip_or_fail(reason)
-    root = Path(tempfile.mkdtemp(prefix="mkd-slurm-", dir="/tmp"))
-    root.chmod(0o755)
-    sw = Software(root)
-    try:
-        with SlurmCluster(root / "cluster", nodes=2, node_mounts=sw.node_mounts) as c:
-            yield c, sw
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

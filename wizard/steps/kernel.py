@@ -85,9 +85,16 @@ def cluster_partition(f: Flow) -> None:
     res = f.run_checks(["MK601"], f.remote_options(), Target(st.alias))
     r = res["MK601"]
     parts = list(facts.PARTITIONS.of(r, []) or [])
-    if not f.opts.partition and parts and f.ask.interactive:
-        default = facts.PARTITION.of(r) or parts[0]
-        choices = [(p, p + ("  (the default)" if p == default else "")) for p in parts]
+    notes = facts.PARTITION_NOTES.of(r, {}) or {}
+    usable = [p for p in parts if not str(notes.get(p, "")).startswith("no: ")]
+    if not f.opts.partition and usable and f.ask.interactive:
+        refused = [f"{p} ({notes[p][4:]})" for p in parts if p not in usable]
+        if refused:  # said, not offered: a choice that cannot work is no choice
+            f.say("  not offered: " + "; ".join(refused))
+        default = facts.PARTITION.of(r) if facts.PARTITION.of(r) in usable else usable[0]
+        choices = [(p, p + "".join(f"  ({w})" for w in (
+                    "the default" if p == facts.PARTITION.of(r) else "", notes.get(p, "")) if w))
+                   for p in usable]
         f.opts.partition = f.ask.select("Which partition?", choices, default, "--partition")
         if f.opts.partition != facts.PARTITION.of(r):
             r = f.run_checks(["MK601"], f.remote_options(), Target(st.alias))["MK601"]

@@ -31,7 +31,12 @@ def run(f: Flow) -> None:
     }
     f.say(f"  NAT: {r103.summary if r103 else 'not checked'}")
     f.say(f"  recommended: {why.get(recommended, recommended)}")
-    if a.mode:
+    if f.opts.scheduler:  # a compute node reaches this computer only through the login node
+        st.mode = "tunnel"
+        if a.mode == "direct":
+            f.say("  note: --mode direct does not apply to a cluster: the kernel on a compute "
+                  "node connects back through the login node's SSH connection")
+    elif a.mode:
         st.mode = a.mode
     else:
         default = prev.mode if prev else recommended
