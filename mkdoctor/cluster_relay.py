@@ -364,10 +364,11 @@ def _end_srun(srun, name, stop):
     return code if code >= 0 else 128 - code
 
 
-def login(argv):
-    """``P1 P2 PREFIX -- SRUN_ARGS -- KERNEL FLAG``: the link to the ssh -R forwards."""
-    ports = [int(argv[0]), int(argv[1])]
-    name, srun_argv = _srun_command(argv[2:])
+def _start_srun(argv):
+    """The login node's part of both paths: watch the parent (sshd's session), catch the
+    signals that end it, and start the job's srun. (name, srun, stop, parent), srun None
+    when it cannot run."""
+    name, srun_argv = _srun_command(argv)
     parent = os.getppid()
     _parent_watch()
     stop = []
@@ -377,6 +378,15 @@ def login(argv):
                                 start_new_session=True)
     except OSError as err:
         _say("cannot run srun on the login node: %s" % err)
+        srun = None
+    return name, srun, stop, parent
+
+
+def login(argv):
+    """``P1 P2 PREFIX -- SRUN_ARGS -- KERNEL FLAG``: the link to the ssh -R forwards."""
+    ports = [int(argv[0]), int(argv[1])]
+    name, srun, stop, parent = _start_srun(argv[2:])
+    if srun is None:
         return 127
     rc = _connect_loop(srun, ports, stop, parent, "the login node (the ssh -R forward)")
     code = _end_srun(srun, name, stop)
@@ -388,16 +398,8 @@ def pipe(argv):
     ssh session's own stdin/stdout to the laptop relay (for login nodes that refuse
     ssh -R). The end of stdin is the end of the link here: our stdin is the laptop
     relay's pipe, never the front end's."""
-    name, srun_argv = _srun_command(argv)
-    parent = os.getppid()
-    _parent_watch()
-    stop = []
-    _signals(stop)
-    try:
-        srun = subprocess.Popen(srun_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                start_new_session=True)
-    except OSError as err:
-        _say("cannot run srun on the login node: %s" % err)
+    name, srun, stop, parent = _start_srun(argv)
+    if srun is None:
         return 127
     pairs = {sys.stdin.fileno(): srun.stdin.fileno(), srun.stdout.fileno(): sys.stdout.fileno()}
     sel = selectors.DefaultSelector()
