@@ -64,6 +64,9 @@ environment variable ``STANDIN_FAULT``:
 (these four wordings are the stand-in's own, shaped like what users quote: the real
 kernel's licence messages are documented nowhere; see mkdoctor/kernel.py)
 
+Starts counted: when ``~/.standin-starts`` exists, each start appends its arguments to it
+(one line), so a test can count how often a run started the kernel.
+
 Playing wolframscript: installed under the name ``wolframscript`` (or with
 ``STANDIN_AS=wolframscript``) it answers ``-version``/``--version`` like wolframscript
 ("WolframScript 1.12.0 for Linux x86 (64-bit)"; the form on reference.wolfram.com/language/
@@ -356,7 +359,15 @@ def wolframscript(argv: list[str]) -> int:
     return 0
 
 
+def count_start(argv: list[str]) -> None:
+    path = os.path.expanduser("~/.standin-starts")
+    if os.path.exists(path):
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(" ".join(argv).replace("\n", " ") + "\n")
+
+
 def main(argv: list[str]) -> int:
+    count_start(argv)
     if (os.path.basename(sys.argv[0]) == "wolframscript"
             or os.environ.get("STANDIN_AS") == "wolframscript"):
         return wolframscript(argv)

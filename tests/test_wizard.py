@@ -463,3 +463,61 @@ def test_several_hosts_are_set_up_one_after_another(sandbox_factory, tmp_path):
                                 "--offline", config_dir=confdir, env=env)
         assert {c["id"]: c["status"] for c in report["checks"]} == dict.fromkeys(
             ["MK304", "MK401", "MK402", "MK501"], "pass"), report
+
+
+def _counting_kernel(sandbox) -> tuple[Path, Path]:
+    """The stand-in kernel, counting its starts in ~/.standin-starts (one line each)."""
+    kernel = install_standin(sandbox.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    log = sandbox.home / ".standin-starts"
+    log.write_text("")
+    os.chown(log, sandbox.uid, sandbox.gid)
+    return kernel, log
+
+
+def _starts(log: Path) -> list[str]:
+    return log.read_text().splitlines()
+
+
+def test_setup_starts_the_kernel_once(sandbox, tmp_path):
+    """A setup that works starts the kernel once: with the launch command it is about to
+    write (MK404, step 9). MK402 does not start it beforehand."""
+    wrapper, log = _counting_kernel(sandbox)
+    cfg = tmp_path / "ssh_config"
+    shutil.copyfile(sandbox.client_config, cfg)
+    (tmp_path / "home").mkdir()
+    done = run_mkdoctor("setup", "--yes", "--ssh-config", str(cfg), "--offline", "--host", "sandbox",
+                        "--name", "once", "--mode", "direct", "--link-host", "127.0.0.1", "--kernel", str(wrapper),
+                        config_dir=tmp_path / "conf", env={"HOME": str(tmp_path / "home")}, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    starts = _starts(log)
+    assert len(starts) == 1 and "-linkmode" in starts[0].lower(), starts
+    assert "pass  MK404" in done.stdout and "MK402" not in done.stdout, done.stdout
+    # the kernel count of the parallel-kernels file: the host's cores, read without a kernel
+    from mkdoctor.kernel import CORES_SCRIPT, parse_cores
+
+    cores = parse_cores(subprocess.run(["sh", "-c", CORES_SCRIPT], capture_output=True,
+                                       text=True).stdout)
+    par = next((tmp_path / "conf").rglob("once-parallel-kernels.wl")).read_text()
+    assert cores >= 1 and f", {cores} processor(s)" in par, par
+
+
+def test_setup_whose_kernel_does_not_start_says_why_with_mk402(sandbox, tmp_path):
+    """The launch command fails because the kernel itself does not start (a licence
+    message): MK402 then starts it on its own and its diagnosis is what setup stops
+    with; nothing is written."""
+    wrapper, log = _counting_kernel(sandbox)
+    (sandbox.home / ".standin-fault").write_text("licence\n")
+    cfg = tmp_path / "ssh_config"
+    shutil.copyfile(sandbox.client_config, cfg)
+    before = cfg.read_bytes()
+    (tmp_path / "home").mkdir()
+    done = run_mkdoctor("setup", "--yes", "--ssh-config", str(cfg), "--offline", "--host", "sandbox",
+                        "--name", "nolic", "--mode", "direct", "--link-host", "127.0.0.1", "--kernel", str(wrapper),
+                        "--kernel-timeout", "10", config_dir=tmp_path / "conf",
+                        env={"HOME": str(tmp_path / "home")}, timeout=180)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "the launch command did not connect: starting the kernel on its own (MK402)" in done.stdout
+    assert "fail  MK402" in done.stdout and "MK402: " in done.stderr, done.stdout + done.stderr
+    assert "licen" in done.stderr.lower()
+    assert len(_starts(log)) == 2  # the launch command's, then MK402's
+    assert cfg.read_bytes() == before and not list((tmp_path / "conf").rglob("nolic.toml"))

@@ -43,6 +43,7 @@ class SetupState:
     module: str = ""  # step 7: the module that puts the kernel on PATH (MK401)
     module_init: str = ""  # step 7: the module system's init script
     processors: int = 1
+    kernel_arg: Optional[str] = None  # what MK401 is given to read the kernel as chosen
     # step 8: the link ports
     ports: tuple[int, int] = (0, 0)
     # step 9: the proof

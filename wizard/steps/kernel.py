@@ -1,5 +1,6 @@
-"""Step 7: the kernel (MK401 finds it, MK402 starts it; on a cluster MK601 picks the
-partition and the kernel starts on a compute node in step 9)."""
+"""Step 7: the kernel (MK401 finds it; step 9 starts it, MK402 only to say why when the
+launch command fails; on a cluster MK601 picks the partition and the kernel starts on a
+compute node in step 9)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 def run(f: Flow) -> None:
     st = f.state
-    f.step("The kernel (MK401, MK402)")
+    f.step("The kernel (MK401)")
     a, prev = f.args, st.previous
     given = a.kernel or (prev.kernel if prev else None)
     res = f.run_checks(["MK401"], f.remote_options(kernel=given), Target(st.alias))
@@ -55,27 +56,24 @@ def run(f: Flow) -> None:
         f.say(f"  kernel {kernel} (on the compute nodes: step 9 starts it there through "
               f"{f.opts.scheduler}, MK601-MK605; not on the login node)")
         return
-    # MK401 again with the chosen path, in the same run as MK402: one reading of the
-    # kernel path (a module to load included) for the start and the launch command
-    # (MK401 is given what it was given the first time when it found this kernel itself:
-    # its reading then has the same module; an absolute path would read as plain)
-    again = given if kernel == found else kernel
-    res = f.run_checks(["MK401", "MK402"], f.remote_options(kernel=again), Target(st.alias))
-    r402 = res["MK402"]
-    r401 = res["MK401"]
+    # The kernel is read once more only when the choice is not what MK401 found itself
+    # (MK401 is then given the chosen path; when it found the kernel, it keeps what it was
+    # given: its reading then has the same module, an absolute path would read as plain).
+    # It is not started here: step 9 starts it with the exact launch command (MK404), and
+    # only when that fails does MK402 start it on its own to say why (one start per setup).
+    st.kernel_arg = given if kernel == found else kernel
+    if kernel != found:
+        r401 = f.run_checks(["MK401"], f.remote_options(kernel=kernel), Target(st.alias))["MK401"]
     st.module = facts.KERNEL_MODULE.of(r401, "")
     st.module_init = facts.KERNEL_MODULE_INIT.of(r401, "")
     if st.module:
         f.say(f"  the kernel is on PATH after: module load {st.module} "
               f"(the launch command loads it first)")
-    if r402.status.value in ("fail", "error"):
-        raise StepFailed(f"MK402: {r402.summary}; fix: {r402.fix}")
     st.kernel = kernel
-    st.kernel_version = str(facts.KERNEL_VERSION_NUMBER.of(r402, "")
-                              or facts.KERNEL_PATH_VERSION.of(r401, "")
-                              or (prev.kernel_version if prev and prev.kernel == kernel else ""))
-    st.processors = int(facts.PROCESSOR_COUNT.of(r402, 1) or 1)
-    f.say(f"  kernel {kernel}" + (f" (version {st.kernel_version})" if st.kernel_version else ""))
+    st.kernel_version = str(facts.KERNEL_PATH_VERSION.of(r401, "")
+                            or (prev.kernel_version if prev and prev.kernel == kernel else ""))
+    f.say(f"  kernel {kernel}" + (f" (version {st.kernel_version})" if st.kernel_version else "")
+          + "; step 9 starts it with the launch command")
 
 
 def cluster_partition(f: Flow) -> None:

@@ -89,8 +89,8 @@ def run(f: Flow) -> None:
     if passphrase and not remote.add_to_agent(path):
         # The key would not log in without a prompt (MK202/MK304): stop here, before
         # anything is installed on the server; the new key is rolled back.
-        raise StepFailed(f"the new key could not be added to an ssh-agent, and the front "
-                         f"end cannot type its passphrase: start an agent (eval "
-                         f"\"$(ssh-agent -s)\") and run setup again, or choose no passphrase")
+        raise StepFailed("the new key could not be added to an ssh-agent, and the front "
+                         "end cannot type its passphrase: start an agent (eval "
+                         "\"$(ssh-agent -s)\") and run setup again, or choose no passphrase")
     st.identity = path
     st.public_line = Path(str(path) + ".pub").read_text().strip()
