@@ -150,6 +150,7 @@ class Flow:
         self.step_no = 0
         self.fixed_later: dict[str, str] = {}  # check ID -> the step that fixes it
         self.sessions: dict[tuple, Any] = {}  # see session_for
+        self._background: dict[str, tuple[threading.Thread, dict]] = {}  # see background
         self._print_lock = threading.RLock()
         from mkdoctor.live import LivePrinter
 
@@ -196,9 +197,10 @@ class Flow:
     # --- checks, through the setup's session ---------------------------------------------
 
     def run_checks(self, ids: Sequence[str], opts: Options, target: Optional[Target],
-                   show: bool = True) -> dict[str, Any]:
+                   show: bool = True, live: bool = True) -> dict[str, Any]:
         """Run the checks ``ids`` (catalogue order), printing each as it finishes (unless
-        ``show`` is false: the caller words the outcome). Returns {id: Result}."""
+        ``show`` is false: the caller words the outcome; ``live`` false: not on the status
+        line either, for :meth:`background` work). Returns {id: Result}."""
         from mkdoctor.context import Context
         from mkdoctor.engine import run_checks
         from mkdoctor.live import doing
@@ -210,11 +212,13 @@ class Flow:
         try:
             pairs = run_checks(ctx, selection,
                                (lambda c, r: self.show_result(shown, c, r)) if show else None,
-                               lambda c: self.printer.start(c.id, "  " + doing(c), float(c.id[2:])))
+                               (lambda c: self.printer.start(c.id, "  " + doing(c), float(c.id[2:])))
+                               if live else None)
         finally:
             ctx.close()
-            for check in selection:
-                self.printer.stop(check.id)
+            if live:
+                for check in selection:
+                    self.printer.stop(check.id)
         for check, result in pairs:
             if show:
                 self.show_result(shown, check, result)
@@ -222,6 +226,38 @@ class Flow:
                 self.results[check.id] = result
         self.drop_failed_sessions()
         return {c.id: r for c, r in pairs}
+
+    # --- work that a later step shows, done while an earlier step waits --------------------
+
+    def background(self, key: str, work: Callable[[], Any]) -> None:
+        """Start ``work`` now, in a thread, silently; :meth:`collected` gives its value to
+        the step that needs it (setup reads the sshd configuration while the kernel starts
+        in step 9: the two do not depend on each other). It shares the setup's session."""
+        box: dict = {}
+
+        def run() -> None:
+            try:
+                box["value"] = work()
+            except BaseException as exc:  # noqa: BLE001 - the step runs it again itself
+                box["error"] = exc
+
+        thread = threading.Thread(target=run, name=f"setup-{key}", daemon=True)
+        self._background[key] = (thread, box)
+        thread.start()
+
+    def collected(self, key: str) -> Any:
+        """The value of :meth:`background` work ``key`` (waiting for it), or None when
+        there was none or it failed (the step then does the work itself)."""
+        thread, box = self._background.pop(key, (None, {}))
+        if thread is None:
+            return None
+        thread.join(timeout=max(self.opts.deadline, 1))
+        return None if thread.is_alive() else box.get("value")
+
+    def _end_background(self) -> None:
+        for thread, _ in self._background.values():
+            thread.join(timeout=max(self.opts.timeout * 2, 5))
+        self._background.clear()
 
     def session_for(self, opts: Options, target: Optional[Target]):
         """The setup's session for ``target`` as ``opts`` reach it: the same one for every
@@ -404,6 +440,7 @@ class Flow:
 
     def cleanup(self) -> None:
         self.printer.close()
+        self._end_background()  # before the sessions it uses are closed
         self.close_sessions()
         if self.state.stage_dir is not None:
             shutil.rmtree(self.state.stage_dir, ignore_errors=True)

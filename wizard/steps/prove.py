@@ -17,6 +17,12 @@ def run(f: Flow) -> None:
     st = f.state
     f.step("Proving the cluster launch command on a compute node (MK601-MK605)" if f.opts.scheduler
            else "Proving the link with the strings about to be written (MK403, MK404)")
+    # independent of the link and the kernel: the server's sshd policy (step 11) and the
+    # host's cores (the parallel-kernels file), read while the kernel starts
+    f.background("sshd", lambda: f.run_checks(["MK310", "MK311"], f.remote_options(),
+                                              Target(st.alias), show=False, live=False))
+    if not f.opts.scheduler:
+        f.background("cores", lambda: cores_of_host(f))
     ids = ["MK403", "MK404"]
     if f.opts.scheduler:  # the cluster launch command, end to end (MK404 is for one host)
         ids = ["MK601", "MK602", "MK603", "MK604", "MK605"]
@@ -31,7 +37,7 @@ def run(f: Flow) -> None:
         if f.opts.scheduler:
             break
         if res["MK404"].status.value == "pass":
-            cores_of_host(f)
+            st.processors = f.collected("cores") or 1
             break
         assumed = link_flag(st.kernel_version)
         res.update(diagnose(f, res["MK404"].status.value == "skip"))  # MK402: does it start?
@@ -66,12 +72,12 @@ def diagnose(f: Flow, untried: bool) -> dict:
     return res
 
 
-def cores_of_host(f: Flow) -> None:
+def cores_of_host(f: Flow) -> int:
     """The parallel-kernels file's kernel count without starting a kernel for it: the
-    host's processor cores (mkdoctor.kernel.CORES_SCRIPT), through the setup's session."""
+    host's processor cores (mkdoctor.kernel.CORES_SCRIPT), through the setup's session
+    (0: unknown)."""
     from mkdoctor.kernel import CORES_SCRIPT, parse_cores
 
-    st = f.state
-    client = f.session_for(f.remote_options(), Target(st.alias))
+    client = f.session_for(f.remote_options(), Target(f.state.alias))
     done = client.run(CORES_SCRIPT, max(f.opts.timeout, 5)) if client is not None else None
-    st.processors = (parse_cores(done.stdout) if done is not None else 0) or 1
+    return parse_cores(done.stdout) if done is not None else 0
