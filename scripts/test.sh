@@ -3,7 +3,7 @@
 # openssh-server (a real sshd is started on loopback), iptables and iproute2 (network
 # namespaces for NAT and firewall tests), sudo (the wizard's sshd hardening),
 # tcsh and fish (remote login shells that are not POSIX), netcat-openbsd (ProxyCommand),
-# tcsh and fish (remote login shells that are not POSIX),
+# environment-modules and Lmod's dependencies (kernels that `module load` puts on PATH),
 # slurmctld, slurmd, slurm-client and munge (a real Slurm cluster in network namespaces:
 # tests/harness/slurm.py; no service is started by the packages without systemd, and
 # the tests run their own daemons with a private configuration),
