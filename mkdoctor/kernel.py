@@ -754,23 +754,3 @@ def kernel_path(ctx: "Context") -> Optional[str]:
     reading = read_kernel(ctx)
     return reading.resolved if reading is not None else None
 
-
-# --- the remote host's processor cores, without starting a kernel --------------------------
-
-# For the parallel-kernels file when no kernel was started to ask $ProcessorCount (setup
-# proves the kernel once, with the launch command). Physical cores, as $ProcessorCount
-# reports them (observed: on hyperthreaded machines $ProcessorCount is the number of
-# cores, not of hardware threads): Linux's lscpu lists one line per logical CPU with its
-# core and socket (util-linux, lscpu(1) --parse); macOS's sysctl hw.physicalcpu; else
-# the online processors (getconf, POSIX).
-CORES_SCRIPT = (
-    "n=$(lscpu -p=Core,Socket 2>/dev/null | grep -v '^#' | sort -u | wc -l | tr -d ' ')\n"
-    "[ \"${n:-0}\" -gt 0 ] 2>/dev/null || n=$(sysctl -n hw.physicalcpu 2>/dev/null)\n"
-    "[ \"${n:-0}\" -gt 0 ] 2>/dev/null || n=$(getconf _NPROCESSORS_ONLN 2>/dev/null)\n"
-    "echo \"MKD-CORES ${n:-0}\"\n")
-
-
-def parse_cores(text: str) -> int:
-    """The count :data:`CORES_SCRIPT` printed (0: unknown)."""
-    m = re.search(r"^MKD-CORES (\d+)\s*$", text or "", re.M)
-    return int(m.group(1)) if m else 0

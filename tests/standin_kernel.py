@@ -47,7 +47,7 @@ environment variable ``STANDIN_FAULT``:
                  (both wordings observed, as users quote them: see checks/kernel.py)
 - ``hang``       never answer (sleep until killed)
 - ``crash``      kill itself with SIGSEGV
-- ``slow:N``     wait N seconds before starting
+- ``slow:N``     wait N seconds before starting; ``slow:N+FAULT`` waits, then FAULT
 - ``spawn-hang`` start a child process (fork: same process group), then both never
                  answer: only a kill of the whole process group ends both
 - ``link-linger`` in link mode, stay running after the front end closed the link (a
@@ -64,8 +64,9 @@ environment variable ``STANDIN_FAULT``:
 (these four wordings are the stand-in's own, shaped like what users quote: the real
 kernel's licence messages are documented nowhere; see mkdoctor/kernel.py)
 
-Starts counted: when ``~/.standin-starts`` exists, each start appends its arguments to it
-(one line), so a test can count how often a run started the kernel.
+Starts counted: when ``~/.standin-starts`` exists, each start appends the time
+(``time.time()``) and its arguments to it (one line), so a test can count how often a run
+started the kernel, and see which starts overlapped.
 
 Playing wolframscript: installed under the name ``wolframscript`` (or with
 ``STANDIN_AS=wolframscript``) it answers ``-version``/``--version`` like wolframscript
@@ -363,7 +364,7 @@ def count_start(argv: list[str]) -> None:
     path = os.path.expanduser("~/.standin-starts")
     if os.path.exists(path):
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write(" ".join(argv).replace("\n", " ") + "\n")
+            fh.write(f"{time.time():.3f} " + " ".join(argv).replace("\n", " ") + "\n")
 
 
 def main(argv: list[str]) -> int:
@@ -384,6 +385,9 @@ def main(argv: list[str]) -> int:
         i += 1
 
     what = fault()
+    if what.startswith("slow:") and "+" in what:  # slow:N+FAULT: the wait, then FAULT
+        slow, _, what = what.partition("+")
+        time.sleep(float(slow.partition(":")[2] or "0"))
     if what.startswith("slow:"):
         time.sleep(float(what.partition(":")[2] or "0"))
     elif what in ("licence", "license"):

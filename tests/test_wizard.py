@@ -478,46 +478,80 @@ def _starts(log: Path) -> list[str]:
     return log.read_text().splitlines()
 
 
-def test_setup_starts_the_kernel_once(sandbox, tmp_path):
-    """A setup that works starts the kernel once: with the launch command it is about to
-    write (MK404, step 9). MK402 does not start it beforehand."""
-    wrapper, log = _counting_kernel(sandbox)
+def _setup(sandbox, tmp_path, name: str, kernel: Path, *extra: str):
     cfg = tmp_path / "ssh_config"
     shutil.copyfile(sandbox.client_config, cfg)
-    (tmp_path / "home").mkdir()
+    (tmp_path / "home").mkdir(exist_ok=True)
     done = run_mkdoctor("setup", "--yes", "--ssh-config", str(cfg), "--offline", "--host", "sandbox",
-                        "--name", "once", "--mode", "direct", "--link-host", "127.0.0.1", "--kernel", str(wrapper),
-                        config_dir=tmp_path / "conf", env={"HOME": str(tmp_path / "home")}, timeout=180)
+                        "--name", name, "--mode", "direct", "--link-host", "127.0.0.1",
+                        "--kernel", str(kernel), "--kernel-timeout", "15", *extra,
+                        config_dir=tmp_path / "conf", env={"HOME": str(tmp_path / "home")},
+                        timeout=180)
+    return done, cfg
+
+
+def test_setup_waits_for_one_kernel_start(sandbox, tmp_path):
+    """Step 9 starts the kernel on its own (MK402) and with the launch command (MK404) at
+    the same time: with a kernel that takes 2 s to start, the second start begins before
+    the first one could have ended its wait. Step 7 starts none."""
+    kernel, log = _counting_kernel(sandbox)
+    (sandbox.home / ".standin-fault").write_text("slow:2\n")
+    done, _ = _setup(sandbox, tmp_path, "once", kernel)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     starts = _starts(log)
-    assert len(starts) == 1 and "-linkmode" in starts[0].lower(), starts
-    assert "pass  MK404" in done.stdout and "MK402" not in done.stdout, done.stdout
-    # the kernel count of the parallel-kernels file: the host's cores, read without a kernel
-    from mkdoctor.kernel import CORES_SCRIPT, parse_cores
-
-    cores = parse_cores(subprocess.run(["sh", "-c", CORES_SCRIPT], capture_output=True,
-                                       text=True).stdout)
+    assert len(starts) == 2, starts
+    assert sorted("-linkmode" in s.lower() for s in starts) == [False, True], starts
+    first, second = sorted(float(s.split()[0]) for s in starts)
+    assert second - first < 2.0, starts  # overlapping: the first was still in its 2 s wait
+    step7 = done.stdout.split("[7] ")[1].split("[8] ")[0]
+    assert "  MK402 kernel-starts" not in step7 and "pass  MK402" in done.stdout.split("[9] ")[1]
     par = next((tmp_path / "conf").rglob("once-parallel-kernels.wl")).read_text()
-    assert cores >= 1 and f", {cores} processor(s)" in par, par
+    assert ", 2 processor(s)" in par or "processor(s)" in par  # MK402's $ProcessorCount
 
 
-def test_setup_whose_kernel_does_not_start_says_why_with_mk402(sandbox, tmp_path):
-    """The launch command fails because the kernel itself does not start (a licence
-    message): MK402 then starts it on its own and its diagnosis is what setup stops
-    with; nothing is written."""
-    wrapper, log = _counting_kernel(sandbox)
+def test_setup_whose_kernel_does_not_start_stops_with_mk402(sandbox, tmp_path):
+    """The kernel itself does not start (a licence message): MK404 fails and so does
+    MK402, which says why; setup stops with MK402's diagnosis and writes nothing."""
+    kernel, log = _counting_kernel(sandbox)
     (sandbox.home / ".standin-fault").write_text("licence\n")
-    cfg = tmp_path / "ssh_config"
-    shutil.copyfile(sandbox.client_config, cfg)
-    before = cfg.read_bytes()
-    (tmp_path / "home").mkdir()
-    done = run_mkdoctor("setup", "--yes", "--ssh-config", str(cfg), "--offline", "--host", "sandbox",
-                        "--name", "nolic", "--mode", "direct", "--link-host", "127.0.0.1", "--kernel", str(wrapper),
-                        "--kernel-timeout", "10", config_dir=tmp_path / "conf",
-                        env={"HOME": str(tmp_path / "home")}, timeout=180)
+    done, cfg = _setup(sandbox, tmp_path, "nolic", kernel)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "the launch command did not connect: starting the kernel on its own (MK402)" in done.stdout
     assert "fail  MK402" in done.stdout and "MK402: " in done.stderr, done.stdout + done.stderr
-    assert "licen" in done.stderr.lower()
-    assert len(_starts(log)) == 2  # the launch command's, then MK402's
-    assert cfg.read_bytes() == before and not list((tmp_path / "conf").rglob("nolic.toml"))
+    assert "licen" in done.stderr.lower() and "MK404: " not in done.stderr
+    assert len(_starts(log)) == 2
+    assert cfg.read_bytes() == sandbox.client_config.read_bytes()
+    assert not list((tmp_path / "conf").rglob("nolic.toml"))
+
+
+@pytest.mark.parametrize("fault", ["slow:1+processes:1", "processes:1"])
+def test_setup_with_a_licence_for_one_kernel_at_a_time(sandbox, tmp_path, fault):
+    """A licence that allows one kernel process. Started at once (both kernels take 1 s
+    before they ask for a licence), each sees the other and both are refused: that is
+    mkdoctor's doing, not the user's fault, so the launch command is proven again alone,
+    then MK402 alone, and setup goes on. Started instantly they may not overlap at all."""
+    kernel, log = _counting_kernel(sandbox)
+    (sandbox.home / ".standin-fault").write_text(fault + "\n")
+    done, _ = _setup(sandbox, tmp_path, "onelic", kernel)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    step9 = done.stdout.split("[9] ")[1].split("[10] ")[0]
+    assert step9.count("pass  MK404") == 1 and step9.count("pass  MK402") == 1, step9
+    if fault.startswith("slow"):  # one or both of the two refused; then one at a time
+        assert "one kernel at a time" in step9, step9
+        both = step9.count("fail  MK404") == 1
+        assert len(_starts(log)) == (4 if both else 3), (_starts(log), step9)
+
+
+def test_setup_whose_licence_refuses_every_kernel_tries_one_at_a_time_then_stops(sandbox, tmp_path):
+    """Both kernels refused a licence process (``processes:0``: refused even alone): step
+    9 proves the launch command again alone and starts MK402 alone before it calls it a
+    licence problem; then it stops with MK402's diagnosis."""
+    kernel, log = _counting_kernel(sandbox)
+    (sandbox.home / ".standin-fault").write_text("processes:0\n")
+    done, _ = _setup(sandbox, tmp_path, "nolic0", kernel)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    step9 = done.stdout.split("[9] ")[1]
+    assert "proving the launch command again, one kernel at a time" in step9, step9
+    assert step9.count("fail  MK404") == 2 and step9.count("fail  MK402") == 1, step9
+    assert "MK402: all licence processes are in use" in done.stderr, done.stderr
+    assert len(_starts(log)) == 4, _starts(log)  # two at once, then one and one

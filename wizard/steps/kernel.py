@@ -1,6 +1,5 @@
-"""Step 7: the kernel (MK401 finds it; step 9 starts it, MK402 only to say why when the
-launch command fails; on a cluster MK601 picks the partition and the kernel starts on a
-compute node in step 9)."""
+"""Step 7: the kernel (MK401 finds it; step 9 starts it, MK402 beside MK404; on a cluster
+MK601 picks the partition and the kernel starts on a compute node in step 9)."""
 
 from __future__ import annotations
 
@@ -59,8 +58,8 @@ def run(f: Flow) -> None:
     # The kernel is read once more only when the choice is not what MK401 found itself
     # (MK401 is then given the chosen path; when it found the kernel, it keeps what it was
     # given: its reading then has the same module, an absolute path would read as plain).
-    # It is not started here: step 9 starts it with the exact launch command (MK404), and
-    # only when that fails does MK402 start it on its own to say why (one start per setup).
+    # It is not started here: step 9 starts it on its own (MK402) at the same time as with
+    # the exact launch command (MK404), so that a setup waits for one kernel start.
     st.kernel_arg = given if kernel == found else kernel
     if kernel != found:
         r401 = f.run_checks(["MK401"], f.remote_options(kernel=kernel), Target(st.alias))["MK401"]
@@ -73,7 +72,7 @@ def run(f: Flow) -> None:
     st.kernel_version = str(facts.KERNEL_PATH_VERSION.of(r401, "")
                             or (prev.kernel_version if prev and prev.kernel == kernel else ""))
     f.say(f"  kernel {kernel}" + (f" (version {st.kernel_version})" if st.kernel_version else "")
-          + "; step 9 starts it with the launch command")
+          + "; step 9 starts it (MK402, beside the launch command's MK404)")
 
 
 def cluster_partition(f: Flow) -> None:

@@ -1,4 +1,5 @@
-"""Step 9: proving the link with the strings about to be written (MK403, MK404)."""
+"""Step 9: proving the link with the strings about to be written (MK403, MK404), with
+the kernel started on its own (MK402) beside it."""
 
 from __future__ import annotations
 
@@ -17,15 +18,13 @@ def run(f: Flow) -> None:
     st = f.state
     f.step("Proving the cluster launch command on a compute node (MK601-MK605)" if f.opts.scheduler
            else "Proving the link with the strings about to be written (MK403, MK404)")
-    # independent of the link and the kernel: the server's sshd policy (step 11) and the
-    # host's cores (the parallel-kernels file), read while the kernel starts
+    # independent of the link: the server's sshd policy (step 11), read while this step waits
     f.background("sshd", lambda: f.run_checks(["MK310", "MK311"], f.remote_options(),
                                               Target(st.alias), show=False, live=False))
-    if not f.opts.scheduler:
-        f.background("cores", lambda: cores_of_host(f))
     ids = ["MK403", "MK404"]
     if f.opts.scheduler:  # the cluster launch command, end to end (MK404 is for one host)
         ids = ["MK601", "MK602", "MK603", "MK604", "MK605"]
+    beside = True  # MK402 beside MK404: one kernel start's wait, not two
     for attempt in (1, 2):
         staged = f.profile(str(st.staged))
         final = f.profile(f.final_ssh_config())
@@ -33,21 +32,33 @@ def run(f: Flow) -> None:
         f.say(f"  Launch command:      {final.launch_command}")
         opts = f.remote_options(link_ports=st.ports, link_ports_given=True, kernel=st.kernel,
                                 profile=staged)
+        if beside and not f.opts.scheduler:
+            f.background("kernel", lambda: kernel_alone(f, show=False))
         res = f.run_checks(ids, opts, Target(st.alias))
         if f.opts.scheduler:
             break
-        if res["MK404"].status.value == "pass":
-            st.processors = f.collected("cores") or 1
-            break
+        linked = res["MK404"].status.value == "pass"
+        res.update(collect_kernel(f, linked) if beside else kernel_alone(f))
+        r402 = res["MK402"]
+        if beside and not linked and refused_a_process(r402):
+            # both kernels were refused a licence process (a licence for one kernel at a
+            # time): the launch command again alone, then MK402 alone
+            f.say("  the licence refused one of the two kernels started at once: "
+                  "proving the launch command again, one kernel at a time")
+            beside = False
+            continue
         assumed = link_flag(st.kernel_version)
-        res.update(diagnose(f, res["MK404"].status.value == "skip"))  # MK402: does it start?
-        if attempt == 1 and res["MK402"].status.value == "pass" \
+        if r402.status.value == "pass":
+            st.kernel_version = str(facts.KERNEL_VERSION_NUMBER.of(r402, "") or st.kernel_version)
+            st.processors = int(facts.PROCESSOR_COUNT.of(r402, 1) or 1)
+        if attempt == 1 and not linked and r402.status.value == "pass" \
                 and link_flag(st.kernel_version) != assumed:
             f.say(f"  the kernel is version {st.kernel_version}: it takes "
                   f"{link_flag(st.kernel_version)}, not {assumed}; proving the rebuilt strings")
             continue
         break
-    for cid in ["MK402", *ids] if "MK402" in res else ids:
+    order = ids if f.opts.scheduler else ["MK402", *ids]  # a kernel that does not start first
+    for cid in order:
         if res[cid].status.value in ("fail", "error"):
             raise StepFailed(f"{cid}: {res[cid].summary}; fix: {res[cid].fix}")
     st.proved_link = res[ids[-1]].status.value != "skip"
@@ -56,28 +67,34 @@ def run(f: Flow) -> None:
                  "`mkdoctor` re-checks after setup")
 
 
-def diagnose(f: Flow, untried: bool) -> dict:
-    """MK401 and MK402 after the launch command did not connect: MK402 starts the kernel on
-    its own (no link), so a kernel that does not start (path, licence, look-alike) is told
-    apart from a link that does not work. Its version and $ProcessorCount are kept."""
-    st = f.state
-    f.say("  the launch command could not be tried: starting the kernel on its own (MK402)"
-          if untried else "  the launch command did not connect: starting the kernel on its own "
-          "(MK402) to see why")
-    res = f.run_checks(["MK401", "MK402"], f.remote_options(kernel=st.kernel_arg), Target(st.alias))
+def kernel_alone(f: Flow, show: bool = True) -> dict:
+    """MK401 and MK402: the kernel started on its own (no link), read as step 7 chose it:
+    its version, $ProcessorCount, and a kernel that does not start (path, licence, a
+    look-alike) told apart from a link that does not work."""
+    return f.run_checks(["MK401", "MK402"], f.remote_options(kernel=f.state.kernel_arg),
+                        Target(f.state.alias), show=show, live=show)
+
+
+def collect_kernel(f: Flow, linked: bool) -> dict:
+    """MK402's result from beside MK404, shown now. A licence that allows one kernel at a
+    time refuses one of two started at once: when the launch command's kernel connected
+    and MK402's was refused for that reason, MK402 runs once more, alone."""
+    res = f.collected("kernel")
+    if res is None or "MK402" not in res:  # it could not run beside: run it now
+        return kernel_alone(f)
     r402 = res["MK402"]
-    if r402.status.value == "pass":
-        st.kernel_version = str(facts.KERNEL_VERSION_NUMBER.of(r402, "") or st.kernel_version)
-        st.processors = int(facts.PROCESSOR_COUNT.of(r402, 1) or 1)
+    if linked and refused_a_process(r402):
+        f.say("  MK402's kernel, started beside MK404's, was refused a licence process: "
+              "starting it again alone (the licence allows one kernel at a time here)")
+        return kernel_alone(f)
+    if not linked and refused_a_process(r402):
+        return res  # both refused: run() tries one kernel at a time (not shown)
+    from mkdoctor.registry import get
+
+    f.show_result(set(), get("MK402"), r402)
     return res
 
 
-def cores_of_host(f: Flow) -> int:
-    """The parallel-kernels file's kernel count without starting a kernel for it: the
-    host's processor cores (mkdoctor.kernel.CORES_SCRIPT), through the setup's session
-    (0: unknown)."""
-    from mkdoctor.kernel import CORES_SCRIPT, parse_cores
-
-    client = f.session_for(f.remote_options(), Target(f.state.alias))
-    done = client.run(CORES_SCRIPT, max(f.opts.timeout, 5)) if client is not None else None
-    return parse_cores(done.stdout) if done is not None else 0
+def refused_a_process(r402) -> bool:
+    """MK402 failed because every licence process was in use (its reason)."""
+    return r402.status.value == "fail" and r402.facts.get("reason") == "licence-processes"
