@@ -48,6 +48,9 @@ KERNEL_MODULE_INIT = Fact("MK401", "module_init", str, "that module system's ini
 KERNEL_INSTALLS = Fact("MK401", "installs", list, "every install found: {path, version, resolved}")
 KERNEL_VERSION_NUMBER = Fact("MK402", "version_number", str, "$VersionNumber of the kernel")
 PROCESSOR_COUNT = Fact("MK402", "processor_count", int, "$ProcessorCount of the remote host")
+KERNEL_START_FAILURE = Fact("MK402", "reason", str,
+                            "why the kernel did not start ('licence-processes': every licence "
+                            "process in use; 'licence', 'not-found', 'hang', ...)")
 STRANGER_CONNECTIONS = Fact("MK310", "stranger_connections", list,
                             "the sshd -T -C specs of the connections a stranger could make "
                             "(MK311 publishes them too)")
@@ -58,7 +61,8 @@ PERMIT_ROOT_LOGIN = Fact("MK310", "permitrootlogin", str, "sshd's effective Perm
 ALL: tuple[Fact, ...] = (LINK_ADDRESS, PUBLIC_ADDRESS, RECOMMENDED_MODE, BEHIND_NAT,
                          LOGIN_FAILURE, KERNEL_PATH, KERNEL_PATH_VERSION, KERNEL_INSTALLS,
                          KERNEL_VERSION_NUMBER, PROCESSOR_COUNT, PERMIT_ROOT_LOGIN,
-                         KERNEL_MODULE, KERNEL_MODULE_INIT, STRANGER_CONNECTIONS, DROPIN_LOSES)
+                         KERNEL_MODULE, KERNEL_MODULE_INIT, STRANGER_CONNECTIONS, DROPIN_LOSES,
+                         KERNEL_START_FAILURE)
 
 # Published only on a cluster run (MK601 needs a scheduler): the cluster setup test of
 # tests/test_slurm_checks.py reads PARTITION through setup against the real test cluster.

@@ -160,5 +160,17 @@ def test_every_declared_fact_is_published_by_its_check(sandbox_factory, tmp_path
         ctx.close()
     assert facts.LOGIN_FAILURE.of(results["MK304"]) == "permission-denied"
 
+    # MK402's failure reason: a licence that refuses every kernel process
+    (box.home / ".standin-fault").write_text("processes:0\n")
+    ctx = Context(Options(ssh_config=box.client_config, offline=True, timeout=10, deadline=60,
+                          kernel=str(kernel)), Target(box.alias))
+    try:
+        refused = dict((c.id, r) for c, r in run_checks(ctx, [get("MK401"), get("MK402")]))
+    finally:
+        ctx.close()
+        (box.home / ".standin-fault").unlink()
+    assert facts.KERNEL_START_FAILURE.of(refused["MK402"]) == "licence-processes", refused["MK402"]
+
     for fact in facts.ALL:
-        published(results, fact)
+        if fact is not facts.KERNEL_START_FAILURE:  # a failure's fact: asserted above
+            published(results, fact)

@@ -97,4 +97,5 @@ def collect_kernel(f: Flow, linked: bool) -> dict:
 
 def refused_a_process(r402) -> bool:
     """MK402 failed because every licence process was in use (its reason)."""
-    return r402.status.value == "fail" and r402.facts.get("reason") == "licence-processes"
+    return (r402.status.value == "fail"
+            and facts.KERNEL_START_FAILURE.of(r402) == "licence-processes")
