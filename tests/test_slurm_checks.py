@@ -39,6 +39,17 @@ def check(c: SlurmCluster, *extra: str, only: str = CLUSTER, config_dir: Path | 
     return by_id(data)
 
 
+def setup_files(c: SlurmCluster, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """For a setup run: a copy of the login node's ssh config (0600), an empty HOME and the
+    config directory to use."""
+    cfg = tmp_path / "ssh_config"
+    cfg.write_bytes(c.sandbox.client_config.read_bytes())
+    cfg.chmod(0o600)
+    home = tmp_path / "home"
+    home.mkdir()
+    return cfg, home, tmp_path / "conf"
+
+
 def test_everything_passes_and_no_job_is_left(cl) -> None:
     c, sw = cl
     r = check(c, "--scheduler", "slurm", "--kernel", str(sw.kernel), "--partition", "debug",
@@ -198,12 +209,7 @@ def test_setup_for_the_cluster_writes_a_cluster_profile_and_proves_it(cl, tmp_pa
     from tests.helpers import run_mkdoctor
 
     c, sw = cl
-    cfg = tmp_path / "ssh_config"
-    cfg.write_bytes(c.sandbox.client_config.read_bytes())
-    cfg.chmod(0o600)
-    home = tmp_path / "home"
-    home.mkdir()
-    confdir = tmp_path / "conf"
+    cfg, home, confdir = setup_files(c, tmp_path)
     done = run_mkdoctor("setup", "--yes", "--ssh-config", str(cfg), "--offline", "--host", "sandbox",
                         "--name", "clu", "--scheduler", "slurm", "--kernel", str(sw.kernel),
                         "--time", "00:10:00", "--timeout", "5", netns=c.laptop.name,
@@ -230,12 +236,7 @@ def test_setup_for_the_cluster_stops_at_a_partition_that_does_not_exist(cl, tmp_
     from tests.helpers import run_mkdoctor
 
     c, sw = cl
-    cfg = tmp_path / "ssh_config"
-    cfg.write_bytes(c.sandbox.client_config.read_bytes())
-    cfg.chmod(0o600)
-    home = tmp_path / "home"
-    home.mkdir()
-    confdir = tmp_path / "conf"
+    cfg, home, confdir = setup_files(c, tmp_path)
     done = run_mkdoctor("setup", "--yes", "--ssh-config", str(cfg), "--offline", "--host", "sandbox",
                         "--name", "clu2", "--scheduler", "slurm", "--kernel", str(sw.kernel),
                         "--partition", "nosuch", netns=c.laptop.name, config_dir=confdir,
@@ -260,12 +261,7 @@ def test_questionnaire_offers_the_partitions_and_saves_the_choice(cl, tmp_path) 
     from tests.helpers import ROOT, mkdoctor_env
 
     c, sw = cl
-    cfg = tmp_path / "ssh_config"
-    cfg.write_bytes(c.sandbox.client_config.read_bytes())
-    cfg.chmod(0o600)
-    home = tmp_path / "home"
-    home.mkdir()
-    confdir = tmp_path / "conf"
+    cfg, home, confdir = setup_files(c, tmp_path)
     env = mkdoctor_env(confdir, HOME=str(home), TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
     env.pop("CI", None)  # a real terminal: the questions are asked
     env.pop("SSH_AUTH_SOCK", None)
