@@ -222,16 +222,16 @@ def no_leaked_processes() -> Iterator[None]:
 # scripts/test.sh runs the suite with pytest-xdist (--dist loadgroup). Files that bind the
 # laptop's default link ports on this machine's loopback, scan every process for leftover
 # kernels, or judge this computer's own listeners (MK203, MK205) run one after another in
-# one worker ("serial"), as do the two that build the package in this tree (test_install,
-# test_packaging: setuptools' egg-info directory is shared); the files below keep to their own network namespaces, sandboxes,
-# ports or pure code and each run beside it in the other workers.
+# one worker ("serial"); the files below keep to their own network namespaces, sandboxes,
+# ports or pure code and each run beside it in the other workers (test_install and
+# test_packaging build the package from their own copy of the tree: helpers.source_copy).
 PARALLEL_SAFE = {
     "test_corpus_client.py", "test_corpus_sshd.py", "test_sshd_config.py", "test_slurm_checks.py",
     "test_slurm_launch.py", "test_slurm_units.py", "test_fleet.py", "test_network_checks.py",
     "test_openssh_keywords.py", "test_openssh_algorithms.py",
     "test_exposure.py", "test_authkeys.py", "test_writers.py", "test_managed_alias.py",
     "test_netinfo.py", "test_options.py", "test_security_review.py", "test_ssh_units.py",
-    "test_keys.py", "test_verify_nb.py",
+    "test_keys.py", "test_verify_nb.py", "test_install.py", "test_packaging.py",
 }
 
 

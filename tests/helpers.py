@@ -18,6 +18,20 @@ ROOT = Path(__file__).resolve().parent.parent
 _EMPTY_CONFIG: Optional[Path] = None
 
 
+def source_copy(dest: Path) -> Path:
+    """A copy of the project's source tree under ``dest`` (without .git, the virtualenv
+    and build output), for a test that builds or installs the package: a build writes
+    build/ and *.egg-info into the tree it builds, so two builds of one tree (or a build
+    left over from another test) must never meet."""
+    import shutil
+
+    skip = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
+                                  "__pycache__", ".pytest_cache")
+    target = dest / "src"
+    shutil.copytree(ROOT, target, ignore=skip, symlinks=True)
+    return target
+
+
 def empty_config_dir() -> Path:
     """One empty config directory for the whole test process, removed at exit: runs that
     do not pass their own never see the developer's saved profiles."""

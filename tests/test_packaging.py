@@ -7,7 +7,7 @@ import sys
 import zipfile
 
 from mkdoctor.registry import check_ids
-from tests.helpers import ROOT
+from tests.helpers import source_copy
 
 
 def test_wheel_contains_packages_docs_and_entry_point(tmp_path):
@@ -19,7 +19,7 @@ def test_wheel_contains_packages_docs_and_entry_point(tmp_path):
         isolation = []
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q",
-         "-w", str(tmp_path), str(ROOT)],
+         "-w", str(tmp_path), str(source_copy(tmp_path))],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
