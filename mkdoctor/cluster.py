@@ -81,6 +81,18 @@ class ClusterSpec:
     # AllowTcpForwarding off), run by ``laptop_python`` (mkdoctor's own interpreter)
     via: str = "forward"
     laptop_python: str = ""
+    # the kernel is on PATH only after ``module load MODULE`` (MK401 on the login node):
+    # loaded on the node before the kernel starts, as the one-host launch command does
+    module: str = ""
+    module_init: str = ""
+
+
+def kernel_words(spec) -> list[str]:
+    """The kernel's command words on the node (``launch.kernel_prefix`` first when a
+    module must be loaded)."""
+    from mkdoctor.launch import kernel_prefix
+
+    return kernel_prefix(spec.module, spec.module_init) + [spec.kernel]
 
 
 @functools.lru_cache(maxsize=1)
@@ -155,7 +167,7 @@ def remote_words(spec: ClusterSpec) -> list[str]:
     p1, p2 = spec.link_ports
     role = ["login", str(p1), str(p2)] if spec.via == "forward" else ["pipe"]
     return ["exec", "python3", "-c", relay_program(), *role,
-            spec.job_prefix, "--", *srun_args(spec), "--", spec.kernel,
+            spec.job_prefix, "--", *srun_args(spec), "--", *kernel_words(spec),
             link_flag(spec.kernel_version)]
 
 
@@ -211,7 +223,9 @@ def spec_from_profile(profile, destination: Optional[str] = None) -> ClusterSpec
         ssh_config=profile.ssh_config or None,
         via=getattr(profile, "cluster_link", "") or "forward",
         subkernels=int(getattr(profile, "subkernels", 0) or 0),
-        laptop_python=getattr(profile, "laptop_python", "") or "")
+        laptop_python=getattr(profile, "laptop_python", "") or "",
+        module=getattr(profile, "module", "") or "",
+        module_init=getattr(profile, "module_init", "") or "")
 
 
 def is_cluster_command(command: str) -> bool:
@@ -324,7 +338,9 @@ def spec_for_run(ctx, kernel: Optional[str] = None) -> ClusterSpec:
         partition=o.partition or ctx.fact("MK601", "partition") or "",
         time=o.time_limit, cpus=o.cpus, account=o.account, licenses=o.licenses,
         ssh_config=str(o.ssh_config) if o.ssh_config else None,
-        via=getattr(o, "cluster_link", "") or "forward")
+        via=getattr(o, "cluster_link", "") or "forward",
+        module=(prof.module if prof is not None else ctx.fact("MK401", "module")) or "",
+        module_init=(prof.module_init if prof is not None else ctx.fact("MK401", "module_init")) or "")
 
 
 def check_job_name() -> str:
@@ -371,15 +387,16 @@ rm -f "$err" "$err.out"
 
 
 def node_kernel_script(srun: list[str], name: str, kernel: str, args: list[str],
-                       limit: float) -> str:
+                       limit: float, prefix: list[str] = ()) -> str:
     """MK603: on a compute node: its name, whether the kernel path exists there, then the
-    kernel itself (-noprompt -run EXPR), ended after ``limit`` seconds."""
+    kernel itself (-noprompt -run EXPR), ended after ``limit`` seconds. ``prefix``: the
+    words that load a module first (:func:`kernel_words`)."""
     q = shlex.quote
     secs = max(2, int(limit))
     inner = (f'echo "MKD-NODE $(hostname) ${{SLURM_JOB_ID:-?}}"; '
              f'if [ ! -e {q(kernel)} ]; then echo MKD-NOKERNEL; exit 127; fi; '
              f'if [ ! -x {q(kernel)} ]; then echo MKD-NOEXEC; exit 126; fi; '
-             f'exec timeout -k 2 {secs} ' + " ".join(q(a) for a in [kernel, *args]))
+             f'exec timeout -k 2 {secs} ' + " ".join(q(a) for a in [*prefix, kernel, *args]))
     srun_args = " ".join(q(a) for a in srun)
     return f"""\
 n={q(name)}; u=$(id -un)

@@ -123,7 +123,7 @@ def hold():
 def node(argv):
     if os.environ.get("SLURM_PROCID", "0") != "0":
         return hold()
-    kernel, flag = argv[0], argv[1]
+    kernel = argv[-2]  # KERNEL FLAG, after the words that load a module (if any)
     listeners = []
     for _ in range(2):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -133,7 +133,7 @@ def node(argv):
     ports = [s.getsockname()[1] for s in listeners]
     linkname = "%d@127.0.0.1,%d@127.0.0.1" % (ports[0], ports[1])
     out = sys.stdout.fileno()
-    argv = [kernel, flag]
+    argv = list(argv)
     if kernel == PROBE:  # MK604: no kernel, only the path (connect both ports, hold them)
         argv = [sys.executable, "-c", _PROBE_CODE]
     try:

@@ -232,6 +232,7 @@ PARALLEL_SAFE = {
     "test_exposure.py", "test_authkeys.py", "test_writers.py", "test_managed_alias.py",
     "test_netinfo.py", "test_options.py", "test_security_review.py", "test_ssh_units.py",
     "test_keys.py", "test_verify_nb.py", "test_install.py", "test_packaging.py",
+    "test_slurm_modules.py",
 }
 
 

@@ -49,6 +49,13 @@ def run(f: Flow) -> None:
                                safe=False).strip()
     if f.opts.scheduler:  # a cluster: the kernel runs on a compute node, not here
         cluster_partition(f)
+        if kernel != found:  # read as chosen: a module it needs (loaded on the node too)
+            r401 = f.run_checks(["MK401"], f.remote_options(kernel=kernel), Target(st.alias))["MK401"]
+        st.module = facts.KERNEL_MODULE.of(r401, "")
+        st.module_init = facts.KERNEL_MODULE_INIT.of(r401, "")
+        if st.module:
+            f.say(f"  the kernel is on PATH after: module load {st.module} "
+                  "(the launch command loads it on the compute node first)")
         st.kernel = kernel
         st.kernel_version = str(facts.KERNEL_PATH_VERSION.of(r401, "")
                                 or (prev.kernel_version if prev and prev.kernel == kernel else ""))

@@ -22,8 +22,9 @@ def run(f: Flow) -> None:
     f.background("sshd", lambda: f.run_checks(["MK310", "MK311"], f.remote_options(),
                                               Target(st.alias), show=False, live=False))
     ids = ["MK403", "MK404"]
-    if f.opts.scheduler:  # the cluster launch command, end to end (MK404 is for one host)
-        ids = ["MK601", "MK602", "MK603", "MK604", "MK605"]
+    if f.opts.scheduler:  # the cluster launch command, end to end (MK404 is for one host);
+        # MK401 reads the kernel as the nodes' checks use it (a module to load included)
+        ids = ["MK401", "MK601", "MK602", "MK603", "MK604", "MK605"]
     beside = True  # MK402 beside MK404: one kernel start's wait, not two
     for attempt in (1, 2):
         staged = f.profile(str(st.staged))
