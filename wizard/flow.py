@@ -12,9 +12,10 @@ configuration are unchanged (:meth:`Flow.session_for`): setup logs in once with 
 
 The order and what is written when (docs/setup.md is the user guide):
 local checks -> the remote host -> the network and the mode -> the key -> (the staged ssh
-config) -> the host key -> installing the key (MK304 must pass) -> the kernel (MK401,
-MK402) -> the link ports (MK203, the server can bind them) -> proof with the exact
-strings about to be written (MK403, MK404) -> the files (shown, one question, then
+config) -> the host key -> installing the key (MK304 must pass) -> the kernel (MK401)
+-> the link ports (MK203, the server can bind them) -> proof with the exact strings about
+to be written (MK403, MK404, with MK402 starting the kernel on its own at the same time;
+on a cluster MK401 and MK601-MK605) -> the files (shown, one question, then
 written, then checked as written) -> sshd advice (MK310, MK311) -> a summary.
 
 Nothing is written before the one question of step 10, except what a step needs to go
@@ -127,9 +128,9 @@ def steps() -> list[tuple[str, Callable[["Flow"], Any]]]:
         ("stage", stage.run),  # the staged ssh config (no heading)
         ("host_key", host_key.run),  # 5
         ("login", login.run),  # 6 MK304, key install
-        ("kernel", kernel.run),  # 7 MK401, MK402
+        ("kernel", kernel.run),  # 7 MK401
         ("ports", ports.run),  # 8 MK203
-        ("prove", prove.run),  # 9 MK403, MK404
+        ("prove", prove.run),  # 9 MK403, MK404 (MK402 beside them)
         ("write", write.run),  # 10 the one question, the files
         ("verify", write.verify_written),  # the files as written
         ("sshd_advice", sshd_advice.run),  # 11 MK310, MK311
