@@ -73,9 +73,11 @@ def run(ctx) -> Result:
                       f"run ssh {host} sinfo and read its message; ask the admins if it fails",
                       details + [f"  {ln}" for ln in tagged("MKD-PART")[-4:]], reason="no-partitions")
     groups = set((tagged("MKD-GROUPS") or [""])[0].split())
+    refusals = {name: refusal(name, f, groups, ctx.options.account, sorted(parts))
+                for name, f in parts.items()}
     notes = {}  # why a partition takes no job of this user, or how long a job may run
     for name, f in sorted(parts.items()):
-        r = refusal(name, f, groups, ctx.options.account, sorted(parts))
+        r = refusals[name]
         notes[name] = ("no: " + r[0]) if r else (
             f"jobs up to {f['MaxTime']}" if f.get("MaxTime", "UNLIMITED") not in ("UNLIMITED", "INFINITE") else "")
     listing = {"partitions": sorted(parts), "partition_notes": notes}
@@ -96,7 +98,7 @@ def run(ctx) -> Result:
                                               ("PartitionName", "State", "MaxTime", "TotalNodes",
                                                "AllowGroups", "AllowAccounts", "Default")
                                               if k in info))
-    refused = refusal(wanted, info, groups, ctx.options.account, sorted(parts))
+    refused = refusals[wanted]
     if refused:
         summary, fix, reason = refused
         return failed(summary, fix, details, reason=reason, partition=wanted, **listing)

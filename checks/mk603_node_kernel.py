@@ -21,9 +21,9 @@ from __future__ import annotations
 import re
 import secrets
 
-from mkdoctor.cluster import (check_job_name, kernel_words, node_kernel_script, only_cluster,
-                              spec_for_run, srun_args)
+from mkdoctor.cluster import check_job_name, node_kernel_script, only_cluster, spec_for_run, srun_args
 from mkdoctor.kernel import classify_run, ensure_login, kernel_path, run_expression
+from mkdoctor.launch import kernel_words
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped
 
 

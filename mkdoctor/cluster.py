@@ -52,7 +52,8 @@ from typing import Optional
 
 from mkdoctor.fileio import read_or_empty
 from mkdoctor.frontend import wl_string
-from mkdoctor.launch import LaunchSpec, _join, link_flag, mlopen_arguments, quote_readable
+from mkdoctor.launch import (LaunchSpec, _join, kernel_words, link_flag, mlopen_arguments,
+                             quote_readable)
 
 SCHEDULERS = ("slurm",)
 SLURM_COMMANDS = ("sinfo", "srun", "squeue", "scancel")
@@ -85,14 +86,6 @@ class ClusterSpec:
     # loaded on the node before the kernel starts, as the one-host launch command does
     module: str = ""
     module_init: str = ""
-
-
-def kernel_words(spec) -> list[str]:
-    """The kernel's command words on the node (``launch.kernel_prefix`` first when a
-    module must be loaded)."""
-    from mkdoctor.launch import kernel_prefix
-
-    return kernel_prefix(spec.module, spec.module_init) + [spec.kernel]
 
 
 @functools.lru_cache(maxsize=1)
@@ -390,7 +383,7 @@ def node_kernel_script(srun: list[str], name: str, kernel: str, args: list[str],
                        limit: float, prefix: list[str] = ()) -> str:
     """MK603: on a compute node: its name, whether the kernel path exists there, then the
     kernel itself (-noprompt -run EXPR), ended after ``limit`` seconds. ``prefix``: the
-    words that load a module first (:func:`kernel_words`)."""
+    words that load a module first (:func:`mkdoctor.launch.kernel_words`)."""
     q = shlex.quote
     secs = max(2, int(limit))
     inner = (f'echo "MKD-NODE $(hostname) ${{SLURM_JOB_ID:-?}}"; '

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote, unquote, urlsplit
 
+from mkdoctor.launch import kernel_words, read_kernel_words
+
 
 def wl_string(text: str) -> str:
     """``text`` as a Wolfram Language string literal, ASCII only: ``\\`` and ``"``
@@ -179,26 +181,6 @@ class ParallelLaunch:
     module_init: str = ""
 
 
-def _kernel_words(pl: "ParallelLaunch") -> list[str]:
-    """The kernel's command words: the same ``sh -c '. INIT; module load M && exec ...'``
-    prefix as the launch command (mkdoctor.launch.kernel_prefix) when a module is needed."""
-    from mkdoctor.launch import kernel_prefix
-
-    return kernel_prefix(pl.module, pl.module_init) + [pl.kernel]
-
-
-_MODULE_SCRIPT = re.compile(r"\. (\S+) >/dev/null 2>&1; module load (\S+) && exec \"\$0\" \"\$@\"")
-
-
-def _read_kernel_words(words: list[str]) -> tuple[str, str, str]:
-    """(kernel, module, module_init) from :func:`_kernel_words`' words (read back)."""
-    if len(words) >= 4 and words[:2] == ["sh", "-c"]:
-        m = _MODULE_SCRIPT.fullmatch(words[2])
-        if m:
-            return words[3], m.group(2), m.group(1)
-    return (words[0] if words else ""), "", ""
-
-
 def parallel_launch(*, alias: str, user: str, hostname: str, port: int, kernel: str,
                     kernel_version: str, count: int, identity: str = "",
                     ssh_config: Optional[str] = None, module: str = "",
@@ -230,7 +212,7 @@ def launch_expression(pl: ParallelLaunch, kernel_version: str = "") -> str:
     """The ``LaunchKernels[...]`` expression of ``pl``."""
     if pl.form == "remote-machine":
         flag = "-mathlink" if version_tuple(kernel_version) < (10, 0) else "-wstp"
-        remote = " ".join([*(shlex.quote(w) for w in _kernel_words(pl)), flag, "-linkmode",
+        remote = " ".join([*(shlex.quote(w) for w in kernel_words(pl)), flag, "-linkmode",
                            "Connect", "`4`", "-linkname", "'`2`'", "-subkernel", "-noinit"])
         ssh = ["ssh", "-x", "-f"] + (["-F", shlex.quote(pl.ssh_config)] if pl.ssh_config else [])
         template = " ".join(ssh + ["`1`", shlex.quote(remote)])
@@ -240,7 +222,7 @@ def launch_expression(pl: ParallelLaunch, kernel_version: str = "") -> str:
     props: list[tuple[str, str]] = []
     if not in_url:  # a URL path is absolute: a command name goes in as a property, and so
         if pl.kernel:  # does a command line that loads a module first
-            command = " ".join(shlex.quote(w) for w in _kernel_words(pl)) if pl.module else pl.kernel
+            command = " ".join(shlex.quote(w) for w in kernel_words(pl)) if pl.module else pl.kernel
             props.append(("KernelCommand", wl_string(command)))
         props.append(("KernelCount", str(pl.count)))
     if pl.identity:
@@ -312,7 +294,7 @@ def read_parallel(text: str) -> ParallelLaunch:
         words = shlex.split(parse_wl_string(m.group(2)))
         cfg = words[words.index("-F") + 1] if "-F" in words[:-1] else ""
         remote = shlex.split(words[-1]) if words else []
-        kernel, module, init = _read_kernel_words(remote)
+        kernel, module, init = read_kernel_words(remote)
         return ParallelLaunch("remote-machine", parse_wl_string(m.group(1)), kernel,
                               int(m.group(3)), ssh_config=cfg, module=module, module_init=init)
     m = _LAUNCH.search(text)
@@ -338,7 +320,7 @@ def read_parallel(text: str) -> ParallelLaunch:
             words = shlex.split(command)
         except ValueError:
             words = []
-        kernel, module, init = _read_kernel_words(words)
+        kernel, module, init = read_kernel_words(words)
         if not module:  # a plain command name, as written
             kernel = command
     return ParallelLaunch("url", unquote(host), kernel, int(count) if count.isdigit() else 0,

@@ -753,4 +753,3 @@ def kernel_path(ctx: "Context") -> Optional[str]:
     or what it found); see :func:`read_kernel` for the whole reading."""
     reading = read_kernel(ctx)
     return reading.resolved if reading is not None else None
-

@@ -110,6 +110,26 @@ def kernel_prefix(module: str, module_init: str) -> list[str]:
     return ["sh", "-c", f'. {module_init} >/dev/null 2>&1; module load {module} && exec "$0" "$@"']
 
 
+def kernel_words(spec) -> list[str]:
+    """The kernel's command words: :func:`kernel_prefix` (when a module must be loaded)
+    and the kernel. ``spec``: anything with ``module``, ``module_init`` and ``kernel``
+    (a LaunchSpec, a cluster spec, a parallel-kernels launch)."""
+    return kernel_prefix(spec.module, spec.module_init) + [spec.kernel]
+
+
+_PREFIX_SCRIPT = re.compile(r"\. (\S+) >/dev/null 2>&1; module load (\S+) && exec \"\$0\" \"\$@\"")
+
+
+def read_kernel_words(words: list[str]) -> tuple[str, str, str]:
+    """(kernel, module, module_init) from :func:`kernel_words`' words read back (the
+    first word is the kernel when there is no module prefix)."""
+    if len(words) >= 4 and words[:2] == ["sh", "-c"]:
+        m = _PREFIX_SCRIPT.fullmatch(words[2])
+        if m:
+            return words[3], m.group(2), m.group(1)
+    return (words[0] if words else ""), "", ""
+
+
 def kernel_fields(reading) -> dict:
     """LaunchSpec's kernel fields from a :class:`mkdoctor.kernel.KernelPath` (MK401's
     reading): ``LaunchSpec(**kernel_fields(reading), destination=..., ...)``."""
@@ -170,8 +190,8 @@ def kernel_argv(spec: LaunchSpec) -> list[str]:
         name, host = tunnel_linkname(spec.link_ports), "127.0.0.1"
     else:
         name, host = LINKNAME, IPADDRESS
-    return kernel_prefix(spec.module, spec.module_init) + [
-        spec.kernel, link_flag(spec.kernel_version), "-LinkMode", "Connect",
+    return kernel_words(spec) + [
+        link_flag(spec.kernel_version), "-LinkMode", "Connect",
         "-LinkProtocol", "TCPIP", "-LinkName", name, "-LinkHost", host]
 
 

@@ -84,12 +84,12 @@ def collect_kernel(f: Flow, linked: bool) -> dict:
     if res is None or "MK402" not in res:  # it could not run beside: run it now
         return kernel_alone(f)
     r402 = res["MK402"]
-    if linked and refused_a_process(r402):
+    if refused_a_process(r402):
+        if not linked:
+            return res  # both refused: run() tries one kernel at a time (not shown)
         f.say("  MK402's kernel, started beside MK404's, was refused a licence process: "
               "starting it again alone (the licence allows one kernel at a time here)")
         return kernel_alone(f)
-    if not linked and refused_a_process(r402):
-        return res  # both refused: run() tries one kernel at a time (not shown)
     from mkdoctor.registry import get
 
     f.show_result(set(), get("MK402"), r402)

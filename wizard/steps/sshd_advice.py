@@ -29,7 +29,7 @@ def advise(f: Flow) -> bool:
     opts.identity = None
     res = f.collected("sshd")  # read in step 9 while the kernel started
     if res and all(r.status.value in ("pass", "warn", "fail") for r in res.values()):
-        for check in [c for c in _checks(res)]:
+        for check in _checks(res):
             f.show_result(set(), check, res[check.id])
     else:  # not read before, or it could not be: read it now (the written files)
         res = f.run_checks(["MK310", "MK311"], opts, Target(st.alias))
