@@ -16,7 +16,8 @@ known traps that break the remote kernel in confusing ways:
   profile (or from ``--link-ports``): the kernel connects where nobody listens;
 - a parallel-kernels file that launches another host, port, user, key or kernel than the
   profile's, or a kernel count that is not the one its own header states (the profile
-  does not record the count).
+  does not record the count); for a cluster profile, subkernels whose srun template
+  starts another kernel, module or link flag than the profile's.
 
 The strings are rebuilt from the profile with :mod:`mkdoctor.launch` (the same code that
 wrote them) and compared; ``ssh -G`` on the alias shows whether an earlier block of the
@@ -194,6 +195,8 @@ def parallel_problems(label: str, text: str, prof) -> list[str]:
     """The parallel-kernels file against the launch the profile makes (same code as setup)."""
     from mkdoctor import frontend as wl
 
+    if getattr(prof, "scheduler", ""):
+        return cluster_parallel_problems(label, text, prof)
     try:
         got = wl.read_parallel(text)
         want = wl.parallel_launch(alias=prof.host, user=prof.user, hostname=prof.hostname,
@@ -220,6 +223,26 @@ def parallel_problems(label: str, text: str, prof) -> list[str]:
     if got.count < 1 or (stated and int(stated.group(1)) != got.count):
         problems.append(f"{label}: launches {got.count} parallel kernel(s), its header says "
                         f"{stated.group(1) if stated else 'nothing'}")
+    return problems
+
+
+def cluster_parallel_problems(label: str, text: str, prof) -> list[str]:
+    """A cluster profile's file (subkernels as steps of the kernel's job): its srun
+    template starts the profile's kernel, with its module and link flag."""
+    from mkdoctor import cluster
+    from mkdoctor.launch import link_flag
+
+    try:
+        kernel, module, module_init, flag = cluster.read_parallel_kernels(text)
+    except ValueError as exc:
+        return [f"{label}: cannot read its parallel-kernels launch ({exc})"]
+    problems = []
+    for what, got, want in (("kernel", kernel, prof.kernel),
+                            ("module", module, getattr(prof, "module", "") or ""),
+                            ("module init script", module_init, getattr(prof, "module_init", "") or ""),
+                            ("link flag", flag, link_flag(prof.kernel_version))):
+        if got != want:
+            problems.append(f"{label}: the subkernels use {what} {got!r}, the profile {want!r}")
     return problems
 
 

@@ -78,6 +78,9 @@ def add_target_args(p: argparse.ArgumentParser, for_setup: bool = False) -> None
     c.add_argument("--partition", metavar="NAME", help="the partition the launch command asks for")
     c.add_argument("--time", metavar="HH:MM:SS", help="the allocation's time limit")
     c.add_argument("--cpus", metavar="N", help="CPUs for the kernel (srun --cpus-per-task)")
+    c.add_argument("--subkernels", metavar="N",
+                   help="task slots for N parallel subkernels in the kernel's job (0: none; the "
+                        "cluster's parallel-kernels file launches them)")
     c.add_argument("--account", metavar="NAME", help="the account to charge (srun --account)")
     c.add_argument("--cluster-link", choices=("forward", "stdio"),
                    help="how the link leaves the login node: ssh -R forwards (default) or the "
@@ -136,6 +139,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[Options, list[Optional[
         opts.partition = getattr(prof, "partition", "") or ""
         opts.time_limit = getattr(prof, "time", "") or ""
         opts.cpus = int(getattr(prof, "cpus", 0) or 0)
+        opts.subkernels = int(getattr(prof, "subkernels", 0) or 0)
         opts.account = getattr(prof, "account", "") or ""
         opts.licenses = getattr(prof, "licenses", "") or ""
         opts.cluster_link = getattr(prof, "cluster_link", "") or ""
@@ -178,7 +182,8 @@ def options_from_args(args: argparse.Namespace) -> tuple[Options, list[Optional[
 
 
 def _cluster_options(args: argparse.Namespace, opts: Options) -> None:
-    """--scheduler, --partition, --time, --cpus, --account, --licenses over the profile's."""
+    """--scheduler, --partition, --time, --cpus, --subkernels, --account, --licenses over the
+    profile's."""
     from mkdoctor.options import slurm_cpus, slurm_time, slurm_word
 
     if getattr(args, "scheduler", None):
@@ -193,7 +198,9 @@ def _cluster_options(args: argparse.Namespace, opts: Options) -> None:
         opts.time_limit = slurm_time(args.time, "--time")
     if getattr(args, "cpus", None) is not None:
         opts.cpus = slurm_cpus(args.cpus, "--cpus")
-    given = [f for f in ("partition", "time", "cpus", "account", "licenses", "cluster_link")
+    if getattr(args, "subkernels", None) is not None:
+        opts.subkernels = slurm_cpus(args.subkernels, "--subkernels", lowest=0)
+    given = [f for f in ("partition", "time", "cpus", "subkernels", "account", "licenses", "cluster_link")
              if getattr(args, f, None) is not None]
     if given and not opts.scheduler:
         raise UsageError(f"--{given[0].replace('_', '-')}: only with --scheduler slurm (a cluster profile)")

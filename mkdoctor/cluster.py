@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Optional
 
 from mkdoctor.fileio import read_or_empty
-from mkdoctor.frontend import wl_string
+from mkdoctor.frontend import wl_comment, wl_string
 from mkdoctor.launch import (LaunchSpec, _join, kernel_words, link_flag, mlopen_arguments,
                              quote_readable)
 
@@ -230,42 +230,60 @@ def is_cluster_command(command: str) -> bool:
 
 
 def parallel_kernels_file(kernel: str, kernel_version: str = "", form: str = "srun",
-                          profile: str = "") -> str:
+                          profile: str = "", module: str = "", module_init: str = "",
+                          subkernels: int = 0) -> str:
     """A Wolfram Language file that launches parallel subkernels on the nodes of the
     cluster kernel's own job. It is evaluated *in the cluster kernel* (the master kernel
     the front end started with a launch command built with ``subkernels=N``): that job
     holds N extra task slots (:func:`srun_args`), so the subkernels need no allocation of
     their own and end with the job — none can outlive the master kernel's allocation.
 
-    ``form="srun"`` (every version): ``Needs["SubKernels`RemoteKernels`"]`` and
-    ``LaunchKernels[{RemoteMachine[node, template, k], ...}]``; RemoteMachine's command
+    ``form="srun"`` (every version; what setup writes): ``Needs["SubKernels`RemoteKernels`"]``
+    and ``LaunchKernels[{RemoteMachine[node, template, k], ...}]``; RemoteMachine's command
     template fills in `` `1` `` (the host), `` `2` `` (the link name) and `` `4` `` (the link
     protocol options) (reference.wolfram.com/language/SubKernels/ref/RemoteMachine.html;
     the classic ``-subkernel -noinit`` template). Here the template is ``srun --jobid=JOB
     --overlap --nodes=1 --ntasks=1 -w `1` KERNEL -wstp -linkmode Connect `4` -linkname
     '`2`' -subkernel -noinit``: each subkernel is a step of the job on that node, and
-    connects straight to the master kernel over the cluster network.
+    connects straight to the master kernel over the cluster network. A kernel that is on
+    PATH only after ``module load`` is started through :func:`kernel_words` (srun runs
+    its argv without a shell, so the ``sh -c`` prefix loads the module on the node).
 
     ``form="ssh"`` (13.1 and later, and only where the cluster lets you ssh into the nodes
     of your own job, e.g. pam_slurm_adopt): ``LaunchKernels[{"ssh://node/KERNEL?k", ...}]``
     (the URL form of LaunchKernels: reference.wolfram.com/language/ref/LaunchKernels.html).
-    ``LaunchKernels[{ker1, ker2, ...}]`` launches each (same page); ``CloseKernels[]`` ends
-    them (reference.wolfram.com/language/ref/CloseKernels.html). The node list and the
-    slots per node come from Slurm's ``SLURM_JOB_NODELIST``/``SLURM_TASKS_PER_NODE``
-    (slurm.schedmd.com/srun.html, OUTPUT ENVIRONMENT VARIABLES) and ``scontrol show
-    hostnames`` (slurm.schedmd.com/scontrol.html).
+    A URL names an executable only, so a kernel that needs a module has no ssh form
+    (ValueError). ``LaunchKernels[{ker1, ker2, ...}]`` launches each (same page);
+    ``CloseKernels[]`` ends them (reference.wolfram.com/language/ref/CloseKernels.html).
+    The node list and the slots per node come from Slurm's
+    ``SLURM_JOB_NODELIST``/``SLURM_TASKS_PER_NODE`` (slurm.schedmd.com/srun.html, OUTPUT
+    ENVIRONMENT VARIABLES) and ``scontrol show hostnames`` (slurm.schedmd.com/scontrol.html),
+    at the time the file is evaluated: the file holds no node names or counts, and says
+    so when the job has no slots beyond the master kernel's.
     """
+    from types import SimpleNamespace
     from urllib.parse import quote
 
     if form not in ("srun", "ssh"):
         raise ValueError(f"{form!r}: the form is srun or ssh")
     if "`" in kernel or re.search(r"[\x00-\x1f\x7f]", kernel) or not kernel:
         raise ValueError(f"{kernel!r}: not a kernel path that can go into the file")
+    if form == "ssh" and module:
+        raise ValueError(f"the kernel needs module load {module}: an ssh:// URL cannot load it "
+                         "(use the srun form)")
+    words = kernel_words(SimpleNamespace(kernel=kernel, module=module, module_init=module_init))
     flag = link_flag(kernel_version)
-    head = (f"(* Written by mkdoctor{' (profile ' + profile + ')' if profile else ''}: parallel "
-            "subkernels on the nodes of this cluster kernel's Slurm job.\n"
+    again = f"mkdoctor setup --profile {profile} --subkernels N" if profile else \
+        "mkdoctor setup --subkernels N"
+    head = (f"(* Written by mkdoctor{' (profile ' + wl_comment(profile) + ')' if profile else ''}: "
+            "parallel subkernels on the nodes of this cluster kernel's Slurm job.\n"
             "   Evaluate it in the cluster kernel (started with subkernel slots); the subkernels\n"
-            "   are steps of the same job and end with it. *)\n")
+            "   are steps of the same job and end with it.\n"
+            + (f"   The launch command asks Slurm for {subkernels} subkernel slot(s) beside the kernel"
+               f"{' (module load ' + module + ' first on each node)' if module else ''}.\n"
+               if subkernels else
+               f"   The launch command asks for no subkernel slots: set them with\n   {again}.\n")
+            + "*)\n")
     common = """job = Environment["SLURM_JOB_ID"];
 If[! StringQ[job], Print["not in a Slurm job: evaluate this in the cluster kernel"]; Abort[]];
 nodes = ReadList["!scontrol show hostnames \\"$SLURM_JOB_NODELIST\\"", String];
@@ -274,11 +292,12 @@ perNode = Flatten[StringCases[StringSplit[Environment["SLURM_TASKS_PER_NODE"], "
       ConstantArray[ToExpression[n], ToExpression[r]],
     n : DigitCharacter .. :> {ToExpression[n]}}]];
 slots = Select[Transpose[{nodes, perNode - UnitVector[Length[nodes], 1]}], #[[2]] > 0 &];
+""" + f"""If[slots === {{}}, Print[{wl_string("this job has no subkernel slots: " + again)}]; Abort[]];
 """
     if form == "srun":
         step = " ".join(["srun", "--jobid=\x01", "--overlap", "--nodes=1", "--ntasks=1", "-w", "`1`",
-                         "--kill-on-bad-exit=1", shlex.quote(kernel), flag, "-linkmode", "Connect",
-                         "`4`", "-linkname", "'`2`'", "-subkernel", "-noinit"])
+                         "--kill-on-bad-exit=1", *(shlex.quote(w) for w in words), flag, "-linkmode",
+                         "Connect", "`4`", "-linkname", "'`2`'", "-subkernel", "-noinit"])
         template = wl_string(step).replace("\\:0001", '" <> job <> "')  # \x01 marks the job
         body = ('Needs["SubKernels`RemoteKernels`"];\n' + common +
                 f"template = {template};\n"
@@ -291,6 +310,31 @@ slots = Select[Transpose[{nodes, perNode - UnitVector[Length[nodes], 1]}], #[[2]
     return head + body + ('Print[Length[kernels], " subkernels on ", '
                           'Union[ParallelEvaluate[$MachineName]]];\n'
                           "(* when done: CloseKernels[] (the job ends with the cluster kernel) *)\n")
+
+
+_TEMPLATE = re.compile(r'^template = ("(?:[^"\\]|\\.)*")((?: <> job <> "(?:[^"\\]|\\.)*")*);$', re.M)
+
+
+def read_parallel_kernels(text: str) -> tuple[str, str, str, str]:
+    """(kernel, module, module_init, link flag) of the srun template in a file that
+    :func:`parallel_kernels_file` wrote (MK501 compares them with the profile).
+    ValueError when the file holds no such template."""
+    from mkdoctor.frontend import parse_wl_string
+    from mkdoctor.launch import read_kernel_words
+
+    m = _TEMPLATE.search(text)
+    if not m:
+        raise ValueError("no srun template (template = \"srun ...\")")
+    parts = [m.group(1)] + re.findall(r' <> job <> ("(?:[^"\\]|\\.)*")', m.group(2))
+    line = "JOB".join(parse_wl_string(p) for p in parts)
+    try:
+        words = shlex.split(line)
+        start = words.index("--kill-on-bad-exit=1") + 1
+        end = next(i for i in range(start, len(words)) if words[i] in ("-wstp", "-mathlink"))
+    except (ValueError, StopIteration):
+        raise ValueError("the srun template has no kernel between srun's options and -wstp") from None
+    kernel, module, module_init = read_kernel_words(words[start:end])
+    return kernel, module, module_init, words[end]
 
 
 # ------------------------------------------------------------------ for the MK6xx checks
@@ -330,6 +374,7 @@ def spec_for_run(ctx, kernel: Optional[str] = None) -> ClusterSpec:
         kernel_version=str(ctx.fact("MK401", "version") or ""),
         partition=o.partition or ctx.fact("MK601", "partition") or "",
         time=o.time_limit, cpus=o.cpus, account=o.account, licenses=o.licenses,
+        subkernels=int(getattr(o, "subkernels", 0) or 0),
         ssh_config=str(o.ssh_config) if o.ssh_config else None,
         via=getattr(o, "cluster_link", "") or "forward",
         module=(prof.module if prof is not None else ctx.fact("MK401", "module")) or "",

@@ -239,6 +239,7 @@ class Options:
     partition: str = ""
     time_limit: str = ""
     cpus: int = 0
+    subkernels: int = 0  # extra task slots in the kernel's job (the parallel-kernels file)
     account: str = ""
     licenses: str = ""
     cluster_link: str = ""  # "forward" (ssh -R, default) or "stdio" (no forwarding)
@@ -268,7 +269,7 @@ def slurm_time(text: str, flag: str = "--time") -> str:
     return text
 
 
-def slurm_cpus(text, flag: str = "--cpus") -> int:
-    if isinstance(text, bool) or not str(text).isdigit() or not 1 <= int(text) <= 4096:
-        raise UsageError(f"{flag} {text!r}: must be a number from 1 to 4096")
+def slurm_cpus(text, flag: str = "--cpus", lowest: int = 1) -> int:
+    if isinstance(text, bool) or not str(text).isdigit() or not lowest <= int(text) <= 4096:
+        raise UsageError(f"{flag} {text!r}: must be a number from {lowest} to 4096")
     return int(text)

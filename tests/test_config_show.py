@@ -155,3 +155,71 @@ def test_mk501_parallel_file_names_the_alias_with_the_default_ssh_config(tmp_pat
     # a profile with a kernel version before 13.1 needs RemoteMachine, not a URL
     prof.kernel_version = "12.0"
     assert any("RemoteMachine (before 13.1)" in d for d in mk501_mod.inspect(prof))
+
+
+@pytest.fixture
+def cluster_written(tmp_path, monkeypatch):
+    """A cluster profile (kernel on PATH after `module load`, 2 subkernel slots) and its
+    files, as `mkdoctor setup --scheduler slurm --subkernels 2` writes them."""
+    from mkdoctor import cluster
+
+    conf = tmp_path / "conf"
+    monkeypatch.setenv("MKDOCTOR_CONFIG_DIR", str(conf))
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text("Host other\n  User x\n")
+    p = make_profile(tmp_path, ssh_config=str(cfg), scheduler="slurm", partition="debug",
+                     subkernels=2, module="mathematica/14.1",
+                     module_init="/usr/share/modules/init/sh")
+    p.launch_command, p.mlopen_arguments = cluster.launch_command(p), cluster.mlopen(p)
+    writers.apply(writers.plan(p, block_for(p), cfg, processors=2))
+    return conf, p
+
+
+def test_cluster_parallel_file_is_the_jobs_own_and_mk501_passes(cluster_written):
+    """A cluster profile's parallel-kernels file launches subkernels as steps of the
+    cluster kernel's job (srun --jobid), the module loaded first; not on the login node."""
+    from mkdoctor import cluster
+
+    conf, p = cluster_written
+    text = writers.frontend_paths("work")["parallel"].read_text()
+    assert "--ntasks=3" in p.launch_command  # the kernel's task and 2 subkernel slots
+    assert "srun --jobid=\" <> job <> \" --overlap" in text and "ssh://" not in text
+    assert "mk-work" not in text  # the login node's alias is no subkernel host
+    assert "2 subkernel slot(s)" in text and "module load mathematica/14.1" in text
+    assert cluster.read_parallel_kernels(text) == (
+        p.kernel, "mathematica/14.1", "/usr/share/modules/init/sh", "-wstp")
+    guide = writers.frontend_paths("work")["text"].read_text()
+    assert "Parallel subkernels on the job's nodes (2 slot(s)" in guide
+    report, done = json_report("--profile", "work", "--only", "MK501", config_dir=conf)
+    r = by_id(report)["MK501"]
+    assert r["status"] == "pass" and done.returncode == 0, r
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda t: t.replace("module load mathematica/14.1", "module load mathematica/13.0"),
+     "module 'mathematica/13.0', the profile 'mathematica/14.1'"),
+    (lambda t: t.replace("/opt/Wolfram/WolframKernel", "/opt/Wolfram/math"),
+     "kernel '/opt/Wolfram/math'"),
+    (lambda t: t.replace(" -wstp ", " -mathlink "), "link flag '-mathlink'"),
+    (lambda t: t.replace("template = ", "templ = "), "no srun template"),
+])
+def test_mk501_cluster_parallel_file_edited(cluster_written, edit, words):
+    conf, _ = cluster_written
+    path = writers.frontend_paths("work")["parallel"]
+    before = path.read_text()
+    path.write_text(edit(before))
+    assert path.read_text() != before
+    report, done = json_report("--profile", "work", "--only", "MK501", config_dir=conf)
+    r = by_id(report)["MK501"]
+    assert r["status"] == "fail" and done.returncode == 1, r
+    assert any(words in d for d in r["details"]), r["details"]
+
+
+def test_cluster_parallel_file_without_slots_says_how_to_get_them(cluster_written):
+    from mkdoctor import cluster
+
+    text = cluster.parallel_kernels_file("/opt/W/WolframKernel", "14.1", profile="c")
+    assert "asks for no subkernel slots" in text and "mkdoctor setup --profile c --subkernels N" in text
+    with pytest.raises(ValueError, match="module"):
+        cluster.parallel_kernels_file("/opt/W/WolframKernel", "14.1", "ssh", module="m/1",
+                                      module_init="/usr/share/modules/init/sh")

@@ -286,6 +286,8 @@ def test_questionnaire_offers_the_partitions_and_saves_the_choice(cl, tmp_path) 
         assert order == ["debug", "short"], menu
         child.send("\x1b[B\r")  # debug -> short
         child.expect(r"pass +MK601 scheduler-found")
+        child.expect(r"Parallel subkernels beside the kernel in its job")
+        child.send("\r")  # the proposed 0
         i = child.expect(["Link ports", "Write these files"])
         if i == 0:
             child.send("\r")

@@ -76,10 +76,12 @@ def test_without_the_module_the_node_kernel_has_no_licence(modcluster) -> None:
 
 
 def test_setup_loads_the_module_on_the_compute_node(modcluster, tmp_path) -> None:
-    """`mkdoctor setup --scheduler slurm --kernel WolframKernel`: MK401 finds the kernel
-    through the module on the login node, the profile keeps the module, the cluster launch
-    command loads it on the node before the kernel starts, step 9 proves that command end
-    to end (MK603, MK605), and a later `mkdoctor --profile` run passes them again."""
+    """`mkdoctor setup --scheduler slurm --kernel WolframKernel --subkernels 1`: MK401
+    finds the kernel through the module on the login node, the profile keeps the module,
+    the cluster launch command loads it on the node before the kernel starts, step 9
+    proves that command end to end (MK603, MK605, with the subkernel slot), a later
+    `mkdoctor --profile` run passes them again, and the written parallel-kernels file
+    starts a subkernel in the kernel's job (test below)."""
     import tomllib
 
     c, sw = modcluster
@@ -91,7 +93,7 @@ def test_setup_loads_the_module_on_the_compute_node(modcluster, tmp_path) -> Non
     confdir = tmp_path / "conf"
     done = run_mkdoctor("setup", "--yes", "--ssh-config", str(cfg), "--offline", "--host", "sandbox",
                         "--name", "modc", "--scheduler", "slurm", "--kernel", "WolframKernel",
-                        "--time", "00:10:00", "--timeout", "5", "--kernel-timeout", "10",
+                        "--time", "00:10:00", "--subkernels", "1", "--timeout", "5", "--kernel-timeout", "10",
                         netns=c.laptop.name, config_dir=confdir, env={"HOME": str(home)},
                         timeout=300)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
@@ -101,6 +103,7 @@ def test_setup_loads_the_module_on_the_compute_node(modcluster, tmp_path) -> Non
     assert flat["module"] == "mathematica/14.1" and flat["module_init"] == ENV_MODULES_INIT, prof
     assert flat["kernel"] in ("WolframKernel", str(sw.kernel)), prof  # as typed, or found
     assert "module load mathematica/14.1" in flat["launch_command"], flat["launch_command"]
+    assert flat["subkernels"] == 1 and "--ntasks=2" in flat["launch_command"], flat
     step9 = done.stdout.split("Proving the cluster launch command on a compute node")[1]
     assert "pass  MK603" in step9 and "pass  MK605" in step9, step9
     assert c.wait_no_jobs(20) == []
@@ -110,3 +113,65 @@ def test_setup_loads_the_module_on_the_compute_node(modcluster, tmp_path) -> Non
     for cid in ("MK603", "MK605"):
         assert r[cid]["status"] == "pass", (cid, r[cid])
     assert c.wait_no_jobs(20) == []
+
+    subkernel_from_the_written_file(c, flat, next(confdir.rglob("modc-parallel-kernels.wl")), home)
+
+
+def subkernel_from_the_written_file(c: SlurmCluster, prof: dict, path: Path, home: Path) -> None:
+    """The profile's launch command, run as the front end runs it, holds a job with one
+    subkernel slot; the parallel-kernels file's srun template, run as RemoteMachine runs
+    it (`1` the node, `2` the link name, `4` the protocol), starts the subkernel as a step
+    of that job with the module loaded: it connects to the master's link on the login
+    node. The same template without the module (the fault the module mends) fails (the
+    kernel not found, or without its licence) and connects nowhere. The job ends with the link."""
+    import re
+    import subprocess
+    import sys
+
+    from mkdoctor import cluster
+    from tests.harness.slurm import Frontend
+    from tests.test_slurm_launch import LISTEN_TWO, finish, wait_job
+
+    text = path.read_text()
+    assert cluster.read_parallel_kernels(text)[1:3] == ("mathematica/14.1", ENV_MODULES_INIT)
+    literal = re.search(r'^template = ("(?:[^"\\]|\\.)*"(?: <> job <> "(?:[^"\\]|\\.)*")?);', text, re.M)
+    assert literal, text
+    fe = Frontend(c, tuple(prof["link_ports"]))
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("SSH_AUTH_SOCK", None)
+    proc = c.laptop.popen(["sh", "-c", prof["launch_command"]], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    master = None
+    try:
+        assert fe.readline() == "connected"
+        job, = [j.split()[0] for j in wait_job(c, "RUNNING")]
+        template = literal.group(1).replace('" <> job <> "', job)[1:-1].replace('\\"', '"')
+        plain = re.sub(r"sh -c '[^']*' ", "", template)
+        assert plain != template and "module" not in plain
+        line = (plain.replace("`1`", "node1").replace("`2`", "1@10.92.0.1,2@10.92.0.1")
+                .replace("`4`", "-linkprotocol TCPIP"))
+        bare = c.laptop.exec(c.ssh_argv(line), check=False, timeout=60)
+        out = bare.stdout + bare.stderr
+        # a name on PATH only through the module is not found; a full path has no licence
+        assert bare.returncode != 0 and (
+            "valid password" in out if "/" in prof["kernel"] else "No such file" in out), bare
+        master = c.login.popen([sys.executable, "-c", LISTEN_TWO, "10.92.0.1"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        linkname = master.stdout.readline().strip()
+        line = (template.replace("`1`", "node1").replace("`2`", linkname)
+                .replace("`4`", "-linkprotocol TCPIP"))
+        sub = c.laptop.popen(c.ssh_argv(line), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        assert master.stdout.readline().strip() == "connected 10.92.0.11"  # from node1
+        master.stdin.write("\n")
+        master.stdin.flush()
+        sub.communicate(timeout=30)
+        fe.close()
+        finish(proc)
+        assert c.wait_no_jobs(20) == []
+    finally:
+        fe.stop()
+        if proc.poll() is None:
+            proc.kill()
+        if master is not None and master.poll() is None:
+            master.kill()

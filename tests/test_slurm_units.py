@@ -101,6 +101,9 @@ def test_option_validation() -> None:
     (["--scheduler", "slurm", "--time", "soon"], "--time"),
     (["--scheduler", "slurm", "--cpus", "0"], "--cpus"),
     (["--partition", "debug"], "only with --scheduler slurm"),
+    (["--subkernels", "2"], "--subkernels: only with --scheduler slurm"),
+    (["--scheduler", "slurm", "--subkernels", "-1"], "--subkernels '-1': must be a number from 0"),
+    (["--scheduler", "slurm", "--subkernels", "two"], "--subkernels 'two'"),
     (["--scheduler", "pbs"], "invalid choice"),
 ])
 def test_bad_cluster_flags_exit_2_in_one_line(args, message) -> None:

@@ -358,6 +358,7 @@ class Flow:
 
             prof.scheduler, prof.partition, prof.time = o.scheduler, o.partition, o.time_limit
             prof.cpus, prof.account, prof.licenses = o.cpus, o.account, o.licenses
+            prof.subkernels = o.subkernels
             prof.cluster_link = o.cluster_link or ""
             prof.mode = "tunnel"  # the link reaches the laptop through the login node's session
             if prof.cluster_link == "stdio":

@@ -189,9 +189,12 @@ Click by click:
 
 Or let the front end do steps 1-7: open and evaluate
   {install}
-Parallel kernels on the same host:
+""" + (f"""Parallel subkernels on the job's nodes ({p.subkernels} slot(s); evaluate it in the
+cluster kernel, the subkernels end with its job):
   {parallel}
-""" + (f"""
+""" if getattr(p, "scheduler", "") else f"""Parallel kernels on the same host:
+  {parallel}
+""") + (f"""
 Once connected, check the link from inside (the remote machine answers, Dynamic and
 preemptive evaluations work): open this notebook and evaluate it once
 (Evaluation > Evaluate Notebook); its last cell says what works and what to fix:
@@ -217,12 +220,7 @@ def plan(p: Profile, block: sshconfig.HostBlock, ssh_config: Path, processors: i
                  frontend_text(p, paths["install"], paths["parallel"], paths["verify"])),
         "install": ("front end: installs the kernel entry (EvaluatorNames)",
                     wl.install_file(p.name, p.launch_command, p.mlopen_arguments, p.name)),
-        "parallel": ("parallel kernels on the remote host",
-                     wl.parallel_file(profile=p.name, alias=p.host, user=p.user, hostname=p.hostname,
-                                      port=p.port, kernel=p.kernel, kernel_version=p.kernel_version,
-                                      processors=processors, ssh_config=parallel_ssh_config(p),
-                                      identity=p.identity, proxy_jump=_proxy_jump(block),
-                                      module=p.module, module_init=p.module_init)),
+        "parallel": parallel_text(p, block, processors),
         "verify": ("front end: the notebook that checks the link from inside",
                    verification_notebook(p)),
     }
@@ -234,6 +232,27 @@ def plan(p: Profile, block: sshconfig.HostBlock, ssh_config: Path, processors: i
     changes.append(FileChange(ppath, profile_text(p).encode("utf-8"), read_bytes(ppath),
                               "the mkdoctor profile", mode=0o600, dir_mode=0o700))
     return changes
+
+
+def parallel_text(p: Profile, block, processors: int) -> tuple[str, str]:  # noqa: ANN001
+    """(what, text) of the profile's parallel-kernels file. A workstation's launches
+    subkernels on the remote host from a master kernel here; a cluster profile's is
+    evaluated in the cluster kernel and launches subkernels as steps of its own job on
+    the job's nodes (:func:`mkdoctor.cluster.parallel_kernels_file`, srun form: it works
+    with every version and needs no ssh between nodes; the module loaded as the kernel's)."""
+    if getattr(p, "scheduler", ""):
+        from mkdoctor import cluster
+
+        return ("parallel subkernels in the cluster kernel's job",
+                cluster.parallel_kernels_file(p.kernel, p.kernel_version, "srun", profile=p.name,
+                                              module=p.module, module_init=p.module_init,
+                                              subkernels=int(p.subkernels or 0)))
+    return ("parallel kernels on the remote host",
+            wl.parallel_file(profile=p.name, alias=p.host, user=p.user, hostname=p.hostname,
+                             port=p.port, kernel=p.kernel, kernel_version=p.kernel_version,
+                             processors=processors, ssh_config=parallel_ssh_config(p),
+                             identity=p.identity, proxy_jump=_proxy_jump(block),
+                             module=p.module, module_init=p.module_init))
 
 
 def diff_text(change: FileChange) -> str:

@@ -49,6 +49,7 @@ def run(f: Flow) -> None:
                                safe=False).strip()
     if f.opts.scheduler:  # a cluster: the kernel runs on a compute node, not here
         cluster_partition(f)
+        cluster_subkernels(f)
         if kernel != found:  # read as chosen: a module it needs (loaded on the node too)
             r401 = f.run_checks(["MK401"], f.remote_options(kernel=kernel), Target(st.alias))["MK401"]
         st.module = facts.KERNEL_MODULE.of(r401, "")
@@ -80,6 +81,27 @@ def run(f: Flow) -> None:
                             or (prev.kernel_version if prev and prev.kernel == kernel else ""))
     f.say(f"  kernel {kernel}" + (f" (version {st.kernel_version})" if st.kernel_version else "")
           + "; step 9 starts it (MK402, beside the launch command's MK404)")
+
+
+def cluster_subkernels(f: Flow) -> None:
+    """How many parallel subkernels the kernel's job holds slots for (--subkernels; the
+    profile's when set up again; 0 by default). MK602 and MK605 then ask Slurm for that
+    allocation, and the cluster's parallel-kernels file launches them in the job."""
+    from mkdoctor.options import UsageError, slurm_cpus
+
+    if getattr(f.args, "subkernels", None) is not None:
+        return
+
+    def valid(text: str):
+        try:
+            slurm_cpus(text.strip(), "subkernels", lowest=0)
+        except UsageError as exc:
+            return str(exc)
+        return None
+
+    answer = f.ask.text("Parallel subkernels beside the kernel in its job (0 for none):",
+                        str(f.opts.subkernels or 0), "--subkernels", valid)
+    f.opts.subkernels = slurm_cpus(str(answer).strip(), "--subkernels", lowest=0)
 
 
 def cluster_partition(f: Flow) -> None:
