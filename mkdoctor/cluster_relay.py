@@ -182,6 +182,8 @@ def node(argv):
                 sel.register(conn, selectors.EVENT_READ, ("conn", ch))
                 _write_all(out, _frame("O", ch))
             elif what == "conn":
+                if conns.get(ch) is not key.fileobj:
+                    continue  # closed above, in this same batch, on the login side's "C"
                 try:
                     data = key.fileobj.recv(CHUNK)
                 except OSError:
@@ -326,6 +328,8 @@ def _connect_loop(child, ports, stop, parent, where):
                         sel.unregister(conn)
                         conn.close()
             else:
+                if conns.get(ch) is not key.fileobj:
+                    continue  # closed above, in this same batch, on the node's "C"
                 try:
                     data = key.fileobj.recv(CHUNK)
                 except OSError:
