@@ -28,9 +28,10 @@ import os
 import secrets
 import shlex
 
-from mkdoctor.kernel import (KERNEL_BASENAMES, MATHLM_PORT, RUNNING_KERNELS_SCRIPT, classify_run, ensure_login,
-                             major_version, mathpass_script, parse_mathpass, read_kernel,
-                             run_expression, start_script, wolframscript_answer)
+from mkdoctor.kernel import (ALONE_NOTE, KERNEL_BASENAMES, MATHLM_PORT, RUNNING_KERNELS_SCRIPT,
+                             classify_run, ensure_login, major_version, mathpass_script,
+                             own_kernels, parse_mathpass, read_kernel, refused_beside, run_expression,
+                             start_script, wolframscript_answer)
 from mkdoctor.launch import link_flag
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped
 
@@ -63,14 +64,36 @@ def run(ctx) -> Result:
     if reading is None:
         return skipped("skipped: no kernel path (MK401 kernel-found found none)",
                        "give the kernel's path with --kernel PATH")
-    kernel = reading.resolved
     module = dict(module=reading.module or "", module_init=reading.module_init or "")
+    kernels = own_kernels(ctx)
+    with kernels.running() as attempt:
+        done, outcome, limit = _start(ctx, reading, module)
+    again = refused_beside(attempt, outcome.outcome)
+    if again:
+        with kernels.alone(ctx.remaining()) as again:
+            if again:
+                with kernels.running():
+                    done, outcome, limit = _start(ctx, reading, module)
+    result = _judge(ctx, reading, module, outcome, done, limit)
+    if again:
+        result.details.insert(0, ALONE_NOTE)
+    return result
+
+
+def _start(ctx, reading, module: dict):
+    """One start of the kernel with the test expression: (done, outcome, time limit)."""
     # Leave a few seconds of the deadline for ssh itself and the report.
     limit = min(ctx.options.kernel_timeout, max(1.0, ctx.remaining() - ctx.options.timeout - 2))
     token = secrets.token_hex(4)
-    script = start_script(kernel, ["-noprompt", "-run", run_expression(token)], limit, **module)
+    script = start_script(reading.resolved, ["-noprompt", "-run", run_expression(token)], limit,
+                          **module)
     done = _held(ctx, script, ctx.step_timeout(limit + ctx.options.timeout + 3))
-    outcome = classify_run(done.stdout, done.stderr, done.exit_code, token)
+    return done, classify_run(done.stdout, done.stderr, done.exit_code, token), limit
+
+
+def _judge(ctx, reading, module: dict, outcome, done, limit: float) -> Result:
+    """The result of one kernel start (``outcome``, classified from ``done``)."""
+    kernel = reading.resolved
     q = shlex.quote(kernel)
     if reading.module:
         from mkdoctor.launch import kernel_prefix

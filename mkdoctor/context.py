@@ -48,6 +48,9 @@ class Context:
         self._cache: dict[str, Any] = {}
         self._cache_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        # cleanups to run if the deadline passes while their check is at work
+        self._at_deadline: dict[int, Callable[[], Any]] = {}
+        self._at_deadline_next = 0
         self._ssh = session
         self._own_ssh = session is None
         if session is not None:
@@ -65,6 +68,43 @@ class Context:
         if left <= 0:
             raise DeadlineExceeded()
         return min(self.options.timeout if seconds is None else seconds, left)
+
+    def at_deadline(self, cleanup: Callable[[], Any]) -> Callable[[], None]:
+        """Register ``cleanup``: the engine calls it if the run's deadline passes while
+        the caller is still at work, before every program of the run is killed (the SSH
+        connection is still up then), e.g. to end a kernel a check started on the remote
+        host. It must bound its own time (no :meth:`step_timeout`: no time is left). The
+        returned function unregisters it; call it when the work is done."""
+        with self._lock:
+            key = self._at_deadline_next
+            self._at_deadline_next += 1
+            self._at_deadline[key] = cleanup
+
+        def remove() -> None:
+            with self._lock:
+                self._at_deadline.pop(key, None)
+
+        return remove
+
+    def run_deadline_cleanups(self, budget: float) -> None:
+        """The deadline passed: run the registered cleanups at the same time, waiting
+        at most ``budget`` seconds for them all; one that fails does not stop the others."""
+        with self._lock:
+            cleanups = list(self._at_deadline.values())
+            self._at_deadline.clear()
+
+        def call(fn: Callable[[], Any]) -> None:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - best effort: the run is ending
+                pass
+
+        threads = [threading.Thread(target=call, args=(fn,), daemon=True) for fn in cleanups]
+        for t in threads:
+            t.start()
+        end = time.monotonic() + budget
+        for t in threads:
+            t.join(max(0.0, end - time.monotonic()))
 
     # --- facts of earlier checks --------------------------------------------------------
 

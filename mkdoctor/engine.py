@@ -15,8 +15,10 @@ Rules:
 - A check that raises is reported as ``error`` with the error text; the traceback is
   kept for ``-v`` and never shown otherwise.
 - When the run's deadline passes, checks still running are reported ``fail`` ("timed
-  out after N s"), checks not started are skipped, every program still running is
-  killed, and the run ends and reports.
+  out after N s"), checks not started are skipped, the cleanups running checks
+  registered (``Context.at_deadline``: a remote kernel to end) run for at most
+  ``min(--timeout, 5 s)``, every program still running is killed, and the run ends and
+  reports.
 - Checks outside the selection (``--only``/``--skip``) are not run and do not block
   the checks that depend on them.
 """
@@ -35,6 +37,7 @@ from mkdoctor.proc import set_current_log
 OnResult = Callable[[Check, Result], None]
 OnStart = Callable[[Check], None]
 BUG_FIX = "this is a bug in mkdoctor; please report it with the output of -v"
+DEADLINE_CLEANUP_S = 5.0  # at most this long past the deadline for checks' cleanups
 
 
 def _describe(status: Status) -> str:
@@ -189,6 +192,9 @@ def run_checks(
 
         if not all_done():  # the deadline passed
             late = list(running)
+            # what running checks registered (a remote kernel to end) goes first, while
+            # the connection is up; then every program of the run is killed
+            ctx.run_deadline_cleanups(min(ctx.options.timeout, DEADLINE_CLEANUP_S))
             ctx.runner.kill_all()
             for cid in late:
                 results[cid] = Result(

@@ -636,6 +636,101 @@ LICENCE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
                            r"licen[cs]e", re.I)),
 ]
 
+class OwnKernels:
+    """The kernels this run has started on one host and not yet ended (MK402's test
+    kernel, MK404's through the launch command), which run at the same time so that a run
+    waits for one kernel start, not two.
+
+    A licence that allows one kernel at a time ($MaxLicenseProcesses 1, or a MathLM
+    server with one process slot left) refuses one of two kernels started together. The
+    refused check knows it from the ``licence-processes`` outcome; when another of this
+    run's kernels ran during its attempt (:attr:`Attempt.overlapped`), it waits until
+    that kernel has ended (:meth:`alone`) and starts its own once more, alone. A
+    refusal with no kernel of ours beside it is reported as it is."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._cond = threading.Condition()
+        self._solo = threading.Lock()
+        self._active: dict[int, "OwnKernels.Attempt"] = {}
+        self._next = 0
+
+    @dataclass
+    class Attempt:
+        overlapped: bool = False  # another of this run's kernels ran during it
+
+    def begin(self, attempt: "OwnKernels.Attempt") -> int:
+        """A kernel of this run starts (``attempt`` is told of any other beside it)."""
+        with self._cond:
+            key = self._next
+            self._next += 1
+            for other in self._active.values():
+                other.overlapped = True
+            attempt.overlapped = attempt.overlapped or bool(self._active)
+            self._active[key] = attempt
+        return key
+
+    def end(self, key: int) -> None:
+        """That kernel has ended (or was made sure to be gone)."""
+        with self._cond:
+            self._active.pop(key, None)
+            self._cond.notify_all()
+
+    def running(self):
+        """Context manager around one kernel's life (start to end): yields its Attempt."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def span():
+            attempt = OwnKernels.Attempt()
+            key = self.begin(attempt)
+            try:
+                yield attempt
+            finally:
+                self.end(key)
+
+        return span()
+
+    def alone(self, timeout: float):
+        """Context manager for a start again alone: one at a time (two refused checks do
+        not retry together), once none of this run's kernels runs; yields False when that
+        did not happen within ``timeout``."""
+        import contextlib
+        import time
+
+        @contextlib.contextmanager
+        def solo():
+            end = time.monotonic() + max(0.0, timeout)
+            if not self._solo.acquire(timeout=max(0.0, timeout)):
+                yield False
+                return
+            try:
+                with self._cond:
+                    ok = self._cond.wait_for(lambda: not self._active,
+                                             max(0.0, end - time.monotonic()))
+                yield ok
+            finally:
+                self._solo.release()
+
+        return solo()
+
+
+def own_kernels(ctx: "Context") -> OwnKernels:
+    """This host's :class:`OwnKernels` (one per run context)."""
+    return ctx.cached("kernel.own-kernels", OwnKernels)
+
+
+def refused_beside(attempt: "OwnKernels.Attempt", reason: str) -> bool:
+    """A start refused for ``licence-processes`` while another of this run's kernels ran
+    beside it: worth one more start, alone (:meth:`OwnKernels.alone`)."""
+    return reason == "licence-processes" and attempt.overlapped
+
+
+ALONE_NOTE = ("the first start was refused a licence process while this run's other kernel "
+              "(MK402 beside MK404) ran; started again alone, after it ended")
+
+
 # MathLM's TCP port. NOT verified in the Wolfram pages we could read (mathlm.html lists no
 # port option); 16286 is the port administrators and Wolfram's installation notes are quoted
 # with (observed). The fix names it as the one to check first.

@@ -102,3 +102,22 @@ def by_id(report: dict) -> dict[str, dict]:
 
 def status_of(report: dict, check_id: str) -> str:
     return by_id(report)[check_id]["status"]
+
+
+def free_port_pair() -> tuple[int, int]:
+    """Two consecutive ports free on 127.0.0.1 and 0.0.0.0 right now (for --link-ports:
+    a test that listens on the default pair would meet the other test workers there)."""
+    import socket
+
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+        if p < 65000:
+            try:
+                for port in (p, p + 1):
+                    with socket.socket() as t:
+                        t.bind(("0.0.0.0", port))
+                return p, p + 1
+            except OSError:
+                continue

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from hypothesis import given, strategies as st
 
 from mkdoctor import firewall
 from mkdoctor.checks.mk201_ssh_client import lacks, parse_version
-from tests.helpers import ROOT, by_id, json_report, mkdoctor_env
+from tests.helpers import ROOT, by_id, free_port_pair, json_report, mkdoctor_env
 
 # --- MK201 ssh-client ------------------------------------------------------------------
 
@@ -89,22 +88,6 @@ def test_parse_version():
 
 
 # --- MK203 local-ports -----------------------------------------------------------------
-
-
-def free_port_pair() -> tuple[int, int]:
-    """Two ports free on 127.0.0.1 and 0.0.0.0 right now."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        if p < 65000:
-            try:
-                for port in (p, p + 1):
-                    with socket.socket() as t:
-                        t.bind(("0.0.0.0", port))
-                return p, p + 1
-            except OSError:
-                continue
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ import pytest
 
 from mkdoctor.openssh import client_config as cc
 from tests.harness.sshd import SSHSandbox
-from tests.helpers import ROOT, mkdoctor_env
+from tests.helpers import ROOT, free_port_pair, mkdoctor_env
 from tests.test_wizard import install_standin
 
 CORPUS = Path("/work/shared/corpus/openssh/ssh_config")
@@ -181,7 +181,7 @@ def test_corpus_file(box, short_root, name, way):
                       "--link-host", "127.0.0.1", "--kernel", str(kernel),
                       # a free pair of its own: the suite runs files in parallel, and other
                       # files' link tests use the default pair on this loopback
-                      "--link-ports", "%d,%d" % free_pair(),
+                      "--link-ports", "%d,%d" % free_port_pair(),
                       "--identity", str(sandbox.client_key)],
                      timeout=240, env=mkdoctor_env(confdir, HOME=str(home.path)))
     out = setup.stdout + setup.stderr
@@ -215,18 +215,3 @@ def test_corpus_file(box, short_root, name, way):
     assert log.is_file() == (way == "proxycommand")
 
 
-def free_pair() -> tuple[int, int]:
-    """Two consecutive ports free on 127.0.0.1 (above the default pair's range)."""
-    import random
-    import socket
-
-    for _ in range(200):
-        p = random.randrange(40000, 48000)
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", p))
-                b.bind(("127.0.0.1", p + 1))
-            return p, p + 1
-        except OSError:
-            continue
-    raise RuntimeError("no two free ports")

@@ -31,7 +31,7 @@ from mkdoctor.kernel import (Install, choose, classify_run, discovery_script, no
                            parse_discovery, run_expression, start_script, version_from_path,
                            version_key)
 from tests.harness.sshd import SSHSandbox
-from tests.helpers import by_id, json_report, mkdoctor_env
+from tests.helpers import by_id, free_port_pair, json_report, mkdoctor_env
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "standin_kernel.py"
@@ -594,15 +594,19 @@ def test_interrupted_run_leaves_no_kernel_on_the_server(sandbox_factory, sandbox
 def test_run_deadline_ends_a_hung_kernel_and_reports(sandbox_factory: Callable[..., SSHSandbox],
                                                      nothing_left: None) -> None:
     """The whole run's --deadline (3 s) passes while the kernel hangs under a 60 s kernel
-    timeout: the run still ends and reports, MK402 is a fail ("timed out after"), the checks
-    after it are skipped, and no kernel is left on the server."""
+    timeout: the run still ends and reports, MK402 is a fail ("timed out after"), MK404,
+    which runs beside it, too, and no kernel is left on the server: not MK402's (its
+    watchdog ends it when our ssh goes) and not the one the launch command started for
+    MK404 (a hung kernel does not exit when its ssh session ends: the engine's deadline
+    cleanup kills it on the server before the run's programs are killed)."""
     box = sandbox_factory()
     kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
     (box.home / ".standin-fault").write_text("hang\n")
+    starts = counted_starts(box)
     started = time.monotonic()
     data, done = json_report(*sandbox_args(box), "--only", f"{LOGIN},MK401,MK402,MK404",
                              "--offline", "--kernel", str(kernel), "--kernel-timeout", "60",
-                             "--deadline", "3")
+                             "--deadline", "3", *own_pair())
     elapsed = time.monotonic() - started
     checks = by_id(data)
     assert elapsed < 10, elapsed
@@ -610,7 +614,71 @@ def test_run_deadline_ends_a_hung_kernel_and_reports(sandbox_factory: Callable[.
     assert checks["MK304"]["status"] == "pass"
     assert checks["MK402"]["status"] == "fail", checks["MK402"]
     assert "timed out after" in checks["MK402"]["summary"]
-    assert checks["MK404"]["status"] == "skip"
+    assert checks["MK404"]["status"] == "fail", checks["MK404"]
+    assert "timed out after" in checks["MK404"]["summary"]
+    # both kernels really started (so the cleanup had something to end)
+    assert len(starts.read_text().splitlines()) == 2, starts.read_text()
+
+
+# the sandbox is on loopback: MK403 proves direct mode there (tunnel mode cannot tell a
+# forward from a local connection on the same machine)
+DIRECT = ("--mode", "direct", "--link-host", "127.0.0.1")
+
+
+def own_pair() -> tuple[str, str]:
+    """--link-ports with a free pair: other test workers use the default pair."""
+    return ("--link-ports", "%d,%d" % free_port_pair())
+
+
+def counted_starts(box: SSHSandbox) -> Path:
+    """~/.standin-starts: the stand-in writes one line there per start."""
+    log = box.home / ".standin-starts"
+    log.write_text("")
+    os.chown(log, box.uid, box.gid)
+    return log
+
+
+@integration
+@pytest.mark.parametrize("fault", ["slow:1+processes:1", "processes:1"])
+def test_run_with_a_licence_for_one_kernel_at_a_time(sandbox_factory, nothing_left: None,
+                                                     fault: str) -> None:
+    """A licence that allows one kernel process, and a run that starts MK402's kernel and
+    MK404's (the launch command) at the same time. Both taking 1 s before they ask for a
+    licence, each sees the other and is refused: mkdoctor's doing, not the user's fault,
+    so each refused check starts its kernel again once this run's other kernel has ended,
+    one at a time, and both pass; a note says so. Started instantly they may not meet."""
+    box = sandbox_factory()
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    (box.home / ".standin-fault").write_text(fault + "\n")
+    starts = counted_starts(box)
+    checks = report(box, f"{LOGIN},MK401,MK402,MK403,MK404", "--kernel", str(kernel),
+                    "--kernel-timeout", "15", "--deadline", "90", *DIRECT, *own_pair())
+    for cid in ("MK402", "MK404"):
+        assert checks[cid]["status"] == "pass", [(c, checks[c]["status"], checks[c]["summary"]) for c in ("MK402", "MK403", "MK404")]
+    again = [cid for cid in ("MK402", "MK404") if any(
+        "started again alone" in d for d in checks[cid]["details"])]
+    n = len(starts.read_text().splitlines())
+    assert n == 2 + len(again), (n, again)
+    if fault.startswith("slow"):  # they met: one or both were refused, then one at a time
+        assert again, checks
+
+
+@integration
+def test_run_whose_licence_refuses_every_kernel_reports_it(sandbox_factory, nothing_left: None) -> None:
+    """The fault is real: a licence that refuses every kernel (``processes:0``) is not
+    retried into a pass. MK402 fails "all licence processes are in use" (after one more
+    start alone, since MK404's kernel ran beside it), MK404 is skipped behind it, and
+    each check started at most two kernels."""
+    box = sandbox_factory()
+    kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    (box.home / ".standin-fault").write_text("slow:1+processes:0\n")
+    starts = counted_starts(box)
+    checks = report(box, f"{LOGIN},MK401,MK402,MK403,MK404", "--kernel", str(kernel),
+                    "--kernel-timeout", "15", "--deadline", "90", *DIRECT, *own_pair())
+    assert checks["MK402"]["status"] == "fail", checks["MK402"]
+    assert checks["MK402"]["summary"].startswith("all licence processes are in use")
+    assert checks["MK404"]["status"] == "skip" and "MK402" in checks["MK404"]["summary"], checks["MK404"]
+    assert 2 <= len(starts.read_text().splitlines()) <= 4, starts.read_text()
 
 
 def _mathpass(box: SSHSandbox, server: str) -> None:

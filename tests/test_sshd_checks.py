@@ -20,7 +20,7 @@ from mkdoctor.checks import mk205_local_sshd as mk205
 from mkdoctor.checks.mk311_password_authentication import exposure as remote_exposure
 from mkdoctor.checks.mk312_tcp_forwarding import forwarding_verdict
 from tests.harness.netns import link
-from tests.helpers import by_id, json_report
+from tests.helpers import by_id, free_port_pair, json_report
 
 RESTART = "sudo systemctl reload ssh"
 
@@ -278,19 +278,6 @@ def reverse_forward_works(sb) -> bool:
     return done.returncode == 0
 
 
-def free_ports(n: int = 2) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("permit", [
     "localhost:{p1} localhost:{p2}", "127.0.0.1:{p1} 127.0.0.1:{p2}", "{p1} {p2}", "localhost:*",
@@ -299,7 +286,7 @@ def free_ports(n: int = 2) -> list[int]:
 def test_mk312_permit_listen_agrees_with_a_real_reverse_forward(sandbox_factory, permit):
     """Differential: MK312's verdict on a PermitListen line must be what the real sshd does
     with the reverse forwards the front end's launch command asks for (-R P:127.0.0.1:P)."""
-    p1, p2 = free_ports()
+    p1, p2 = free_port_pair()
     line = "PermitListen " + permit.format(p1=p1, p2=p2)
     sb = sandbox_factory(extra_config=line + "\n")
     checks, _ = run_checks(sb, "MK312", "--mode", "tunnel", "--link-ports", f"{p1},{p2}")
