@@ -356,9 +356,11 @@ def oracle_many(ctx: "Context", facts: RemoteFacts, conns: list[Connection],
 
 
 def evaluate_many(ctx: "Context", path: str, conns: list[Connection],
-                  snap: Optional[Snapshot] = None) -> tuple[list[EffectiveConfig], Snapshot]:
+                  snap: Optional[Snapshot] = None,
+                  build: ServerBuild = UNKNOWN_BUILD) -> tuple[list[EffectiveConfig], Snapshot]:
     """Evaluate every connection over ONE snapshot of the files (fetched in rounds; a
-    file only one connection's Include reaches is fetched when it first asks)."""
+    file only one connection's Include reaches is fetched when it first asks), the
+    keywords judged for the server's ``build``."""
     snap = snap if snap is not None else Snapshot()
     if path not in snap.files:
         globs, files = fetch(ctx, [path])
@@ -369,7 +371,7 @@ def evaluate_many(ctx: "Context", path: str, conns: list[Connection],
     asked: set[str] = {path}
     for _ in range(MAX_ROUNDS):
         snap.wanted = set()
-        cfgs = [evaluate(path, snap, conn) for conn in conns]
+        cfgs = [evaluate(path, snap, conn, build=build) for conn in conns]
         wanted = snap.wanted - asked
         if not wanted:
             return cfgs, snap
@@ -448,7 +450,8 @@ def _stranger(ctx: "Context", role: str) -> StrangerView:
     base = Connection("root" if role == "root" else own.user, ex.STRANGER_ADDRESSES[0],
                       ex.STRANGER_ADDRESSES[0], laddrs[0], facts.server_port or 22,
                       facts.root_groups if role == "root" else facts.groups)
-    (first,), snap = evaluate_many(ctx, path, [base])
+    build = server_build(facts)
+    (first,), snap = evaluate_many(ctx, path, [base], build=build)
     if first.error:
         cands = [ex.Candidate(base)]
         blocks: list = []
@@ -461,7 +464,7 @@ def _stranger(ctx: "Context", role: str) -> StrangerView:
         blocks = ex.match_blocks(first.files, snap.read)
         cands = ex.stranger_connections(role, blocks, reach, own.user, facts.groups,
                                         facts.root_groups)
-        cfgs, snap = evaluate_many(ctx, path, [c.conn for c in cands], snap)
+        cfgs, snap = evaluate_many(ctx, path, [c.conn for c in cands], snap, build=build)
     # The server's own answer, where it may be asked, replaces the evaluation (a member
     # of a group that we only assume exists cannot be asked about: the evaluator's
     # answer stays for those).

@@ -251,6 +251,24 @@ def test_mk310_dropin_before_main_file_wins(sandbox):
 
 
 @pytest.mark.integration
+def test_mk310_judges_keywords_for_the_servers_build(sandbox):
+    """The stranger's view (MK310) judges each keyword for the sshd that runs there (its
+    release from sshd -V, its vendor from ssh -V), not for any build: the sandbox's
+    Include (new in OpenSSH 8.2) is no "depends on the sshd build" note on this 9.x
+    server, while a keyword that release dropped is named as such."""
+    dropin = sandbox.add_dropin("30-old", "UsePrivilegeSeparation sandbox")
+    sandbox.reload()
+    try:
+        checks, _ = run_checks(sandbox, "MK310")
+        text = "\n".join(checks["MK310"]["details"])
+        assert "depends on the sshd build" not in text, text
+        assert "UsePrivilegeSeparation" in text, text
+    finally:
+        dropin.unlink()
+        sandbox.reload()
+
+
+@pytest.mark.integration
 def test_mk312_allow_tcp_forwarding_no(sandbox):
     checks, _ = run_checks(sandbox, "MK312", "--mode", "tunnel")
     assert checks["MK312"]["status"] == "pass", checks["MK312"]
