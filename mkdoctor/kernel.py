@@ -717,8 +717,9 @@ class OwnKernels:
 
 
 def own_kernels(ctx: "Context") -> OwnKernels:
-    """This host's :class:`OwnKernels` (one per run context)."""
-    return ctx.cached("kernel.own-kernels", OwnKernels)
+    """This host's :class:`OwnKernels`: one per connection to it, so that the contexts of
+    one setup (MK402 in the background, MK404 in the step) share it."""
+    return ctx.ssh.shared("kernel.own-kernels", OwnKernels)
 
 
 def refused_beside(attempt: "OwnKernels.Attempt", reason: str) -> bool:

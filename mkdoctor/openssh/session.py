@@ -145,6 +145,16 @@ class SSHClient:
         self._login: Optional[LoginResult] = None
         self._config: Optional[dict[str, list[str]]] = None
         self.token = "MKD" + secrets.token_hex(8)
+        self._shared: dict[str, Any] = {}
+
+    def shared(self, key: str, factory: Callable[[], Any]) -> Any:
+        """One object per connection for ``key`` (made by ``factory`` on first use): what
+        the checks of every context over this connection share about the host (setup runs
+        several contexts over one session), e.g. the kernels this run has running there."""
+        with self._lock:
+            if key not in self._shared:
+                self._shared[key] = factory()
+            return self._shared[key]
 
     # --- command lines ----------------------------------------------------------------
 

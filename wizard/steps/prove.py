@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mkdoctor import facts
+from mkdoctor.kernel import ALONE_NOTE
 from mkdoctor.launch import link_flag
 from mkdoctor.options import Target
 from mkdoctor.wizard.flow import StepFailed
@@ -25,7 +26,9 @@ def run(f: Flow) -> None:
     if f.opts.scheduler:  # the cluster launch command, end to end (MK404 is for one host);
         # MK401 reads the kernel as the nodes' checks use it (a module to load included)
         ids = ["MK401", "MK601", "MK602", "MK603", "MK604", "MK605"]
-    beside = True  # MK402 beside MK404: one kernel start's wait, not two
+    # MK402 beside MK404: one kernel start's wait, not two. A licence for one kernel at a
+    # time refuses one of the two: the checks start the refused one again alone (they
+    # share the session's OwnKernels, mkdoctor/kernel.py), and say so.
     for attempt in (1, 2):
         staged = f.profile(str(st.staged))
         final = f.profile(f.final_ssh_config())
@@ -33,21 +36,18 @@ def run(f: Flow) -> None:
         f.say(f"  Launch command:      {final.launch_command}")
         opts = f.remote_options(link_ports=st.ports, link_ports_given=True, kernel=st.kernel,
                                 profile=staged)
-        if beside and not f.opts.scheduler:
+        if not f.opts.scheduler:
             f.background("kernel", lambda: kernel_alone(f, show=False))
         res = f.run_checks(ids, opts, Target(st.alias))
         if f.opts.scheduler:
             break
         linked = res["MK404"].status.value == "pass"
-        res.update(collect_kernel(f, linked) if beside else kernel_alone(f))
+        res.update(collect_kernel(f))
+        for cid in ("MK402", "MK404"):
+            if res[cid].details[:1] == [ALONE_NOTE]:
+                f.say(f"  the licence allows one kernel at a time here: {cid}'s kernel, refused "
+                      "beside the other, was started again alone")
         r402 = res["MK402"]
-        if beside and not linked and refused_a_process(r402):
-            # both kernels were refused a licence process (a licence for one kernel at a
-            # time): the launch command again alone, then MK402 alone
-            f.say("  the licence refused one of the two kernels started at once: "
-                  "proving the launch command again, one kernel at a time")
-            beside = False
-            continue
         assumed = link_flag(st.kernel_version)
         if r402.status.value == "pass":
             st.kernel_version = str(facts.KERNEL_VERSION_NUMBER.of(r402, "") or st.kernel_version)
@@ -76,27 +76,12 @@ def kernel_alone(f: Flow, show: bool = True) -> dict:
                         Target(f.state.alias), show=show, live=show)
 
 
-def collect_kernel(f: Flow, linked: bool) -> dict:
-    """MK402's result from beside MK404, shown now. A licence that allows one kernel at a
-    time refuses one of two started at once: when the launch command's kernel connected
-    and MK402's was refused for that reason, MK402 runs once more, alone."""
+def collect_kernel(f: Flow) -> dict:
+    """MK402's result from beside MK404, shown now (run now when it could not run beside)."""
     res = f.collected("kernel")
-    if res is None or "MK402" not in res:  # it could not run beside: run it now
-        return kernel_alone(f)
-    r402 = res["MK402"]
-    if refused_a_process(r402):
-        if not linked:
-            return res  # both refused: run() tries one kernel at a time (not shown)
-        f.say("  MK402's kernel, started beside MK404's, was refused a licence process: "
-              "starting it again alone (the licence allows one kernel at a time here)")
+    if res is None or "MK402" not in res:
         return kernel_alone(f)
     from mkdoctor.registry import get
 
-    f.show_result(set(), get("MK402"), r402)
+    f.show_result(set(), get("MK402"), res["MK402"])
     return res
-
-
-def refused_a_process(r402) -> bool:
-    """MK402 failed because every licence process was in use (its reason)."""
-    return (r402.status.value == "fail"
-            and facts.KERNEL_START_FAILURE.of(r402) == "licence-processes")
