@@ -556,3 +556,54 @@ def test_setup_whose_licence_refuses_every_kernel_tries_one_at_a_time_then_stops
     assert step9.count("fail  MK404") == 1 and step9.count("fail  MK402") == 1, step9
     assert "MK402: all licence processes are in use" in done.stderr, done.stderr
     assert len(_starts(log)) == 4, _starts(log)
+
+
+def test_setup_whose_link_is_dropped_says_which_part_fails(sandbox, tmp_path):
+    """Step 9 proves the link with MK404 alone; when it fails, MK403 runs to say which
+    part: here a firewall on this computer drops the kernel's connections to the link
+    ports (direct mode), so the kernel starts (MK402 passes) but never connects (MK404
+    fails), the path check fails too (MK403), setup stops with MK403's diagnosis and
+    writes nothing. Without the rule the same setup passes (the test above)."""
+    from tests.helpers import free_port_pair
+
+    kernel, _ = _counting_kernel(sandbox)
+    p1, p2 = free_port_pair()
+    rules = [["INPUT", "-i", "lo", "-p", "tcp", "--dport", str(p), "-j", "DROP"] for p in (p1, p2)]
+    for rule in rules:
+        subprocess.run(["iptables", "-I", *rule], check=True)
+    try:
+        done, cfg = _setup(sandbox, tmp_path, "dropped", kernel, "--link-ports", f"{p1},{p2}",
+                           "--kernel-timeout", "4", "--timeout", "2")
+    finally:
+        for rule in rules:
+            subprocess.run(["iptables", "-D", *rule], check=False)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    step9 = done.stdout.split("[9] ")[1]
+    assert "pass  MK402" in step9 and "fail  MK404" in step9 and "fail  MK403" in step9, step9
+    assert "MK403: " in done.stderr, done.stderr
+    assert cfg.read_bytes() == sandbox.client_config.read_bytes()
+    assert not list((tmp_path / "conf").rglob("dropped.toml"))
+
+
+def test_setup_stops_on_a_changed_host_key_before_any_password(sandbox, tmp_path):
+    """A host whose recorded key no longer matches (known_hosts holds another ed25519
+    key for it): the scan that runs beside step 6's login (a recorded key is read there)
+    is judged before anything else, so setup stops with the man-in-the-middle warning,
+    offers no key installation (no password is asked for, even with --install-key),
+    and writes nothing; the user's known_hosts is unchanged."""
+    import subprocess as sp
+
+    kernel, _ = _counting_kernel(sandbox)
+    other = tmp_path / "other_key"
+    sp.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    entry = sandbox.known_hosts.read_text().split()[0]
+    before = f"{entry} {other.with_suffix('.pub').read_text().split()[0]} " \
+             f"{other.with_suffix('.pub').read_text().split()[1]}\n"
+    sandbox.known_hosts.write_text(before)
+    done, cfg = _setup(sandbox, tmp_path, "mitm", kernel, "--install-key")
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "does NOT match the one recorded" in done.stderr and "man-in-the-middle" in done.stderr, \
+        done.stderr
+    assert "Install the public key" not in done.stdout and "installing the key" not in done.stdout
+    assert sandbox.known_hosts.read_text() == before
+    assert not list((tmp_path / "conf").rglob("mitm.toml"))

@@ -65,6 +65,20 @@ class HostKeyState:
         return self.key.fingerprint if self.key else ""
 
 
+def recorded_keys(run: Run, cfg: dict[str, str]) -> list[hostkeys.KnownEntry]:
+    """What the known_hosts files ``ssh -G`` names (``cfg``) record for the host (local
+    files only: ``ssh-keygen -F``)."""
+    name = hostkeys.lookup_name(cfg.get("hostname", ""), int(cfg.get("port", "22") or 22),
+                                cfg.get("hostkeyalias", ""))
+    known: list[hostkeys.KnownEntry] = []
+    for path in (hostkeys.split_files(cfg.get("userknownhostsfile", "~/.ssh/known_hosts"))
+                 + hostkeys.split_files(cfg.get("globalknownhostsfile", ""))):
+        if os.path.exists(path):
+            found = run(["ssh-keygen", "-F", name, "-f", path])
+            known += hostkeys.parse_keygen_find(found.stdout, path)
+    return known
+
+
 def probe_host_key(run: Run, cfg: dict[str, str], timeout: float, destination: str = "",
                    ssh_config: Optional[Path] = None) -> HostKeyState:
     """The server's host key and how the recorded ones judge it. Reached directly: from
@@ -74,7 +88,6 @@ def probe_host_key(run: Run, cfg: dict[str, str], timeout: float, destination: s
     port = int(cfg.get("port", "22") or 22)
     name = hostkeys.lookup_name(host, port, cfg.get("hostkeyalias", ""))
     files = hostkeys.split_files(cfg.get("userknownhostsfile", "~/.ssh/known_hosts"))
-    gfiles = hostkeys.split_files(cfg.get("globalknownhostsfile", ""))
     hashed = cfg.get("hashknownhosts", "no").lower() == "yes"
     state = HostKeyState("unscannable", name, known_files=files, hashed=hashed)
     proxied = any(cfg.get(k, "none").lower() != "none" for k in ("proxyjump", "proxycommand"))
@@ -89,12 +102,7 @@ def probe_host_key(run: Run, cfg: dict[str, str], timeout: float, destination: s
     if not keys:
         state.error = error
         return state
-    known: list[hostkeys.KnownEntry] = []
-    for path in files + gfiles:
-        if os.path.exists(path):
-            found = run(["ssh-keygen", "-F", name, "-f", path])
-            known += hostkeys.parse_keygen_find(found.stdout, path)
-    verdict = hostkeys.judge(keys, known)
+    verdict = hostkeys.judge(keys, recorded_keys(run, cfg))
     state.verdict = verdict.kind
     state.key = verdict.server_key or keys[0]
     if proxied and destination and verdict.kind == "other-types":

@@ -37,6 +37,8 @@ class SetupState:
     # the staged ssh config (after step 4)
     stage_dir: Optional[Path] = None
     staged: Optional[Path] = None
+    # step 5: a recorded host key is read beside step 6's login (judged there)
+    host_key_pending: bool = False
     # step 7: the kernel
     kernel: str = ""
     kernel_version: str = ""

@@ -21,7 +21,35 @@ def run(f: Flow) -> None:
             raise StepFailed(f"{cid}: {res[cid].summary}; fix: {res[cid].fix}")
     run = f.runner()
     cfg = remote.ssh_g(run, st.alias, st.staged)
-    state = remote.probe_host_key(run, cfg, f.opts.timeout, st.alias, st.staged)
+    if any(e.marker != "revoked" for e in remote.recorded_keys(run, cfg)):
+        # Recorded already: ssh itself checks that key at step 6's login (the managed
+        # block has StrictHostKeyChecking), so the scan that says "unchanged" runs beside
+        # the login instead of before it; step 6 judges it before anything else
+        # (before a password could be typed).
+        f.background("host-key", lambda: remote.probe_host_key(run, cfg, f.opts.timeout,
+                                                               st.alias, st.staged))
+        st.host_key_pending = True
+        f.say("  already in known_hosts: compared with the server's at the login (step 6)")
+        return
+    judge(f, remote.probe_host_key(run, cfg, f.opts.timeout, st.alias, st.staged))
+
+
+def settle(f: Flow) -> None:
+    """Step 6: the host key read beside the login (:func:`run`), judged now."""
+    st = f.state
+    if not st.host_key_pending:
+        return
+    st.host_key_pending = False
+    state = f.collected("host-key")
+    if state is None:  # it could not run beside: read it now
+        run = f.runner()
+        cfg = remote.ssh_g(run, st.alias, st.staged)
+        state = remote.probe_host_key(run, cfg, f.opts.timeout, st.alias, st.staged)
+    judge(f, state)
+
+
+def judge(f: Flow, state) -> None:  # noqa: ANN001 - remote.HostKeyState
+    """Say what the host key is and record it once confirmed; stop on a changed key."""
     fp = state.fingerprint
     if state.verdict == "known":
         f.say(f"  known and unchanged: {state.key.keytype} {fp}")

@@ -10,6 +10,7 @@ from mkdoctor import facts
 from mkdoctor.options import Target, UsageError
 from mkdoctor.wizard import remote
 from mkdoctor.wizard.flow import StepFailed
+from mkdoctor.wizard.steps import host_key
 
 if TYPE_CHECKING:
     from mkdoctor.wizard.flow import Flow
@@ -19,6 +20,7 @@ def run(f: Flow) -> None:
     st = f.state
     f.step("Logging in with the key (MK304)")
     res = f.run_checks(["MK304"], f.remote_options(), Target(st.alias), show=False)
+    host_key.settle(f)  # the host key read beside this login: judged first
     reason = facts.LOGIN_FAILURE.of(res["MK304"], "")
     if res["MK304"].status.value == "pass" or reason not in ("permission-denied", ""):
         from mkdoctor.registry import get

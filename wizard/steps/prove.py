@@ -1,5 +1,5 @@
-"""Step 9: proving the link with the strings about to be written (MK403, MK404), with
-the kernel started on its own (MK402) beside it."""
+"""Step 9: proving the link with the strings about to be written (MK404; MK403 when it
+fails, to say which part), with the kernel started on its own (MK402) beside it."""
 
 from __future__ import annotations
 
@@ -18,11 +18,13 @@ if TYPE_CHECKING:
 def run(f: Flow) -> None:
     st = f.state
     f.step("Proving the cluster launch command on a compute node (MK601-MK605)" if f.opts.scheduler
-           else "Proving the link with the strings about to be written (MK403, MK404)")
+           else "Proving the link with the strings about to be written (MK404)")
     # independent of the link: the server's sshd policy (step 11), read while this step waits
     f.background("sshd", lambda: f.run_checks(["MK310", "MK311"], f.remote_options(),
                                               Target(st.alias), show=False, live=False))
-    ids = ["MK403", "MK404"]
+    # MK404 proves the whole link; MK403 (the network path alone) runs only when MK404 does
+    # not pass, to say which part fails (step 8 already had the server listen on the ports)
+    ids = ["MK404"]
     if f.opts.scheduler:  # the cluster launch command, end to end (MK404 is for one host);
         # MK401 reads the kernel as the nodes' checks use it (a module to load included)
         ids = ["MK401", "MK601", "MK602", "MK603", "MK604", "MK605"]
@@ -58,7 +60,10 @@ def run(f: Flow) -> None:
                   f"{link_flag(st.kernel_version)}, not {assumed}; proving the rebuilt strings")
             continue
         break
-    order = ids if f.opts.scheduler else ["MK402", *ids]  # a kernel that does not start first
+    if not f.opts.scheduler and not linked and res["MK402"].status.value == "pass":
+        res.update(f.run_checks(["MK403"], opts, Target(st.alias)))  # which part fails
+    # a kernel that does not start first, then the network path, then the launch command
+    order = ids if f.opts.scheduler else [c for c in ("MK402", "MK403", "MK404") if c in res]
     for cid in order:
         if res[cid].status.value in ("fail", "error"):
             raise StepFailed(f"{cid}: {res[cid].summary}; fix: {res[cid].fix}")
