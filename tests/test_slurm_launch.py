@@ -8,7 +8,6 @@ compute nodes are network namespaces; the laptop reaches only the login node's s
 from __future__ import annotations
 
 import os
-import sys
 import signal
 import subprocess
 import time
@@ -20,7 +19,7 @@ import pytest
 from mkdoctor import cluster
 from tests.harness.netns import tcp_connect
 from tests.harness.procs import cmdline, descendants, terminate_tree
-from tests.harness.slurm import Frontend, SlurmCluster, Software
+from tests.harness.slurm import Frontend, SlurmCluster, Software, run_subkernel, srun_template
 
 pytestmark = pytest.mark.integration
 
@@ -236,58 +235,29 @@ def test_the_login_side_ends_the_job_on_sighup_from_sshd(cl) -> None:
 
 # ------------------------------------------------------------------ parallel subkernels
 
-LISTEN_TWO = r'''
-import socket, sys
-ls = []
-for p in (0, 0):
-    s = socket.socket(); s.bind((sys.argv[1], 0)); s.listen(1); s.settimeout(30); ls.append(s)
-print(",".join("%d@%s" % (s.getsockname()[1], sys.argv[1]) for s in ls), flush=True)
-cs = [s.accept() for s in ls]
-print("connected", cs[0][1][0], flush=True)
-sys.stdin.readline()
-'''
-
 
 def test_subkernel_slots_and_the_parallel_files_srun_template(cl) -> None:
     """The cluster kernel's job holds 2 extra slots on 2 nodes; the parallel-kernels
     file's srun template, run as RemoteMachine would run it (`1` node, `2` link name,
     `4` protocol), starts a (stand-in) subkernel on the other node that connects to the
     master's link over the cluster network; the whole job ends with the link."""
-    import re
-
     c, sw = cl
     s = spec(c, sw.kernel, partition="debug", subkernels=2)
     fe = Frontend(c, s.link_ports)
     proc = launch(c, s)
-    master = None
     try:
         assert fe.readline() == "connected"
         job, = [j.split()[0] for j in wait_job(c, "RUNNING")]
         info = c.slurm("squeue", "-h", "-j", job, "-o", "%C %D").stdout.split()
         assert info == ["3", "2"], info  # 3 CPUs (tasks) on 2 nodes
         text = cluster.parallel_kernels_file(str(sw.kernel), "14.1")
-        literal = re.search(r'template = ("(?:[^"\\]|\\.)*"(?: <> job <> "(?:[^"\\]|\\.)*")?);', text)
-        assert literal
-        template = literal.group(1).replace('" <> job <> "', job)[1:-1].replace('\\"', '"')
-        # the master's side of a subkernel link, on the login node's cluster address
-        master = c.login.popen([sys.executable, "-c", LISTEN_TWO, "10.92.0.1"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        linkname = master.stdout.readline().strip()
-        line = (template.replace("`1`", "node2").replace("`2`", linkname)
-                .replace("`4`", "-linkprotocol TCPIP"))
-        sub = c.laptop.popen(c.ssh_argv(line), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-        assert master.stdout.readline().strip() == "connected 10.92.0.12"  # from node2
-        master.stdin.write("\n")
-        master.stdin.flush()
-        sub.communicate(timeout=30)
+        # the master's side of a subkernel link listens on the login node's cluster address
+        assert run_subkernel(c, srun_template(text, job), "node2") == "10.92.0.12"  # from node2
         fe.close()
         rc, _, err = finish(proc)
         assert c.wait_no_jobs(20) == [], err
     finally:
         fe.stop()
-        if master is not None and master.poll() is None:
-            master.kill()
 
 
 # ------------------------------------------------------------------ no port forwarding

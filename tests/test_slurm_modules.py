@@ -126,26 +126,22 @@ def subkernel_from_the_written_file(c: SlurmCluster, prof: dict, path: Path, hom
     kernel not found, or without its licence) and connects nowhere. The job ends with the link."""
     import re
     import subprocess
-    import sys
 
     from mkdoctor import cluster
-    from tests.harness.slurm import Frontend
-    from tests.test_slurm_launch import LISTEN_TWO, finish, wait_job
+    from tests.harness.slurm import Frontend, run_subkernel, srun_template
+    from tests.test_slurm_launch import finish, wait_job
 
     text = path.read_text()
     assert cluster.read_parallel_kernels(text)[1:3] == ("mathematica/14.1", ENV_MODULES_INIT)
-    literal = re.search(r'^template = ("(?:[^"\\]|\\.)*"(?: <> job <> "(?:[^"\\]|\\.)*")?);', text, re.M)
-    assert literal, text
     fe = Frontend(c, tuple(prof["link_ports"]))
     env = {**os.environ, "HOME": str(home)}
     env.pop("SSH_AUTH_SOCK", None)
     proc = c.laptop.popen(["sh", "-c", prof["launch_command"]], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-    master = None
     try:
         assert fe.readline() == "connected"
         job, = [j.split()[0] for j in wait_job(c, "RUNNING")]
-        template = literal.group(1).replace('" <> job <> "', job)[1:-1].replace('\\"', '"')
+        template = srun_template(text, job)
         plain = re.sub(r"sh -c '[^']*' ", "", template)
         assert plain != template and "module" not in plain
         line = (plain.replace("`1`", "node1").replace("`2`", "1@10.92.0.1,2@10.92.0.1")
@@ -155,17 +151,7 @@ def subkernel_from_the_written_file(c: SlurmCluster, prof: dict, path: Path, hom
         # a name on PATH only through the module is not found; a full path has no licence
         assert bare.returncode != 0 and (
             "valid password" in out if "/" in prof["kernel"] else "No such file" in out), bare
-        master = c.login.popen([sys.executable, "-c", LISTEN_TWO, "10.92.0.1"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        linkname = master.stdout.readline().strip()
-        line = (template.replace("`1`", "node1").replace("`2`", linkname)
-                .replace("`4`", "-linkprotocol TCPIP"))
-        sub = c.laptop.popen(c.ssh_argv(line), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-        assert master.stdout.readline().strip() == "connected 10.92.0.11"  # from node1
-        master.stdin.write("\n")
-        master.stdin.flush()
-        sub.communicate(timeout=30)
+        assert run_subkernel(c, template, "node1") == "10.92.0.11"  # from node1, module loaded
         fe.close()
         finish(proc)
         assert c.wait_no_jobs(20) == []
@@ -173,5 +159,3 @@ def subkernel_from_the_written_file(c: SlurmCluster, prof: dict, path: Path, hom
         fe.stop()
         if proc.poll() is None:
             proc.kill()
-        if master is not None and master.poll() is None:
-            master.kill()

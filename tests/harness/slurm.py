@@ -516,3 +516,54 @@ class Frontend:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=5)
+
+
+# ------------------------------------------------------------------ parallel subkernels
+
+LISTEN_TWO = r'''
+import socket, sys
+ls = []
+for p in (0, 0):
+    s = socket.socket(); s.bind((sys.argv[1], 0)); s.listen(1); s.settimeout(30); ls.append(s)
+print(",".join("%d@%s" % (s.getsockname()[1], sys.argv[1]) for s in ls), flush=True)
+cs = [s.accept() for s in ls]
+print("connected", cs[0][1][0], flush=True)
+sys.stdin.readline()
+'''
+
+
+def srun_template(text: str, job: str) -> str:
+    """The RemoteMachine template of a cluster parallel-kernels file (as the master
+    kernel builds it: the job's ID in place of ``" <> job <> "``)."""
+    import re
+
+    m = re.search(r'^template = ("(?:[^"\\]|\\.)*"(?: <> job <> "(?:[^"\\]|\\.)*")?);', text, re.M)
+    assert m, text
+    return m.group(1).replace('" <> job <> "', job)[1:-1].replace('\\"', '"')
+
+
+def run_subkernel(cluster: "SlurmCluster", template: str, node: str) -> str:
+    """Run ``template`` as RemoteMachine does (`` `1` `` the node, `` `2` `` the link name
+    of a master kernel's side listening on the login node's cluster address, `` `4` `` the
+    protocol), from the laptop through the login node; return the address the subkernel
+    connected from ("" if it did not)."""
+    import sys
+
+    assert cluster.login is not None and cluster.laptop is not None
+    master = cluster.login.popen([sys.executable, "-c", LISTEN_TWO, LOGIN_CLUSTER_ADDR],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert master.stdout is not None and master.stdin is not None
+        linkname = master.stdout.readline().strip()
+        line = (template.replace("`1`", node).replace("`2`", linkname)
+                .replace("`4`", "-linkprotocol TCPIP"))
+        sub = cluster.laptop.popen(cluster.ssh_argv(line), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        said = master.stdout.readline().strip()
+        master.stdin.write("\n")
+        master.stdin.flush()
+        sub.communicate(timeout=30)
+        return said.split(" ", 1)[1] if said.startswith("connected ") else ""
+    finally:
+        if master.poll() is None:
+            master.kill()
