@@ -252,6 +252,9 @@ def try_oracle(ctx: "Context", facts: RemoteFacts, conn: Connection,
     argv = [facts.sshd, "-T", "-C", conn.spec()]
     if path != DEFAULT_CONFIG:
         argv += ["-f", path]
+    refused = _oracle_refused(ctx)
+    if path in refused:
+        return None, refused[path]
     attempts = [argv] + ([["sudo", "-n", *argv]] if facts.uid != 0 else [])
     why = ""
     for attempt in attempts:
@@ -262,7 +265,16 @@ def try_oracle(ctx: "Context", facts: RemoteFacts, conn: Connection,
         text = (res.stderr.strip() or res.stdout.strip()).splitlines()
         reason = text[-1] if text else f"exit status {res.exit_code}"
         why = reason if not why else f"{why}; with sudo -n: {reason}"
+    refused[path] = why
     return None, why
+
+
+def _oracle_refused(ctx: "Context") -> dict[str, str]:
+    """Per run: the sshd_config paths for which ``sshd -T`` could not run (plain and with
+    ``sudo -n``) and why. Whether it runs depends on our privileges and the server's host
+    keys, not on the connection asked about, so the other views (ours, the stranger's)
+    do not ask again: two ssh commands fewer each."""
+    return ctx.cached("sshd-oracle-refused", dict)
 
 
 def fetch(ctx: "Context", patterns: list[str]) -> tuple[dict[str, list[str]], dict[str, object]]:
@@ -278,24 +290,22 @@ def fetch(ctx: "Context", patterns: list[str]) -> tuple[dict[str, list[str]], di
 def evaluate_remote(ctx: "Context", path: str, conn: Connection,
                     build: ServerBuild = UNKNOWN_BUILD) -> EffectiveConfig:
     """Read the configuration over ssh in rounds (main file, then its Includes, ...) and
-    evaluate it here."""
-    snap = Snapshot()
-    wanted = {path}
-    asked: set[str] = set()
-    for _ in range(MAX_ROUNDS):
-        globs, files = fetch(ctx, sorted(wanted))
-        asked |= wanted
-        snap.globs.update(globs)
-        snap.files.update(files)  # type: ignore[arg-type]
-        if path in wanted and path not in snap.files:
-            snap.files[path] = FileUnavailable("No such file or directory")
-        snap.wanted = set()
-        cfg = evaluate(path, snap, conn, build=build)
-        wanted = snap.wanted - asked
-        if not wanted:
-            return cfg
-    cfg.notes.append(f"Include nesting deeper than {MAX_ROUNDS} levels: not all files were read")
+    evaluate it here (the files read once per run: :func:`evaluate_many`)."""
+    (cfg,), _ = evaluate_many(ctx, path, [conn], build=build)
     return cfg
+
+
+class _RunFiles:
+    """The remote sshd configuration files read so far in this run, shared by every view
+    (ours for MK305/MK312, the stranger's for MK310/MK311): each file is fetched once.
+    ``asked``: what was fetched already (a glob that matched nothing stays unmatched)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.snap = Snapshot()
+        self.asked: set[str] = set()
+        self.lock = threading.Lock()
 
 
 # --- the connections a stranger would make (MK310, MK311) -----------------------------------
@@ -336,6 +346,9 @@ def oracle_many(ctx: "Context", facts: RemoteFacts, conns: list[Connection],
         return None, "no sshd program found on the remote host"
     if not conns:
         return [], ""
+    refused = _oracle_refused(ctx)
+    if path in refused:
+        return None, refused[path]
     marker = "MKDO" + secrets.token_hex(8)
     argv = ["sh", "-c", ORACLE_MANY_SCRIPT, "sh", marker, facts.sshd,
             "" if path == DEFAULT_CONFIG else path, *(c.spec() for c in conns)]
@@ -352,6 +365,8 @@ def oracle_many(ctx: "Context", facts: RemoteFacts, conns: list[Connection],
         text = text or (res.stderr.strip() or res.stdout.strip()).splitlines()
         reason = text[-1] if text else f"exit status {res.exit_code}"
         why = reason if not why else f"{why}; with sudo -n: {reason}"
+    if not any(rc == 0 for rc, _ in answers):  # sshd -T runs for none: it cannot run here
+        refused[path] = why
     return None, why
 
 
@@ -360,15 +375,26 @@ def evaluate_many(ctx: "Context", path: str, conns: list[Connection],
                   build: ServerBuild = UNKNOWN_BUILD) -> tuple[list[EffectiveConfig], Snapshot]:
     """Evaluate every connection over ONE snapshot of the files (fetched in rounds; a
     file only one connection's Include reaches is fetched when it first asks), the
-    keywords judged for the server's ``build``."""
-    snap = snap if snap is not None else Snapshot()
+    keywords judged for the server's ``build``. The snapshot is the run's
+    (:class:`_RunFiles`): a file another view fetched is not fetched again."""
+    run_files = ctx.cached("sshd-files", _RunFiles)
+    with run_files.lock:  # the views take turns: the second finds the files read
+        return _evaluate_many(ctx, path, conns, run_files if snap in (None, run_files.snap)
+                              else None, snap, build)
+
+
+def _evaluate_many(ctx: "Context", path: str, conns: list[Connection],
+                   run_files: Optional[_RunFiles], snap: Optional[Snapshot],
+                   build: ServerBuild) -> tuple[list[EffectiveConfig], Snapshot]:
+    snap = run_files.snap if run_files is not None else (snap or Snapshot())
+    asked: set[str] = run_files.asked if run_files is not None else set()
     if path not in snap.files:
         globs, files = fetch(ctx, [path])
         snap.globs.update(globs)
         snap.files.update(files)  # type: ignore[arg-type]
         if path not in snap.files:
             snap.files[path] = FileUnavailable("No such file or directory")
-    asked: set[str] = {path}
+    asked.add(path)
     for _ in range(MAX_ROUNDS):
         snap.wanted = set()
         cfgs = [evaluate(path, snap, conn, build=build) for conn in conns]
