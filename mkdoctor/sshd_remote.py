@@ -371,43 +371,35 @@ def oracle_many(ctx: "Context", facts: RemoteFacts, conns: list[Connection],
 
 
 def evaluate_many(ctx: "Context", path: str, conns: list[Connection],
-                  snap: Optional[Snapshot] = None,
                   build: ServerBuild = UNKNOWN_BUILD) -> tuple[list[EffectiveConfig], Snapshot]:
     """Evaluate every connection over ONE snapshot of the files (fetched in rounds; a
     file only one connection's Include reaches is fetched when it first asks), the
     keywords judged for the server's ``build``. The snapshot is the run's
-    (:class:`_RunFiles`): a file another view fetched is not fetched again."""
+    (:class:`_RunFiles`): a file another view fetched is not fetched again. The caller
+    gets a copy of it to read on (the run's is changed by the other views under its lock)."""
     run_files = ctx.cached("sshd-files", _RunFiles)
     with run_files.lock:  # the views take turns: the second finds the files read
-        return _evaluate_many(ctx, path, conns, run_files if snap in (None, run_files.snap)
-                              else None, snap, build)
-
-
-def _evaluate_many(ctx: "Context", path: str, conns: list[Connection],
-                   run_files: Optional[_RunFiles], snap: Optional[Snapshot],
-                   build: ServerBuild) -> tuple[list[EffectiveConfig], Snapshot]:
-    snap = run_files.snap if run_files is not None else (snap or Snapshot())
-    asked: set[str] = run_files.asked if run_files is not None else set()
-    if path not in snap.files:
-        globs, files = fetch(ctx, [path])
-        snap.globs.update(globs)
-        snap.files.update(files)  # type: ignore[arg-type]
+        snap, asked = run_files.snap, run_files.asked
         if path not in snap.files:
-            snap.files[path] = FileUnavailable("No such file or directory")
-    asked.add(path)
-    for _ in range(MAX_ROUNDS):
-        snap.wanted = set()
-        cfgs = [evaluate(path, snap, conn, build=build) for conn in conns]
-        wanted = snap.wanted - asked
-        if not wanted:
-            return cfgs, snap
-        globs, files = fetch(ctx, sorted(wanted))
-        asked |= wanted
-        snap.globs.update(globs)
-        snap.files.update(files)  # type: ignore[arg-type]
-    for cfg in cfgs:
-        cfg.notes.append(f"Include nesting deeper than {MAX_ROUNDS} levels: not all files were read")
-    return cfgs, snap
+            globs, files = fetch(ctx, [path])
+            snap.globs.update(globs)
+            snap.files.update(files)  # type: ignore[arg-type]
+            if path not in snap.files:
+                snap.files[path] = FileUnavailable("No such file or directory")
+        asked.add(path)
+        for _ in range(MAX_ROUNDS):
+            snap.wanted = set()
+            cfgs = [evaluate(path, snap, conn, build=build) for conn in conns]
+            wanted = snap.wanted - asked
+            if not wanted:
+                return cfgs, Snapshot(dict(snap.files), dict(snap.globs))
+            globs, files = fetch(ctx, sorted(wanted))
+            asked |= wanted
+            snap.globs.update(globs)
+            snap.files.update(files)  # type: ignore[arg-type]
+        for cfg in cfgs:
+            cfg.notes.append(f"Include nesting deeper than {MAX_ROUNDS} levels: not all files were read")
+        return cfgs, Snapshot(dict(snap.files), dict(snap.globs))
 
 
 def _ports(snap: Snapshot, paths: list[str]) -> list[int]:
@@ -490,7 +482,7 @@ def _stranger(ctx: "Context", role: str) -> StrangerView:
         blocks = ex.match_blocks(first.files, snap.read)
         cands = ex.stranger_connections(role, blocks, reach, own.user, facts.groups,
                                         facts.root_groups)
-        cfgs, snap = evaluate_many(ctx, path, [c.conn for c in cands], snap, build=build)
+        cfgs, snap = evaluate_many(ctx, path, [c.conn for c in cands], build=build)
     # The server's own answer, where it may be asked, replaces the evaluation (a member
     # of a group that we only assume exists cannot be asked about: the evaluator's
     # answer stays for those).
