@@ -30,8 +30,8 @@ import shlex
 
 from mkdoctor.kernel import (ALONE_NOTE, KERNEL_BASENAMES, MATHLM_PORT, RUNNING_KERNELS_SCRIPT,
                              classify_run, ensure_login, major_version, mathpass_script,
-                             own_kernels, parse_mathpass, read_kernel, refused_beside, run_expression,
-                             start_script, wolframscript_answer)
+                             own_kernels, parse_mathpass, read_kernel, run_expression,
+                             start_retrying_alone, start_script, wolframscript_answer)
 from mkdoctor.launch import link_flag
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped
 
@@ -65,29 +65,23 @@ def run(ctx) -> Result:
         return skipped("skipped: no kernel path (MK401 kernel-found found none)",
                        "give the kernel's path with --kernel PATH")
     module = dict(module=reading.module or "", module_init=reading.module_init or "")
-    kernels = own_kernels(ctx)
-    with kernels.running() as attempt:
-        done, outcome, limit = _start(ctx, reading, module)
-    again = refused_beside(attempt, outcome.outcome)
-    if again:
-        with kernels.alone(ctx.remaining()) as again:
-            if again:
-                with kernels.running():
-                    done, outcome, limit = _start(ctx, reading, module)
+    (done, outcome, limit), again = start_retrying_alone(
+        ctx, lambda attempt: _start(ctx, reading, module, attempt), lambda r: r[1].outcome)
     result = _judge(ctx, reading, module, outcome, done, limit)
     if again:
         result.details.insert(0, ALONE_NOTE)
     return result
 
 
-def _start(ctx, reading, module: dict):
+def _start(ctx, reading, module: dict, attempt):
     """One start of the kernel with the test expression: (done, outcome, time limit)."""
     # Leave a few seconds of the deadline for ssh itself and the report.
     limit = min(ctx.options.kernel_timeout, max(1.0, ctx.remaining() - ctx.options.timeout - 2))
     token = secrets.token_hex(4)
     script = start_script(reading.resolved, ["-noprompt", "-run", run_expression(token)], limit,
                           **module)
-    done = _held(ctx, script, ctx.step_timeout(limit + ctx.options.timeout + 3))
+    with own_kernels(ctx).running(attempt):
+        done = _held(ctx, script, ctx.step_timeout(limit + ctx.options.timeout + 3))
     return done, classify_run(done.stdout, done.stderr, done.exit_code, token), limit
 
 

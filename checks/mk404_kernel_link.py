@@ -29,7 +29,7 @@ import time
 from typing import Optional
 
 from mkdoctor.kernel import (ALONE_NOTE, LICENCE_PATTERNS, OwnKernels, ensure_login, own_kernels,
-                             read_kernel, refused_beside)
+                             read_kernel, start_retrying_alone)
 from mkdoctor.launch import (ENV, LaunchSpec, direct_linkname, kernel_fields, launch_command,
                              split_launch, ssh_index, substitute, tunnel_linkname)
 from mkdoctor.cluster import not_cluster
@@ -257,13 +257,10 @@ def run(ctx) -> Result:
     blocked = ensure_login(ctx)
     if blocked:
         return blocked
-    attempt = OwnKernels.Attempt()
-    result = _attempt(ctx, attempt)
-    if refused_beside(attempt, result.facts.get("reason", "")):
-        with own_kernels(ctx).alone(ctx.remaining()) as alone:
-            if alone:
-                result = _attempt(ctx, OwnKernels.Attempt())
-                result.details.insert(0, ALONE_NOTE)
+    result, again = start_retrying_alone(ctx, lambda attempt: _attempt(ctx, attempt),
+                                         lambda r: r.facts.get("reason", ""))
+    if again:
+        result.details.insert(0, ALONE_NOTE)
     return result
 
 

@@ -48,14 +48,19 @@ run them through the run's SSH connection. Facts about the Wolfram kernel used h
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import shlex
 import signal
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, TypeVar
 
 from mkdoctor.model import Result, failed, skipped
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # pragma: no cover
     from mkdoctor.context import Context
@@ -645,12 +650,11 @@ class OwnKernels:
     server with one process slot left) refuses one of two kernels started together. The
     refused check knows it from the ``licence-processes`` outcome; when another of this
     run's kernels ran during its attempt (:attr:`Attempt.overlapped`), it waits until
-    that kernel has ended (:meth:`alone`) and starts its own once more, alone. A
-    refusal with no kernel of ours beside it is reported as it is."""
+    that kernel has ended (:meth:`alone`) and starts its own once more, alone
+    (:func:`start_retrying_alone`). A refusal with no kernel of ours beside it is
+    reported as it is."""
 
     def __init__(self) -> None:
-        import threading
-
         self._cond = threading.Condition()
         self._solo = threading.Lock()
         self._active: dict[int, "OwnKernels.Attempt"] = {}
@@ -677,43 +681,30 @@ class OwnKernels:
             self._active.pop(key, None)
             self._cond.notify_all()
 
-    def running(self):
-        """Context manager around one kernel's life (start to end): yields its Attempt."""
-        import contextlib
+    @contextlib.contextmanager
+    def running(self, attempt: "OwnKernels.Attempt") -> Iterator[None]:
+        """:meth:`begin` and :meth:`end` around one kernel's life."""
+        key = self.begin(attempt)
+        try:
+            yield
+        finally:
+            self.end(key)
 
-        @contextlib.contextmanager
-        def span():
-            attempt = OwnKernels.Attempt()
-            key = self.begin(attempt)
-            try:
-                yield attempt
-            finally:
-                self.end(key)
-
-        return span()
-
-    def alone(self, timeout: float):
-        """Context manager for a start again alone: one at a time (two refused checks do
-        not retry together), once none of this run's kernels runs; yields False when that
-        did not happen within ``timeout``."""
-        import contextlib
-        import time
-
-        @contextlib.contextmanager
-        def solo():
-            end = time.monotonic() + max(0.0, timeout)
-            if not self._solo.acquire(timeout=max(0.0, timeout)):
-                yield False
-                return
-            try:
-                with self._cond:
-                    ok = self._cond.wait_for(lambda: not self._active,
-                                             max(0.0, end - time.monotonic()))
-                yield ok
-            finally:
-                self._solo.release()
-
-        return solo()
+    @contextlib.contextmanager
+    def alone(self, timeout: float) -> Iterator[bool]:
+        """For a start again alone: one at a time (two refused checks do not retry
+        together), once none of this run's kernels runs; yields False when that did not
+        happen within ``timeout``."""
+        end = time.monotonic() + max(0.0, timeout)
+        if not self._solo.acquire(timeout=max(0.0, timeout)):
+            yield False
+            return
+        try:
+            with self._cond:
+                ok = self._cond.wait_for(lambda: not self._active, max(0.0, end - time.monotonic()))
+            yield ok
+        finally:
+            self._solo.release()
 
 
 def own_kernels(ctx: "Context") -> OwnKernels:
@@ -722,10 +713,20 @@ def own_kernels(ctx: "Context") -> OwnKernels:
     return ctx.ssh.shared("kernel.own-kernels", OwnKernels)
 
 
-def refused_beside(attempt: "OwnKernels.Attempt", reason: str) -> bool:
-    """A start refused for ``licence-processes`` while another of this run's kernels ran
-    beside it: worth one more start, alone (:meth:`OwnKernels.alone`)."""
-    return reason == "licence-processes" and attempt.overlapped
+def start_retrying_alone(ctx: "Context", start: Callable[["OwnKernels.Attempt"], T],
+                         reason: Callable[[T], str]) -> tuple[T, bool]:
+    """``start(attempt)`` (which runs its kernel inside ``own_kernels(ctx).running(attempt)``
+    or between ``begin(attempt)`` and ``end``),
+    and when ``reason`` of what it returned is ``licence-processes`` while another of this
+    run's kernels ran beside it, once more alone. Returns (the last start's value, whether
+    it was started again)."""
+    attempt = OwnKernels.Attempt()
+    value = start(attempt)
+    if reason(value) == "licence-processes" and attempt.overlapped:
+        with own_kernels(ctx).alone(ctx.remaining()) as alone:
+            if alone:
+                return start(OwnKernels.Attempt()), True
+    return value, False
 
 
 ALONE_NOTE = ("the first start was refused a licence process while this run's other kernel "
