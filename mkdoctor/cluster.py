@@ -312,21 +312,26 @@ slots = Select[Transpose[{nodes, perNode - UnitVector[Length[nodes], 1]}], #[[2]
                           "(* when done: CloseKernels[] (the job ends with the cluster kernel) *)\n")
 
 
-_TEMPLATE = re.compile(r'^template = ("(?:[^"\\]|\\.)*")((?: <> job <> "(?:[^"\\]|\\.)*")*);$', re.M)
+def parallel_template(text: str, job: str = "JOB") -> str:
+    """The RemoteMachine command template of a file :func:`parallel_kernels_file` wrote
+    (srun form), as the cluster kernel builds it: ``job`` where the file joins in the job's
+    ID. ValueError when the file holds no such template."""
+    from mkdoctor.frontend import STRING_RE, parse_wl_string
+
+    lit = STRING_RE.pattern
+    m = re.search(rf"^template = ({lit}(?: <> job <> {lit})*);$", text, re.M)
+    if not m:
+        raise ValueError("no srun template (template = \"srun ...\")")
+    return job.join(parse_wl_string(p) for p in re.findall(lit, m.group(1)))
 
 
 def read_parallel_kernels(text: str) -> tuple[str, str, str, str]:
     """(kernel, module, module_init, link flag) of the srun template in a file that
     :func:`parallel_kernels_file` wrote (MK501 compares them with the profile).
     ValueError when the file holds no such template."""
-    from mkdoctor.frontend import parse_wl_string
     from mkdoctor.launch import read_kernel_words
 
-    m = _TEMPLATE.search(text)
-    if not m:
-        raise ValueError("no srun template (template = \"srun ...\")")
-    parts = [m.group(1)] + re.findall(r' <> job <> ("(?:[^"\\]|\\.)*")', m.group(2))
-    line = "JOB".join(parse_wl_string(p) for p in parts)
+    line = parallel_template(text)
     try:
         words = shlex.split(line)
         start = words.index("--kill-on-bad-exit=1") + 1

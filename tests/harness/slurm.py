@@ -535,11 +535,9 @@ sys.stdin.readline()
 def srun_template(text: str, job: str) -> str:
     """The RemoteMachine template of a cluster parallel-kernels file (as the master
     kernel builds it: the job's ID in place of ``" <> job <> "``)."""
-    import re
+    from mkdoctor.cluster import parallel_template
 
-    m = re.search(r'^template = ("(?:[^"\\]|\\.)*"(?: <> job <> "(?:[^"\\]|\\.)*")?);', text, re.M)
-    assert m, text
-    return m.group(1).replace('" <> job <> "', job)[1:-1].replace('\\"', '"')
+    return parallel_template(text, job)
 
 
 def run_subkernel(cluster: "SlurmCluster", template: str, node: str) -> str:
