@@ -80,10 +80,12 @@ def recorded_keys(run: Run, cfg: dict[str, str]) -> list[hostkeys.KnownEntry]:
 
 
 def probe_host_key(run: Run, cfg: dict[str, str], timeout: float, destination: str = "",
-                   ssh_config: Optional[Path] = None) -> HostKeyState:
+                   ssh_config: Optional[Path] = None,
+                   known: Optional[list[hostkeys.KnownEntry]] = None) -> HostKeyState:
     """The server's host key and how the recorded ones judge it. Reached directly: from
     ``ssh-keyscan``. Behind a ProxyCommand or ProxyJump (which ssh-keyscan cannot
-    follow): from ssh itself through ``destination`` (:func:`key_through_ssh`)."""
+    follow): from ssh itself through ``destination`` (:func:`key_through_ssh`). ``known``:
+    :func:`recorded_keys` when the caller has read them already."""
     host = cfg.get("hostname", "")
     port = int(cfg.get("port", "22") or 22)
     name = hostkeys.lookup_name(host, port, cfg.get("hostkeyalias", ""))
@@ -102,7 +104,7 @@ def probe_host_key(run: Run, cfg: dict[str, str], timeout: float, destination: s
     if not keys:
         state.error = error
         return state
-    verdict = hostkeys.judge(keys, recorded_keys(run, cfg))
+    verdict = hostkeys.judge(keys, recorded_keys(run, cfg) if known is None else known)
     state.verdict = verdict.kind
     state.key = verdict.server_key or keys[0]
     if proxied and destination and verdict.kind == "other-types":

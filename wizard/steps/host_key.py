@@ -21,17 +21,18 @@ def run(f: Flow) -> None:
             raise StepFailed(f"{cid}: {res[cid].summary}; fix: {res[cid].fix}")
     run = f.runner()
     cfg = remote.ssh_g(run, st.alias, st.staged)
-    if any(e.marker != "revoked" for e in remote.recorded_keys(run, cfg)):
+    known = remote.recorded_keys(run, cfg)
+    if any(e.marker != "revoked" for e in known):
         # Recorded already: ssh itself checks that key at step 6's login (the managed
         # block has StrictHostKeyChecking), so the scan that says "unchanged" runs beside
         # the login instead of before it; step 6 judges it before anything else
         # (before a password could be typed).
         f.background("host-key", lambda: remote.probe_host_key(run, cfg, f.opts.timeout,
-                                                               st.alias, st.staged))
+                                                               st.alias, st.staged, known))
         st.host_key_pending = True
         f.say("  already in known_hosts: compared with the server's at the login (step 6)")
         return
-    judge(f, remote.probe_host_key(run, cfg, f.opts.timeout, st.alias, st.staged))
+    judge(f, remote.probe_host_key(run, cfg, f.opts.timeout, st.alias, st.staged, known))
 
 
 def settle(f: Flow) -> None:
