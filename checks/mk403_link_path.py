@@ -34,7 +34,7 @@ from typing import Optional
 from mkdoctor.checks.mk301_host_resolves import is_address, resolve
 from mkdoctor.kernel import ensure_login
 from mkdoctor.listen import (LinkListener, ListenError, ProbeResult, bind_address, parse_probe,
-                           probe_script, same_network_stack)
+                             probe_script, same_network_stack, taken_on_server)
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped
 from mkdoctor.netinfo import local
 
@@ -82,6 +82,16 @@ def tunnel(ctx) -> Result:
             "skipped: the remote host is this computer (same network stack): a reverse "
             "forward cannot be told apart from a local connection",
             "run mkdoctor on the laptop that runs the front end, against the remote host")
+    # MK404 goes first in tunnel mode: its kernel's link crosses these same forwards, so a
+    # kernel that connected proves them; this test runs only when it did not (or MK404 is
+    # not in the run), to say which part fails.
+    link = ctx.wait_result("MK404")
+    if link is not None and link.facts.get("linked"):
+        return passed(
+            f"reverse forwards {ports[0]} and {ports[1]} carried the kernel's link from the "
+            "server to this laptop (MK404 kernel-link)",
+            ["not tested again on their own: MK404's kernel connected through them"],
+            mode="tunnel", seen_from="", proven_by="MK404")
     listener, problem = _listen(ctx, "127.0.0.1")
     if problem:
         return problem
@@ -91,7 +101,7 @@ def tunnel(ctx) -> Result:
         # Before forwarding: a port already listened on at the server's 127.0.0.1 wins
         # over our forward (sshd then binds only ::1 for "localhost" and reports success),
         # and the kernel would connect to that stale listener instead of the laptop.
-        taken = _taken_on_server(ctx)
+        taken = taken_on_server(ctx, ctx.test_ports)
         if taken:
             return _port_taken(ctx, taken, [f"server: something listens on 127.0.0.1:{p}" for p in taken])
         refused: dict[int, str] = {}
@@ -136,15 +146,6 @@ def tunnel(ctx) -> Result:
         listener.close()
 
 
-LISTENERS = "(ss -ltn 2>/dev/null || netstat -an 2>/dev/null) | grep -i listen"
-
-
-def _taken_on_server(ctx) -> list[int]:
-    """Link ports something listens on at the server's IPv4 loopback (or wildcard)."""
-    look = ctx.ssh.run(LISTENERS, ctx.step_timeout())
-    return [p for p in ctx.test_ports if _listening(look.stdout, p)]
-
-
 def _port_taken(ctx, taken: list[int], details: list[str]) -> Result:
     tp = taken[0]
     host = ctx.target.display
@@ -159,7 +160,7 @@ def _forward_refused(ctx, refused: dict[int, str]) -> Result:
     """Tell "the port is taken on the server" from "sshd forbids the forward"."""
     ports = sorted(refused)
     details = [f"port {p}: {msg}" for p, msg in sorted(refused.items())]
-    taken = [p for p in _taken_on_server(ctx) if p in refused]
+    taken = [p for p in taken_on_server(ctx, ctx.test_ports) if p in refused]
     if taken:
         return _port_taken(ctx, taken, details)
     plist = ",".join(str(p) for p in ports)
@@ -173,23 +174,6 @@ def _forward_refused(ctx, refused: dict[int, str]) -> Result:
         "and remove restrict / no-port-forwarding from your key's line in "
         "~/.ssh/authorized_keys (see MK312, MK305)",
         details, mode="tunnel", reason="forward-refused")
-
-
-_LOOPBACK_OR_ANY = ("127.0.0.1", "0.0.0.0", "*", "[::]", "::")
-
-
-def _listening(netstat: str, port: int) -> bool:
-    """Is ``port`` listened on at IPv4 loopback or a wildcard? (``ss -ltn``: local address
-    ``127.0.0.1:31415``; BSD ``netstat -an``: ``127.0.0.1.31415``.)"""
-    for line in netstat.splitlines():
-        if "LISTEN" not in line.upper():
-            continue
-        for field in line.split():
-            for sep in (":", "."):
-                addr, _, p = field.rpartition(sep)
-                if p == str(port) and addr in _LOOPBACK_OR_ANY:
-                    return True
-    return False
 
 
 # --------------------------------------------------------------------------- direct mode

@@ -25,6 +25,7 @@ import os
 import re
 import shlex
 import tempfile
+import threading
 import time
 from typing import Optional
 
@@ -34,8 +35,9 @@ from mkdoctor.launch import (ENV, LaunchSpec, direct_linkname, kernel_fields, la
                              split_launch, ssh_index, substitute, tunnel_linkname)
 from mkdoctor.cluster import not_cluster
 from mkdoctor.fileio import read_or_empty
-from mkdoctor.listen import LinkListener, ListenError, bind_address
-from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped, warned
+from mkdoctor.listen import LinkListener, ListenError, bind_address, taken_on_server
+from mkdoctor.model import (Check, Result, blocked_skip, failed, needs_target, passed, skipped,
+                            warned)
 
 
 def _launch(ctx) -> tuple[Optional[str], str, Optional[Result]]:
@@ -100,6 +102,9 @@ LIBRARY_VARS = ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "DYLD_FALLBACK_LIBRARY_P
 DECOY_LIBRARIES = ("libcrypto.so", "libcrypto.so.3", "libcrypto.so.1.1", "libcrypto.so.1.0.0",
                    "libcrypto.so.10", "libssl.so.3", "libssl.so.1.1", "libcrypto.3.dylib",
                    "libcrypto.dylib", "libcrypto.44.dylib", "libcrypto.46.dylib")
+# ssh's words when sshd refuses a reverse forward: the launch command's ssh, a client of
+# the run's master, then ends at once (exit 255) with the master's message
+FORWARD_REFUSED = re.compile(r"remote port forwarding failed for listen port \d+")
 LOADER_ERROR = re.compile(r"error while loading shared libraries|no version information available"
                           r"|symbol lookup error|Library not loaded|image not found")
 # The front end's own library directory, SystemFiles/Libraries/$SystemID of its
@@ -257,14 +262,30 @@ def run(ctx) -> Result:
     blocked = ensure_login(ctx)
     if blocked:
         return blocked
-    result, again = start_retrying_alone(ctx, lambda attempt: _attempt(ctx, attempt),
+    taken: list[int] = []
+    if ctx.mode == "tunnel":
+        # In tunnel mode this check goes first and MK403 tests the forwards on their own
+        # only when it fails. What already listens on the server's link ports is read
+        # now, while MK401 runs, and before the launch command forwards them (afterwards
+        # our own forward listens there): a stale listener would take the kernel's link.
+        taken = taken_on_server(ctx, ctx.test_ports)
+    else:
+        # direct mode: after MK403, which finds the link address the server reaches and
+        # tests the laptop's firewall on these same ports
+        path = ctx.wait_result("MK403")
+        if path is not None and not path.status.ok:
+            return blocked_skip("MK403", "link-path", path)
+    found = ctx.wait_result("MK401")  # the kernel's path and version
+    if found is not None and not found.status.ok:
+        return blocked_skip("MK401", "kernel-found", found)
+    result, again = start_retrying_alone(ctx, lambda attempt: _attempt(ctx, attempt, taken),
                                          lambda r: r.facts.get("reason", ""))
     if again:
         result.details.insert(0, ALONE_NOTE)
     return result
 
 
-def _attempt(ctx, attempt: "OwnKernels.Attempt") -> Result:
+def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int]) -> Result:
     """One run of the launch command; ``attempt`` says afterwards whether another of
     this run's kernels (MK402's) ran beside it."""
     command, origin, problem = _launch(ctx)
@@ -295,6 +316,12 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt") -> Result:
     shell_line = shlex.join(argv)
     details = [f"launch command ({origin}):", f"  {command}",
                "run as (the run's SSH connection inserted, so no second login):", f"  {shell_line}"]
+    if taken:
+        return failed(
+            f"port {taken[0]} is already taken on the server: the kernel would connect to "
+            "whatever holds it, not to this laptop",
+            "see MK403 link-path: it names what holds it and how to end it (or choose "
+            "other ports with --link-ports P1,P2)", details, reason="port-taken", ports=taken)
     try:
         listener = LinkListener(listen_on, ports).open()
     except ListenError as err:
@@ -304,6 +331,7 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt") -> Result:
     tmp = tempfile.mkdtemp(prefix="mkd-link-")
     log = os.path.join(tmp, "launch.log")
     proc = None
+    look: Optional[_LeftoverLook] = None
     connected = False
     leftovers: list[str] = []
     agent, doubts = None, []
@@ -350,6 +378,7 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt") -> Result:
                            + shlex.join(probe))
         elif not own:
             details.append("  agent: this run's own login used no agent either")
+        look = _LeftoverLook(ctx, limit + ctx.step_timeout() + 5)
         proc = ctx.runner.spawn(["/bin/sh", "-c", shell_line], stdout_path=log, env=env)
         end = time.monotonic() + limit
         while proc is not None and time.monotonic() < end:
@@ -358,17 +387,21 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt") -> Result:
         connected = listener.connected_all(0.5 if proc is not None else 0)
         listener.close_connections()  # ends the link: the kernel exits
         rc = ctx.runner.stop(proc, grace=3.0) if proc is not None else None
+        look.go()  # the launch command has ended: is its kernel still there?
     finally:
         listener.close()
         if proc is not None and proc.poll() is None:
             ctx.runner.stop(proc)
+        if look is not None:
+            look.close()  # an early end: no look from that session (the loop below looks)
         for spec in forwards_of(local):
             try:
                 ctx.ssh.control("cancel", "-R", spec, timeout=5)
             except Exception:  # noqa: BLE001 - cleanup goes on
                 pass
         try:
-            leftovers = _end_remote_kernel(ctx, linkname)
+            leftovers = _end_remote_kernel(
+                ctx, linkname, first=look.output(ctx.step_timeout()) if look is not None else None)
         finally:  # past the deadline that raises: the log and temp dir still go
             output = read_or_empty(log)
             _rmtree(tmp)
@@ -384,18 +417,19 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt") -> Result:
                 "(mkdoctor killed it)",
                 "a kernel that outlives its link holds a licence: update the kernel, and "
                 f"look for others still running: ssh {ctx.target.display} pgrep -af Kernel",
-                details + ["killed on the server:"] + [f"  {x}" for x in leftovers])
+                details + ["killed on the server:"] + [f"  {x}" for x in leftovers], linked=True)
         peers = [f"port {p}: connection from {', '.join(states[p].peers)}" for p in ports]
         if doubts:
             return warned(
                 "the kernel connected to both link ports, but " + "; ".join(doubts),
-                "re-run mkdoctor setup: it writes the tested ssh by its path", details + peers)
+                "re-run mkdoctor setup: it writes the tested ssh by its path", details + peers,
+                linked=True)
         return passed(
             f"the kernel started and connected to both link ports ({ports[0]}, {ports[1]}) "
             f"with the launch command run as the front end would (a GUI PATH, an incompatible "
             f"libcrypto first in LD_LIBRARY_PATH, {'the desktop agent' if agent else 'no agent'}); "
             f"then it exited cleanly",
-            details + peers)
+            details + peers, linked=True)
     if leftovers:
         details += ["killed on the server (left running):"] + [f"  {x}" for x in leftovers]
     text = output
@@ -404,6 +438,13 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt") -> Result:
             return failed("the kernel could not start: a licence or activation problem (see MK402)",
                           "fix MK402 kernel-starts first", details + ["it said:"] + shown,
                           reason=outcome)
+    refused = FORWARD_REFUSED.search(text)
+    if refused and not got:
+        return failed(
+            f"the server refused the launch command's reverse forward ({refused.group(0)})",
+            "see MK403 link-path and MK312 tcp-forwarding: sshd's AllowTcpForwarding, "
+            "PermitListen or a restrict key option forbids it", details + ["ssh said:"] + shown,
+            reason="forward-refused")
     if LOADER_ERROR.search(text) and not got:
         return failed(
             "ssh cannot start in the front end's environment: it loads the front end's "
@@ -439,19 +480,65 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt") -> Result:
 
 
 DEADLINE_STEP_S = 3.0  # each remote step of the cleanup at the run's deadline
+PS_ALL = "ps -A -o pid= -o args= 2>/dev/null || ps -eo pid=,args="
+
+
+class _LeftoverLook:
+    """The first look for a kernel left on the server once the link closed, in an ssh
+    session opened beforehand that waits for a line on its standard input: when the link
+    closes, the look costs one round trip, not a session's start as well."""
+
+    def __init__(self, ctx, timeout: float) -> None:
+        read_end, self._write_end = os.pipe()
+        self._done = None
+
+        def look() -> None:
+            try:
+                self._done = ctx.ssh.run(f"read _go || exit 3\n{PS_ALL}", timeout, stdin=read_end)
+            finally:
+                os.close(read_end)
+
+        self._thread = threading.Thread(target=look, name="MK404-look", daemon=True)
+        self._thread.start()
+
+    def go(self) -> None:
+        """Look now."""
+        if self._write_end is not None:
+            try:
+                os.write(self._write_end, b"\n")
+            except OSError:
+                pass
+            self.close()
+
+    def close(self) -> None:
+        """No look (end of input: the session ends without one). Safe to call twice."""
+        if self._write_end is not None:
+            os.close(self._write_end)
+            self._write_end = None
+
+    def output(self, wait: float) -> Optional[str]:
+        """What ``ps`` printed, or None when the look did not run (then look anew)."""
+        self.go()
+        self._thread.join(wait)
+        done = self._done
+        return done.stdout if done is not None and done.exit_code == 0 else None
+
 
 
 def _end_remote_kernel(ctx, linkname: str, timeout: Optional[float] = None,
-                       patience: int = 3) -> list[str]:
+                       patience: int = 3, first: Optional[str] = None) -> list[str]:
     """Processes on the server whose command line carries this link name, after the link
     closed: wait up to ``patience`` s for them to exit, then kill them. Returns what was
-    killed. ``timeout``: each remote step's, given at the deadline (else the step timeout)."""
+    killed. ``timeout``: each remote step's, given at the deadline (else the step timeout).
+    ``first``: what the first look (a :class:`_LeftoverLook`) printed, if it ran."""
     found: list[str] = []
     for attempt in range(patience + 1):
-        done = ctx.ssh.run("ps -A -o pid= -o args= 2>/dev/null || ps -eo pid=,args=",
-                           timeout or ctx.step_timeout())
+        if attempt == 0 and first is not None:
+            listing = first
+        else:
+            listing = ctx.ssh.run(PS_ALL, timeout or ctx.step_timeout()).stdout
         found = []
-        for line in done.stdout.splitlines():
+        for line in listing.splitlines():
             pid, _, args = line.strip().partition(" ")
             if linkname in args and pid.isdigit():
                 found.append(f"{pid} {args.strip()[:200]}")
@@ -479,7 +566,11 @@ CHECK = Check(
     # Beside MK402 (overlaps): a run waits for one kernel start, not two. At the run's
     # deadline its kernel is ended on the server first (Context.at_deadline); a licence
     # for one kernel at a time makes the refused one start again alone (OwnKernels).
-    needs=("MK401", "MK402", "MK403"),
+    # Not after MK403 in tunnel mode: the kernel's link crosses the same reverse forwards
+    # (MK403 then only says which part failed); in direct mode run() waits for MK403.
+    # MK401 (the kernel's path and version) is waited for in run(), after the server's
+    # listeners are read: declared here it would start this check only after it.
+    needs=("MK304", "MK402"),
     overlaps=("MK402",),
     after=("MK101", "MK201"),
     preconditions=(needs_target, not_cluster("MK605 node-kernel-link proves the cluster launch command")),

@@ -31,7 +31,7 @@ import traceback
 from typing import Callable, Optional, Sequence
 
 from mkdoctor.context import Context, DeadlineExceeded
-from mkdoctor.model import Check, Result, Status
+from mkdoctor.model import Check, Result, Status, blocked_skip
 from mkdoctor.proc import set_current_log
 
 OnResult = Callable[[Check, Result], None]
@@ -40,16 +40,8 @@ BUG_FIX = "this is a bug in mkdoctor; please report it with the output of -v"
 DEADLINE_CLEANUP_S = 5.0  # at most this long past the deadline for checks' cleanups
 
 
-def _describe(status: Status) -> str:
-    return {Status.FAIL: "failed", Status.SKIP: "was skipped", Status.ERROR: "broke"}.get(
-        status, status.value
-    )
-
-
 def _blocked_skip(dep: Check, dep_result: Result) -> Result:
-    """The skip of a check whose prerequisite ``dep`` did not pass."""
-    return Result(Status.SKIP, f"skipped: {dep.id} {dep.name} {_describe(dep_result.status)}",
-                  fix=f"fix {dep.id} {dep.name} first", blocked_by=dep.id)
+    return blocked_skip(dep.id, dep.name, dep_result)
 
 
 def run_checks(

@@ -317,6 +317,34 @@ def parse_probe(text: str) -> tuple[str, dict[int, ProbeResult]]:
 
 # --------------------------------------------------------------------------- same machine
 
+# What listens on the server (Linux ss, else BSD/macOS netstat), for a link port that a
+# stale session or kernel holds there: sshd then binds a reverse forward of it to ::1 only
+# and reports success, and the kernel connects to the stale listener, not to the laptop.
+LISTENERS = "(ss -ltn 2>/dev/null || netstat -an 2>/dev/null) | grep -i listen"
+_LOOPBACK_OR_ANY = ("127.0.0.1", "0.0.0.0", "*", "[::]", "::")
+
+
+def listening(netstat: str, port: int) -> bool:
+    """Is ``port`` listened on at IPv4 loopback or a wildcard? (``ss -ltn``: local address
+    ``127.0.0.1:31415``; BSD ``netstat -an``: ``127.0.0.1.31415``.)"""
+    for line in netstat.splitlines():
+        if "LISTEN" not in line.upper():
+            continue
+        for word in line.split():
+            for sep in (":", "."):
+                addr, _, p = word.rpartition(sep)
+                if p == str(port) and addr in _LOOPBACK_OR_ANY:
+                    return True
+    return False
+
+
+def taken_on_server(ctx, ports) -> list[int]:
+    """Of ``ports``, those something listens on at the server's IPv4 loopback (or a
+    wildcard). Read before forwarding them: afterwards our own forward listens there."""
+    look = ctx.ssh.run(LISTENERS, ctx.step_timeout())
+    return [p for p in ports if listening(look.stdout, p)]
+
+
 _STACK_SCRIPT = "cat /proc/sys/kernel/random/boot_id 2>/dev/null; readlink /proc/self/ns/net 2>/dev/null"
 
 

@@ -74,6 +74,18 @@ def skipped(reason: str, fix: str = "", details: Optional[list[str]] = None, **f
     return Result(Status.SKIP, reason, list(details or []), fix, dict(facts))
 
 
+def _describe(status: Status) -> str:
+    return {Status.FAIL: "failed", Status.SKIP: "was skipped", Status.ERROR: "broke"}.get(
+        status, status.value)
+
+
+def blocked_skip(dep_id: str, dep_name: str, dep_result: Result) -> Result:
+    """The skip of a check whose prerequisite ``dep_id`` did not pass (the engine's, for a
+    declared ``needs``; a check's own, for a prerequisite it waits for only sometimes)."""
+    return Result(Status.SKIP, f"skipped: {dep_id} {dep_name} {_describe(dep_result.status)}",
+                  fix=f"fix {dep_id} {dep_name} first", blocked_by=dep_id)
+
+
 # A precondition returns None when the check applies, else the reason to skip it, or a
 # (reason, fix) pair when something can be done to make it apply.
 Precondition = Callable[["Context"], Union[None, str, tuple[str, str]]]

@@ -664,6 +664,39 @@ def test_run_with_a_licence_for_one_kernel_at_a_time(sandbox_factory, nothing_le
 
 
 @integration
+def test_leftover_look_reads_the_server_when_told_not_when_opened(sandbox_factory,
+                                                                 nothing_left: None) -> None:
+    """MK404's first look for a kernel left on the server runs in a session opened while
+    the kernel ran: it must list the processes when told (after the link closed), not when
+    the session opened. A process started after the session opened is in its listing;
+    a look that is closed untold lists nothing (None: the caller looks anew)."""
+    import secrets
+
+    from mkdoctor.checks.mk404_kernel_link import _LeftoverLook
+    from mkdoctor.context import Context
+    from mkdoctor.options import Options, Target
+
+    box = sandbox_factory()
+    marker = f"mkd-look-{secrets.token_hex(4)}"
+    ctx = Context(Options(ssh_config=box.client_config, offline=True, timeout=10, deadline=60),
+                  Target(box.alias))
+    try:
+        assert ctx.ssh.login(10).ok
+        look = _LeftoverLook(ctx, 30)
+        time.sleep(0.5)  # the look's session is open and waiting
+        started = ctx.ssh.run(f"nohup sh -c 'sleep 30' {marker} >/dev/null 2>&1 &", 10)
+        assert started.exit_code == 0, started
+        listing = look.output(10)
+        assert listing is not None and marker in listing, listing
+        untold = _LeftoverLook(ctx, 30)
+        untold.close()
+        assert untold.output(10) is None
+    finally:
+        ctx.ssh.run(["pkill", "-f", marker], 10)
+        ctx.close()
+
+
+@integration
 def test_run_whose_licence_refuses_every_kernel_reports_it(sandbox_factory, nothing_left: None) -> None:
     """The fault is real: a licence that refuses every kernel (``processes:0``) is not
     retried into a pass. MK402 fails "all licence processes are in use" (after one more

@@ -18,18 +18,18 @@ import json
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
-from mkdoctor.checks.mk403_link_path import _listening
 from mkdoctor.checks.mk404_kernel_link import forwards_of, with_run_options
-from mkdoctor.listen import LinkListener, ListenError, parse_probe, probe_script
+from mkdoctor.listen import LinkListener, ListenError, listening, parse_probe, probe_script
 from tests.harness.netns import Netns, NatTopology, link
 from tests.harness.sshd import SSHSandbox
 from tests.helpers import ROOT, by_id, empty_config_dir, json_report, mkdoctor_env
-from tests.test_kernel_checks import LOGIN, assert_nothing_left, install_standin
+from tests.test_kernel_checks import LOGIN, assert_nothing_left, counted_starts, install_standin
 from tests.test_network_checks import start_whoami
 
 PORTS = (31415, 31416)
@@ -351,19 +351,100 @@ def test_tunnel_forward_refused_by_sshd(netns_factory, sandbox_factory, nothing_
 @integration
 def test_tunnel_port_taken_on_the_server(netns_factory, sandbox_factory, nothing_left: None) -> None:
     laptop, work, box = _same_network(netns_factory, sandbox_factory)
-    stale = work.popen([sys.executable, "-c",
-                        "import socket,time; s=socket.socket(); s.bind(('127.0.0.1', 31415)); "
-                        "s.listen(1); print('up', flush=True); time.sleep(60)"],
-                       stdout=subprocess.PIPE, text=True)
+    with stale_listener(work, 31415):
+        mk403 = run(box, f"{LOGIN},MK403", "--mode", "tunnel", netns=laptop.name)["MK403"]
+    assert mk403["status"] == "fail", mk403
+    assert mk403["summary"].startswith("port 31415 is already taken on the server")
+    assert "ss -ltnp" in mk403["fix"]
+
+
+@contextmanager
+def stale_listener(ns: Netns, port: int) -> Iterator[None]:
+    """Something listening on ``port`` at the server's 127.0.0.1 (a stale session)."""
+    stale = ns.popen([sys.executable, "-c",
+                      f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1', {port})); "
+                      "s.listen(1); print('up', flush=True); time.sleep(60)"],
+                     stdout=subprocess.PIPE, text=True)
     try:
         assert stale.stdout.readline().strip() == "up"
-        mk403 = run(box, f"{LOGIN},MK403", "--mode", "tunnel", netns=laptop.name)["MK403"]
-        assert mk403["status"] == "fail", mk403
-        assert mk403["summary"].startswith("port 31415 is already taken on the server")
-        assert "ss -ltnp" in mk403["fix"]
+        yield
     finally:
         stale.kill()
         stale.wait()
+
+
+LINK = f"{LOGIN},MK401,MK402,MK403,MK404"
+
+
+@integration
+def test_tunnel_mode_kernel_link_goes_first_and_the_path_is_tested_alone_when_it_fails(
+        netns_factory, sandbox_factory, nothing_left: None) -> None:
+    """Tunnel mode: MK404 runs the launch command first; a kernel that connected through
+    the reverse forwards proves them, so MK403 does not open them again. The fault: this
+    laptop resets connections to its link ports (the ssh client cannot hand the forwarded
+    connection on), so the kernel's link fails, and MK403 then tests the forwards on its
+    own and says the data did not arrive here."""
+    laptop, _, box = _same_network(netns_factory, sandbox_factory)
+    kernel = kernel_in(box)
+    checks = run(box, LINK, "--mode", "tunnel", "--kernel", kernel, "-v", netns=laptop.name)
+    assert checks["MK404"]["status"] == "pass", checks["MK404"]
+    mk403 = checks["MK403"]
+    assert mk403["status"] == "pass", mk403
+    assert mk403["summary"].endswith("(MK404 kernel-link)"), mk403
+    assert not any("-O forward" in c for c in mk403["commands"]), mk403["commands"]
+
+    ports = ",".join(map(str, PORTS))
+    laptop.iptables("-A", "INPUT", "-i", "lo", "-p", "tcp", "-m", "multiport", "--dports", ports,
+                    "-j", "REJECT", "--reject-with", "tcp-reset")
+    checks = run(box, LINK, "--mode", "tunnel", "--kernel", kernel, "-v", netns=laptop.name)
+    assert checks["MK402"]["status"] == "pass", checks["MK402"]
+    assert checks["MK404"]["status"] == "fail", checks["MK404"]
+    mk403 = checks["MK403"]
+    assert mk403["status"] == "fail", mk403
+    assert mk403["summary"] == "the forwards were opened but the data did not reach this laptop"
+    assert any("-O forward" in c for c in mk403["commands"]), mk403["commands"]
+
+
+@integration
+def test_tunnel_port_taken_on_the_server_stops_the_launch_command(
+        netns_factory, sandbox_factory, nothing_left: None) -> None:
+    """A stale listener on the server's link port: MK404 reads the server's listeners
+    before its launch command forwards the ports and fails at once (the kernel would
+    connect to the stale listener and wait there), starting no kernel; MK403 names what
+    holds the port. Without the stale listener the same run passes."""
+    laptop, work, box = _same_network(netns_factory, sandbox_factory)
+    kernel = kernel_in(box)
+    with stale_listener(work, 31415):
+        starts = counted_starts(box)
+        checks = run(box, LINK, "--mode", "tunnel", "--kernel", kernel, netns=laptop.name)
+        mk404 = checks["MK404"]
+        assert mk404["status"] == "fail", mk404
+        assert mk404["summary"].startswith("port 31415 is already taken on the server"), mk404
+        assert checks["MK403"]["summary"].startswith("port 31415 is already taken on the server")
+        assert "ss -ltnp" in checks["MK403"]["fix"]
+        assert checks["MK402"]["status"] == "pass", checks["MK402"]
+        lines = starts.read_text().splitlines()
+        assert len(lines) == 1 and "-linkmode" not in lines[0].lower(), lines  # MK402's only
+    checks = run(box, LINK, "--mode", "tunnel", "--kernel", kernel, netns=laptop.name)
+    assert checks["MK404"]["status"] == "pass", checks["MK404"]
+
+
+@integration
+def test_tunnel_forward_refused_by_sshd_fails_the_launch_command_at_once(
+        netns_factory, sandbox_factory, nothing_left: None) -> None:
+    """sshd refuses remote forwards: the launch command's ssh ends at once and MK404
+    fails with sshd's words, not as "ssh failed"; MK403 explains the policy."""
+    laptop, _, box = _same_network(netns_factory, sandbox_factory)
+    kernel = kernel_in(box)
+    box.add_dropin("10-noremote", "AllowTcpForwarding local")
+    box.reload()
+    checks = run(box, LINK, "--mode", "tunnel", "--kernel", kernel, netns=laptop.name)
+    mk404 = checks["MK404"]
+    assert mk404["status"] == "fail", mk404
+    assert mk404["summary"].startswith("the server refused the launch command's reverse forward"), mk404
+    mk403 = checks["MK403"]
+    assert mk403["status"] == "fail" and "refused the reverse forward" in mk403["summary"], mk403
+    assert "AllowTcpForwarding" in mk403["fix"]
 
 
 @integration
@@ -382,8 +463,8 @@ def test_tunnel_test_refuses_to_judge_the_same_network_stack(sandbox_factory, no
 def test_listening_parser() -> None:
     ss = ("LISTEN 0 128 127.0.0.1:31415 0.0.0.0:*\nLISTEN 0 128 [::1]:31416 [::]:*\n"
           "ESTAB 0 0 127.0.0.1:31417 127.0.0.1:5000\n")
-    assert _listening(ss, 31415) and not _listening(ss, 31416) and not _listening(ss, 31417)
-    assert _listening("tcp4 0 0 *.31416 *.* LISTEN\n", 31416)  # BSD netstat -an
+    assert listening(ss, 31415) and not listening(ss, 31416) and not listening(ss, 31417)
+    assert listening("tcp4 0 0 *.31416 *.* LISTEN\n", 31416)  # BSD netstat -an
 
 
 @integration
