@@ -27,6 +27,7 @@ import shlex
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 from mkdoctor.kernel import (ALONE_NOTE, LICENCE_PATTERNS, OwnKernels, ensure_login, own_kernels,
@@ -331,6 +332,10 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int]) -> Result:
     tmp = tempfile.mkdtemp(prefix="mkd-link-")
     log = os.path.join(tmp, "launch.log")
     proc = None
+    forwards = forwards_of(local)
+    pool = ThreadPoolExecutor(max_workers=len(forwards) + 1, thread_name_prefix="MK404")
+    asked: dict = {}
+    refusals: list[str] = []  # what the master said of a forward asked for beside the command
     look: Optional[_LeftoverLook] = None
     connected = False
     leftovers: list[str] = []
@@ -379,6 +384,12 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int]) -> Result:
         elif not own:
             details.append("  agent: this run's own login used no agent either")
         look = _LeftoverLook(ctx, limit + ctx.step_timeout() + 5)
+        # The command's reverse forwards, asked of the master at the same time as the
+        # command starts: its ssh (a client of the master) then finds them asked for and
+        # goes straight on to its session, instead of asking for one after the other
+        # (a round trip each); the server still binds them before the session starts.
+        asked = {spec: pool.submit(ctx.ssh.control, "forward", "-R", spec,
+                                   timeout=ctx.step_timeout()) for spec in forwards}
         proc = ctx.runner.spawn(["/bin/sh", "-c", shell_line], stdout_path=log, env=env)
         end = time.monotonic() + limit
         while proc is not None and time.monotonic() < end:
@@ -394,14 +405,25 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int]) -> Result:
             ctx.runner.stop(proc)
         if look is not None:
             look.close()  # an early end: no look from that session (the loop below looks)
-        for spec in forwards_of(local):
+        for spec, fut in asked.items():  # answered before they are cancelled
             try:
-                ctx.ssh.control("cancel", "-R", spec, timeout=5)
+                done = fut.result(timeout=ctx.step_timeout() + 1)
+                if not done.ok:
+                    refusals.append((done.stderr or done.stdout).strip())
             except Exception:  # noqa: BLE001 - cleanup goes on
                 pass
+        # the cancels beside the first look for a kernel left on the server
+        first = pool.submit(look.output, ctx.step_timeout()) if look is not None else None
+        for fut in [pool.submit(ctx.ssh.control, "cancel", "-R", spec, timeout=5)
+                    for spec in forwards]:
+            try:
+                fut.result(timeout=6)
+            except Exception:  # noqa: BLE001 - cleanup goes on
+                pass
+        pool.shutdown(wait=False)
         try:
-            leftovers = _end_remote_kernel(
-                ctx, linkname, first=look.output(ctx.step_timeout()) if look is not None else None)
+            leftovers = _end_remote_kernel(ctx, linkname,
+                                           first=first.result() if first is not None else None)
         finally:  # past the deadline that raises: the log and temp dir still go
             output = read_or_empty(log)
             _rmtree(tmp)
@@ -432,7 +454,7 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int]) -> Result:
             details + peers, linked=True)
     if leftovers:
         details += ["killed on the server (left running):"] + [f"  {x}" for x in leftovers]
-    text = output
+    text = "\n".join([output, *refusals])
     for outcome, pattern in LICENCE_PATTERNS:
         if pattern.search(text):
             return failed("the kernel could not start: a licence or activation problem (see MK402)",
@@ -443,8 +465,8 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int]) -> Result:
         return failed(
             f"the server refused the launch command's reverse forward ({refused.group(0)})",
             "see MK403 link-path and MK312 tcp-forwarding: sshd's AllowTcpForwarding, "
-            "PermitListen or a restrict key option forbids it", details + ["ssh said:"] + shown,
-            reason="forward-refused")
+            "PermitListen or a restrict key option forbids it",
+            details + ["ssh said:"] + shown + [f"  {r}" for r in refusals], reason="forward-refused")
     if LOADER_ERROR.search(text) and not got:
         return failed(
             "ssh cannot start in the front end's environment: it loads the front end's "

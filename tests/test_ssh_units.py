@@ -189,3 +189,33 @@ def test_exit_255_through_a_real_connection_is_the_commands(sandbox: SSHSandbox)
     assert not is_alive(master)
     assert c._dir is None
 
+
+
+def test_reading_the_config_does_not_wait_for_a_login_in_progress(tmp_path):
+    """ssh -G (and the connection's shared objects) have their own lock: a check that
+    reads the configuration while the run's login is still authenticating (MK303 beside
+    MK304) gets it at once. The login here goes to a port that accepts and never
+    answers, so it lasts its whole ConnectTimeout (2 s)."""
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"Host silent\n    HostName 127.0.0.1\n    Port {silent.getsockname()[1]}\n"
+                   f"    UserKnownHostsFile {tmp_path}/known_hosts\n")
+    c = SSHClient("silent", ProcessRunner(), ssh_config=cfg, connect_timeout=2)
+    try:
+        login = threading.Thread(target=c.login, args=(10,))
+        login.start()
+        time.sleep(0.3)  # the login holds its lock now
+        assert login.is_alive()
+        assert c.config(5)["port"] == [str(silent.getsockname()[1])]
+        assert c.shared("k", object) is c.shared("k", object)
+        assert login.is_alive(), "config() waited for the login to end"
+        login.join(15)
+        assert not c.connected
+    finally:
+        c.close()
+        silent.close()

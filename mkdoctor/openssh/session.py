@@ -141,7 +141,11 @@ class SSHClient:
         self.runner = runner
         self.gate = gate
         self._dir: Optional[str] = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the login (held while authenticating)
+        # ssh -G and the shared objects have their own: a check that reads the config
+        # while the login runs (MK303 beside MK304) must not wait for the authentication
+        self._config_lock = threading.Lock()
+        self._shared_lock = threading.Lock()
         self._login: Optional[LoginResult] = None
         self._config: Optional[dict[str, list[str]]] = None
         self.token = "MKD" + secrets.token_hex(8)
@@ -151,7 +155,7 @@ class SSHClient:
         """One object per connection for ``key`` (made by ``factory`` on first use): what
         the checks of every context over this connection share about the host (setup runs
         several contexts over one session), e.g. the kernels this run has running there."""
-        with self._lock:
+        with self._shared_lock:
             if key not in self._shared:
                 self._shared[key] = factory()
             return self._shared[key]
@@ -199,7 +203,7 @@ class SSHClient:
     def config(self, timeout: float = 5.0) -> dict[str, list[str]]:
         """The effective client configuration for the destination (``ssh -G``), keys
         lower-case, each with all its values (``identityfile`` has several)."""
-        with self._lock:
+        with self._config_lock:
             if self._config is None:
                 from mkdoctor.openssh import client_config
 
