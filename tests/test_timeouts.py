@@ -189,6 +189,8 @@ def test_a_check_stuck_in_a_blocking_call_ends_at_the_deadline_and_the_master_is
     res = json.loads(done.stdout.strip().splitlines()[-1])
     assert res["MK304"][0] == "pass", res
     assert res["MK999"][0] == "fail" and "timed out after" in res["MK999"][1], res
-    # The run's ControlMaster (ssh -M ... ControlPath=/tmp/mkd-...) is gone.
-    assert not [p for p in _pids_of("ControlMaster=yes") if str(sandbox.alias) in
+    # The run's ControlMaster (ssh -F THIS-SANDBOX'S-CONFIG -M ... ) is gone. By the config
+    # file, not the alias: every sandbox's alias is "sandbox", and other test workers'
+    # masters run meanwhile.
+    assert not [p for p in _pids_of("ControlMaster=yes") if f"-F {sandbox.client_config} " in
                 Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()]

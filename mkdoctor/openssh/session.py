@@ -29,6 +29,7 @@ one line every one of them reads the same way.
 from __future__ import annotations
 
 import math
+import re
 import os
 import secrets
 import shlex
@@ -48,6 +49,8 @@ from mkdoctor.proc import Completed, ProcessRunner, record
 # quoted word there: "Unmatched '"), no '!' (csh history), no backslash pair (fish reads
 # \\ and \' inside single quotes), no quote of any kind.
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,:/=+-@%")
+# each byte as it travels: itself when plain (all plain characters are ASCII), else \0ddd
+_ESCAPED = tuple(chr(b) if chr(b) in _PLAIN else f"\\0{b:03o}" for b in range(256))
 
 
 def login_shell_command(script: str) -> str:
@@ -61,9 +64,7 @@ def login_shell_command(script: str) -> str:
     script travels as one word of plain characters and octal escapes, decoded by
     ``sh``'s own printf (POSIX printf %b: "\\0ddd") and run with ``eval``.
     """
-    encoded = "".join(
-        ch if ch in _PLAIN else "".join(f"\\0{b:03o}" for b in ch.encode("utf-8"))
-        for ch in script)
+    encoded = "".join(map(_ESCAPED.__getitem__, script.encode("utf-8")))
     return "exec sh -c " + shlex.quote(f"eval \"$(printf %b '{encoded}')\"")
 
 
@@ -147,6 +148,7 @@ class SSHClient:
         self._config_lock = threading.Lock()
         self._shared_lock = threading.Lock()
         self._login: Optional[LoginResult] = None
+        self._master_pid: Optional[int] = None  # what ssh -O check named
         self._config: Optional[dict[str, list[str]]] = None
         self.token = "MKD" + secrets.token_hex(8)
         self._shared: dict[str, Any] = {}
@@ -191,11 +193,19 @@ class SSHClient:
         return self.base_args() + [*MUX_ONLY, "-o", f"ControlPath={self.control_path}"]
 
     def master_alive(self, timeout: float = 5.0) -> bool:
-        """The master still answers (``ssh -O check``; no login either way)."""
+        """The master is still there (no login either way). Asked once with ``ssh -O
+        check``, which names its process; afterwards that process and its socket are
+        looked at here (every check that reuses the login asks: one ssh process less
+        each time)."""
         if self._dir is None or not os.path.exists(self.control_path):
             return False
+        if self._master_pid is not None:
+            return _running(self._master_pid)
         done = self.runner.run(self.mux_args() + ["-O", "check", "--", self.destination],
                                timeout)
+        found = re.search(r"pid=(\d+)", done.stderr or "")
+        if done.returncode == 0 and found:
+            self._master_pid = int(found.group(1))
         return done.returncode == 0
 
     # --- ssh -G -----------------------------------------------------------------------
@@ -419,7 +429,6 @@ class SSHClient:
         if self._dir is None:
             return
         if os.path.exists(self.control_path):
-            import re
             import signal
             import subprocess
 
@@ -432,15 +441,28 @@ class SSHClient:
                 except (subprocess.TimeoutExpired, OSError):
                     return ""
 
-            m = re.search(r"pid=(\d+)", ctl("check"))
+            pid = self._master_pid
+            if pid is None:
+                m = re.search(r"pid=(\d+)", ctl("check"))
+                pid = int(m.group(1)) if m else None
             ctl("exit")
-            if m and os.path.exists(self.control_path):
+            if pid is not None and os.path.exists(self.control_path):
                 try:  # the master did not answer: end it by PID
-                    os.kill(int(m.group(1)), signal.SIGTERM)
+                    os.kill(pid, signal.SIGTERM)
                 except OSError:
                     pass
         shutil.rmtree(self._dir, ignore_errors=True)
         self._dir = None
+
+
+def _running(pid: int) -> bool:
+    """A process that runs (a zombie does not: the master may have no parent that reaps)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 @dataclass

@@ -12,18 +12,21 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Optional
 
 _WS = " \t\r\n"
+_DELIM = re.compile(r'[ \t\r\n"=]')
 
 
+@lru_cache(maxsize=8192)  # pure; a run evaluates the same lines for many connections and hosts
 def strdelim(s: Optional[str]) -> tuple[Optional[str], Optional[str]]:
     """misc.c ``strdelim``: the next word of ``s`` and the rest. Splits on whitespace and
     at most one ``=``; a word may be double-quoted. Returns (None, None) on a missing
     closing quote, (word, None) at the end."""
     if s is None:
         return None, None
-    m = re.search(r'[ \t\r\n"=]', s)
+    m = _DELIM.search(s)
     if m is None:
         return s, None
     i = m.start()
