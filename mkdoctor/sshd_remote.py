@@ -247,34 +247,23 @@ def _compute(ctx: "Context", user: Optional[str]) -> EffectiveConfig:
 def try_oracle(ctx: "Context", facts: RemoteFacts, conn: Connection,
                path: str) -> tuple[Optional[EffectiveConfig], str]:
     """``sshd -T`` for ``conn``, plain then ``sudo -n``: (config, "") or (None, why)."""
-    if not facts.sshd:
-        return None, "no sshd program found on the remote host"
-    argv = [facts.sshd, "-T", "-C", conn.spec()]
-    if path != DEFAULT_CONFIG:
-        argv += ["-f", path]
-    refused = _oracle_refused(ctx)
-    if path in refused:
-        return None, refused[path]
-    attempts = [argv] + ([["sudo", "-n", *argv]] if facts.uid != 0 else [])
-    why = ""
-    for attempt in attempts:
-        res = ctx.ssh.run(attempt, ctx.step_timeout())
-        if res.exit_code == 0 and "permitrootlogin" in res.stdout:
-            via = " via sudo" if attempt[0] == "sudo" else ""
-            return oracle_config(res.stdout, SOURCE_ORACLE + via), ""
-        text = (res.stderr.strip() or res.stdout.strip()).splitlines()
-        reason = text[-1] if text else f"exit status {res.exit_code}"
-        why = reason if not why else f"{why}; with sudo -n: {reason}"
-    refused[path] = why
-    return None, why
+    cfgs, why = oracle_many(ctx, facts, [conn], path)
+    return (cfgs[0] if cfgs else None), why
 
 
-def _oracle_refused(ctx: "Context") -> dict[str, str]:
+class _OracleState:
     """Per run: the sshd_config paths for which ``sshd -T`` could not run (plain and with
     ``sudo -n``) and why. Whether it runs depends on our privileges and the server's host
-    keys, not on the connection asked about, so the other views (ours, the stranger's)
-    do not ask again: two ssh commands fewer each."""
-    return ctx.cached("sshd-oracle-refused", dict)
+    keys, not on the connection asked about, so the first view to ask (ours, or the
+    stranger's) finds out while the others wait, and they do not ask again when it cannot
+    run: one ssh command for all of them."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.tried: set[str] = set()
+        self.refused: dict[str, str] = {}
 
 
 def fetch(ctx: "Context", patterns: list[str]) -> tuple[dict[str, list[str]], dict[str, object]]:
@@ -311,14 +300,28 @@ class _RunFiles:
 # --- the connections a stranger would make (MK310, MK311) -----------------------------------
 
 # sshd -T for each connection specification ("$@" after the marker, sshd and the file),
-# one fetch; each answer framed by the marker and followed by sshd's exit status.
+# one fetch; each answer framed by the marker and followed by sshd's exit status. When
+# not every answer has status 0 and we are not root, the same again with ``sudo -n``
+# (sshd run by sudo itself, as a narrow sudoers rule for sshd -T allows), after a line
+# "MARKER SUDO": plain and sudo in one ssh command.
 ORACLE_MANY_SCRIPT = r"""
 M=$1; sshd=$2; f=$3; shift 3
-for spec in "$@"; do
-  printf '%s SPEC\n' "$M"
-  if [ -n "$f" ]; then "$sshd" -T -C "$spec" -f "$f" 2>&1; else "$sshd" -T -C "$spec" 2>&1; fi
-  printf '\n%s RC %s\n' "$M" "$?"
-done
+ask() {
+  how=$1; shift
+  for spec in "$@"; do
+    printf '%s SPEC\n' "$M"
+    if [ -n "$f" ]; then $how "$sshd" -T -C "$spec" -f "$f" 2>&1; else $how "$sshd" -T -C "$spec" 2>&1; fi
+    printf '\n%s RC %s\n' "$M" "$?"
+  done
+}
+out=$(ask "" "$@")
+printf '%s\n' "$out"
+[ "$(id -u)" = 0 ] && exit 0
+ok=$(printf '%s\n' "$out" | grep -c "^$M RC 0\$")
+if [ "$ok" -lt "$#" ]; then
+  printf '%s SUDO\n' "$M"
+  ask "sudo -n" "$@"
+fi
 """
 
 
@@ -340,34 +343,46 @@ def parse_oracle_many(text: str, marker: str) -> list[tuple[int, str]]:
 
 def oracle_many(ctx: "Context", facts: RemoteFacts, conns: list[Connection],
                 path: str) -> tuple[Optional[list[EffectiveConfig]], str]:
-    """``sshd -T -C`` for every connection in one ssh run (plain, then ``sudo -n``):
-    (configs in order, "") or (None, why not)."""
+    """``sshd -T -C`` for every connection in one ssh run (plain, then ``sudo -n`` in the
+    same run): (configs in order, "") or (None, why not)."""
     if not facts.sshd:
         return None, "no sshd program found on the remote host"
     if not conns:
         return [], ""
-    refused = _oracle_refused(ctx)
-    if path in refused:
-        return None, refused[path]
+    state = ctx.cached("sshd-oracle", _OracleState)
+    with state.lock:  # the first view finds out whether sshd -T runs here at all
+        if path in state.refused:
+            return None, state.refused[path]
+        if path not in state.tried:
+            state.tried.add(path)
+            cfgs, why, ran = _ask_sshd_T(ctx, facts, conns, path)
+            if not ran:
+                state.refused[path] = why
+            return cfgs, why
+    return _ask_sshd_T(ctx, facts, conns, path)[:2]
+
+
+def _ask_sshd_T(ctx: "Context", facts: RemoteFacts, conns: list[Connection],
+                path: str) -> tuple[Optional[list[EffectiveConfig]], str, bool]:
+    """(configs or None, why not, whether sshd -T ran for any connection)."""
     marker = "MKDO" + secrets.token_hex(8)
     argv = ["sh", "-c", ORACLE_MANY_SCRIPT, "sh", marker, facts.sshd,
             "" if path == DEFAULT_CONFIG else path, *(c.spec() for c in conns)]
-    attempts = [argv] + ([["sudo", "-n", *argv]] if facts.uid != 0 else [])
-    why = ""
-    for attempt in attempts:
-        res = ctx.ssh.run(attempt, ctx.step_timeout())
-        answers = parse_oracle_many(res.stdout, marker) if res.exit_code == 0 else []
+    res = ctx.ssh.run(argv, ctx.step_timeout())
+    plain, sep, sudo = (res.stdout.partition(f"\n{marker} SUDO\n") if res.exit_code == 0
+                        else ("", "", ""))
+    rounds = [("", plain)] + ([(" via sudo", sudo)] if sep else [])
+    why, answers = "", []
+    for via, text in rounds:
+        answers = parse_oracle_many(text, marker)
         if len(answers) == len(conns) and all(rc == 0 and "permitrootlogin" in out
                                               for rc, out in answers):
-            via = " via sudo" if attempt[0] == "sudo" else ""
-            return [oracle_config(out, SOURCE_ORACLE + via) for _, out in answers], ""
-        text = [ln for rc, out in answers if rc for ln in out.splitlines() if ln.strip()]
-        text = text or (res.stderr.strip() or res.stdout.strip()).splitlines()
-        reason = text[-1] if text else f"exit status {res.exit_code}"
+            return [oracle_config(out, SOURCE_ORACLE + via) for _, out in answers], "", True
+        lines = [ln for rc, out in answers if rc for ln in out.splitlines() if ln.strip()]
+        lines = lines or (res.stderr.strip() or res.stdout.strip()).splitlines()
+        reason = lines[-1] if lines else f"exit status {res.exit_code}"
         why = reason if not why else f"{why}; with sudo -n: {reason}"
-    if not any(rc == 0 for rc, _ in answers):  # sshd -T runs for none: it cannot run here
-        refused[path] = why
-    return None, why
+    return None, why, any(rc == 0 for rc, _ in answers)
 
 
 def evaluate_many(ctx: "Context", path: str, conns: list[Connection],

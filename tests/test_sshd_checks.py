@@ -413,3 +413,28 @@ def test_mk205_judges_a_real_local_sshd(sandbox):
     # the fix speaks of this computer and of the file this sshd was started with
     assert mk205_result["fix"].startswith("on this computer"), mk205_result["fix"]
     assert "sshd -t -f " in mk205_result["fix"] and "the server" not in mk205_result["fix"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("with_sudo", [False, True])
+def test_sshd_T_is_asked_plain_and_with_sudo_in_one_command_and_a_refusal_once(
+        sandbox_factory, with_sudo: bool) -> None:
+    """Our view (MK305) and the stranger's (MK310, MK311) ask sshd -T. The sandbox user
+    cannot run it (host keys unreadable): without sudo, one ssh command in the whole run
+    tries it plain and with sudo -n, and the other views take that refusal (they do not
+    ask again); with sudo, each view asks in one ssh command (not one plain and one with
+    sudo) and gets sshd's own answer via sudo."""
+    box = sandbox_factory(sudo=with_sudo)
+    checks, _ = run_checks(box, "MK301,MK302,MK303,MK304,MK305,MK310,MK311", "-v")
+    for cid in ("MK305", "MK310", "MK311"):
+        assert checks[cid]["status"] in ("pass", "warn"), checks[cid]
+    asked = [c for cid in ("MK305", "MK310", "MK311") for c in checks[cid].get("commands", [])
+             if '-T -C "$spec"' in c]
+    assert all(" SUDO" in c for c in asked), asked  # plain, then sudo -n, in one script
+    if with_sudo:
+        assert len(asked) >= 2, asked  # each view its own connections
+        for cid in ("MK305", "MK310"):
+            assert "(the server's own answer) via sudo" in " ".join(checks[cid]["details"]), checks[cid]
+    else:
+        assert len(asked) == 1, asked
+        assert "evaluated" in " ".join(checks["MK310"]["details"])
