@@ -15,7 +15,8 @@ import pytest
 from mkdoctor.kernel import (HOW_HOME, HOW_PATH, HOW_TILDE, KernelPath, classify_typed,
                              discovery_script, lookalike, parse_discovery, wolframscript_answer)
 from mkdoctor.launch import LaunchSpec, kernel_argv, kernel_fields, launch_command, split_launch
-from tests.test_kernel_checks import LOGIN, _on_path, install_standin, nothing_left, report  # noqa: F401
+from tests.test_kernel_checks import (LOGIN, _on_path, install_standin, nothing_left,  # noqa: F401
+                                      own_pair, report)
 
 KERNEL = "Wolfram/Mathematica/14.1/Executables/WolframKernel"
 
@@ -145,8 +146,10 @@ def test_hostile_wrapper_name_end_to_end(shell: str, sandbox_factory, sandbox_di
     install_standin(box.home, KERNEL)
     name = "-k b;$(touch pwned)'x\"y"
     _wrapper(box, name, KERNEL)
+    # its own link ports: the server is this machine, where other test workers' tunnels
+    # listen on the default pair (MK404 would rightly call that port taken)
     checks = report(box, f"{LOGIN},MK401,MK402,MK404", "--kernel", f"./{name}",
-                    "--kernel-timeout", "10", "--mode", "tunnel")
+                    "--kernel-timeout", "10", "--mode", "tunnel", *own_pair())
     assert checks["MK401"]["status"] == "pass", checks["MK401"]
     assert checks["MK402"]["status"] == "pass", checks["MK402"]
     assert checks["MK404"]["status"] == "pass", checks["MK404"]

@@ -21,7 +21,7 @@ import pytest
 
 from mkdoctor.kernel import KernelPath, module_scan_script, parse_reading
 from mkdoctor.launch import LaunchSpec, kernel_argv, kernel_prefix, remote_kernel_command
-from tests.test_kernel_checks import LOGIN, install_standin, nothing_left, report  # noqa: F401
+from tests.test_kernel_checks import LOGIN, install_standin, nothing_left, own_pair, report  # noqa: F401
 
 ENV_MODULES_INIT = "/usr/share/modules/init/sh"
 LMOD_DEBS = "/var/cache/mkdoctor-tests"
@@ -128,7 +128,8 @@ def test_environment_modules_kernel_found_started_and_launched(shell: str, sandb
     # The fault is real: a non-interactive ssh command has no `module` and no kernel.
     plain = box.ssh("command -v WolframKernel; type module")
     assert str(kernel) not in plain.stdout
-    checks = report(box, f"{LOGIN},MK401,MK402,MK404", "--kernel-timeout", "10", "--mode", "tunnel")
+    checks = report(box, f"{LOGIN},MK401,MK402,MK404", "--kernel-timeout", "10", "--mode", "tunnel",
+                    *own_pair())
     mk401 = checks["MK401"]
     assert mk401["status"] == "pass", mk401
     assert mk401["summary"] == f"{kernel} from module mathematica/14.1 (version 14.1)"
