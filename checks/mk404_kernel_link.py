@@ -546,7 +546,6 @@ class _LeftoverLook:
         return done.stdout if done is not None and done.exit_code == 0 else None
 
 
-
 def _end_remote_kernel(ctx, linkname: str, timeout: Optional[float] = None,
                        patience: int = 3, first: Optional[str] = None) -> list[str]:
     """Processes on the server whose command line carries this link name, after the link

@@ -29,8 +29,8 @@ one line every one of them reads the same way.
 from __future__ import annotations
 
 import math
-import re
 import os
+import re
 import secrets
 import shlex
 import shutil
