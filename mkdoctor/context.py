@@ -41,6 +41,8 @@ class Context:
         self.started = time.monotonic()
         self.deadline_at = self.started + options.deadline
         self.results: dict[str, Result] = {}
+        # notified by the engine whenever a result is recorded (wait_result waits on it)
+        self.changed = threading.Condition(threading.RLock())
         self.selected: set[str] = set()  # the IDs this run checks (set by the engine)
         # run input -> [(check ID, fact)] of the checks that decide it (set by the engine
         # from each check's ``decides``)
@@ -115,10 +117,12 @@ class Context:
         """The result of ``check_id``, waiting for it when it is in this run and not done
         yet (for words only a failure needs: a check that does not declare ``after``
         for it). None when it is not in this run, or at the deadline."""
-        while (check_id in self.selected and check_id not in self.results
-               and self.remaining() > 0):
-            time.sleep(0.05)
-        return self.results.get(check_id)
+        with self.changed:  # woken when a result is recorded; polled too, for a
+            # caller that records results itself (the setup flow)
+            while (check_id in self.selected and check_id not in self.results
+                   and self.remaining() > 0):
+                self.changed.wait(min(0.05, self.remaining()))
+            return self.results.get(check_id)
 
     def fact(self, check_id: str, key: str, default: Any = None) -> Any:
         result = self.results.get(check_id)

@@ -72,7 +72,7 @@ def run_checks(
     def all_done() -> bool:
         return all(cid in results for cid in order)
 
-    cond = threading.Condition(threading.RLock())
+    cond = ctx.changed  # Context.wait_result waits on it too
     running: dict[str, float] = {}
     done_order: list[str] = []
 

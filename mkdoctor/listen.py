@@ -77,6 +77,11 @@ class LinkListener:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        # written to on close: the thread's select() returns at once instead of at its
+        # next timeout (close() waits for the thread)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, ("wake", 0))
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -132,6 +137,10 @@ class LinkListener:
     def close(self) -> None:
         """Close every connection and listening socket and stop the thread. Idempotent."""
         self._stop.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:  # closed already (a second close)
+            pass
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
         self._thread = None
@@ -145,11 +154,12 @@ class LinkListener:
                 except (KeyError, ValueError):
                     pass
             self._cond.notify_all()
-        for sock in socks:
+        for sock in socks + [self._wake_r, self._wake_w]:
             try:
                 sock.close()
             except OSError:
                 pass
+        self._sel.close()  # (a thread still in select() after join's timeout returns)
 
     def close_connections(self) -> None:
         """Close the accepted connections (ends the link: a kernel exits), keep listening."""
@@ -191,12 +201,14 @@ class LinkListener:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                events = self._sel.select(timeout=0.1)
+                events = self._sel.select(timeout=1.0)  # close() wakes it
             except (OSError, ValueError):  # closed under us
                 return
             for key, _ in events:
                 kind, port = key.data
                 sock = key.fileobj
+                if kind == "wake":
+                    continue
                 if kind == "server":
                     try:
                         conn, peer = sock.accept()  # type: ignore[union-attr]
