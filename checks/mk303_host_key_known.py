@@ -19,8 +19,8 @@ import os
 import shlex
 import time
 
-from mkdoctor.openssh.known_hosts import (KnownEntry, judge, lookup_name, parse_keygen_find, parse_keyscan,
-                             preferred, split_files)
+from mkdoctor.openssh.known_hosts import (KnownEntry, judge, lookup_name, parse_keygen_find,
+                                          parse_keyscan, preferred, scan_types, split_files)
 from mkdoctor.model import (Check, Result, failed, needs_target, passed,
                           skipped, warned)
 from mkdoctor.checks.mk301_host_resolves import first_hop
@@ -101,19 +101,41 @@ def run(ctx) -> Result:
     global_files = split_files(" ".join(cfg.get("globalknownhostsfile") or []))
     first_user_file = files[0] if files else os.path.expanduser("~/.ssh/known_hosts")
 
+    # The recorded keys first: when there are some, only their types are fetched (one
+    # connection and key exchange per type; openssh.known_hosts.scan_types says why the
+    # verdict is the same), every type when none is recorded or the server has none of
+    # those types any more.
+    entries, present, errors = known_entries(ctx, name, files + global_files)
+    if errors and not any(not e.marker for e in entries):
+        return skipped("skipped: could not read the known_hosts files", details=errors,
+                       fix="check that ssh-keygen works and the files are readable")
+    types = scan_types(entries)
     wait = ctx.options.timeout
-    argv = ["ssh-keyscan", "-T", str(max(1, math.ceil(wait))), "-p", str(ep.port), "--", ep.host]
-    # ssh-keyscan opens one connection per host key type at once: it takes as many of the
-    # first hop's slots (MaxStartups; see mkdoctor.fleet), and is tried once more when a
-    # drop left it without a key while other hosts of the run knock on the same server.
-    with ctx.hop_slot(wait * 4, weight=KEYSCAN_CONNECTIONS):
-        scan = ctx.run_local(argv, wait + 1)
-    server_keys = preferred(parse_keyscan(scan.stdout))
-    if not server_keys and ctx.fleet.hosts > 1:
-        time.sleep(retry_pause())
-        with ctx.hop_slot(wait * 4, weight=KEYSCAN_CONNECTIONS):
+
+    def keyscan(types: list[str]):
+        argv = ["ssh-keyscan", "-T", str(max(1, math.ceil(wait)))]
+        argv += ["-t", ",".join(types)] if types else []
+        argv += ["-p", str(ep.port), "--", ep.host]
+        # ssh-keyscan opens one connection per host key type at once: it takes as many
+        # of the first hop's slots (MaxStartups; see mkdoctor.fleet), and is tried once
+        # more when a drop left it without a key while other hosts of the run knock on
+        # the same server.
+        weight = len(types) or KEYSCAN_CONNECTIONS
+        with ctx.hop_slot(wait * 4, weight=weight):
             scan = ctx.run_local(argv, wait + 1)
-        server_keys = preferred(parse_keyscan(scan.stdout))
+        keys = preferred(parse_keyscan(scan.stdout))
+        if not keys and ctx.fleet.hosts > 1:
+            time.sleep(retry_pause())
+            with ctx.hop_slot(wait * 4, weight=weight):
+                scan = ctx.run_local(argv, wait + 1)
+            keys = preferred(parse_keyscan(scan.stdout))
+        return keys, scan
+
+    server_keys, scan = keyscan(types)
+    answered = any(ln.startswith("# ") for ln in scan.stderr.splitlines())  # its banner
+    if not server_keys and types and answered:  # it has none of the recorded types
+        server_keys, scan = keyscan([])
+        types = []
     if not server_keys:
         said = [ln for ln in scan.stderr.splitlines() if ln.strip() and not ln.startswith("#")]
         return skipped(
@@ -123,16 +145,14 @@ def run(ctx) -> Result:
             details=said[-3:] or ["ssh-keyscan printed no key"],
         )
 
-    entries, present, errors = known_entries(ctx, name, files + global_files)
-    if errors and not any(not e.marker for e in entries):
-        return skipped("skipped: could not read the known_hosts files", details=errors,
-                       fix="check that ssh-keygen works and the files are readable")
     verdict = judge(server_keys, entries)
     key = verdict.server_key or server_keys[0]
     facts = {"fingerprint": key.fingerprint, "key_type": key.keytype, "known_name": name,
              "known_hosts_files": present}
     searched = ["looked in: " + (", ".join(shown_path(p) for p in present) or "(no known_hosts file)")]
     server = [f"server key: {k.keytype} {k.fingerprint}" for k in server_keys]
+    if types:
+        server.append(f"(fetched the types known_hosts records: ssh-keyscan -t {','.join(types)})")
 
     if verdict.kind == "known":
         m = verdict.match

@@ -22,7 +22,8 @@ from mkdoctor.openssh.authorized_keys import (BadLine, KeyLine, OptionError, fro
 from mkdoctor.checks import mk304_passwordless_login as mk304
 from mkdoctor.checks import mk305_authorized_keys as mk305
 from mkdoctor.checks import mk306_clean_shell as mk306
-from mkdoctor.openssh.known_hosts import HostKey, KnownEntry, judge, lookup_name, parse_keygen_find, parse_keyscan
+from mkdoctor.openssh.known_hosts import (KEYSCAN_TYPES, HostKey, KnownEntry, judge, lookup_name,
+                                          parse_keygen_find, parse_keyscan, scan_types)
 
 
 def make_blob(keytype: str = "ssh-ed25519", payload: bytes = b"\x01" * 32) -> str:
@@ -254,7 +255,7 @@ def test_lookup_name() -> None:
     assert lookup_name("127.0.0.1", 2222, "myalias") == "myalias"
 
 
-@pytest.mark.parametrize("server, known, kind", [
+JUDGE_CASES = [
     ([K1], [entry(K1)], "known"),
     ([K1], [], "unknown"),
     ([K1], [entry(K2)], "changed"),
@@ -268,9 +269,34 @@ def test_lookup_name() -> None:
     ([K1, R1], [entry(R1), entry(K1, "revoked")], "known"),
     ([K1, R1], [entry(K1, "revoked")], "revoked"),  # nothing recorded: ssh takes ed25519
     ([K1], [entry(K2, "cert-authority")], "cert-authority"),
-])
+]
+
+
+@pytest.mark.parametrize("server, known, kind", JUDGE_CASES)
 def test_judge(server: list[HostKey], known: list[KnownEntry], kind: str) -> None:
     assert judge(server, known).kind == kind
+
+
+@pytest.mark.parametrize("server, known, kind", JUDGE_CASES)
+def test_scanning_the_recorded_types_only_gives_the_same_verdict(
+        server: list[HostKey], known: list[KnownEntry], kind: str) -> None:
+    """MK303 fetches only scan_types(known): on the server's keys of those types judge
+    decides as on all of them; when the server has none of them, MK303 scans every type."""
+    types = scan_types(known)
+    fetched = [k for k in server if not types or KEYSCAN_TYPES[k.keytype] in types]
+    if fetched:
+        assert judge(fetched, known).kind == kind
+    else:
+        assert kind == "other-types"
+
+
+def test_scan_types() -> None:
+    E1 = HostKey("ecdsa-sha2-nistp384", "x")
+    assert scan_types([]) == []  # nothing recorded: every type (the key to record)
+    assert scan_types([entry(K1, "cert-authority")]) == []
+    assert scan_types([entry(K1), entry(R1), entry(K2)]) == ["ed25519", "rsa"]
+    assert scan_types([entry(E1), entry(R1, "revoked")]) == ["ecdsa"]
+    assert scan_types([entry(HostKey("ssh-unknown@example.org", "x"))]) == []
 
 
 def test_parse_keygen_find_and_keyscan() -> None:

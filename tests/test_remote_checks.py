@@ -225,6 +225,45 @@ def test_changed_host_key_fails_loudly_and_changes_nothing(sandbox: SSHSandbox, 
     assert sandbox.known_hosts.read_text() == text
 
 
+def test_recorded_types_only_are_fetched_and_the_verdict_is_sshs(sandbox: SSHSandbox,
+                                                                  tmp_path: Path) -> None:
+    """MK303 fetches only the key types known_hosts records (one key exchange each). The
+    server has ed25519 and RSA keys; known_hosts records the RSA one only, so ssh
+    negotiates RSA and logs in: MK303 passes on the RSA key, from one ``-t rsa`` scan."""
+    rsa = tmp_path / "ssh_host_rsa_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(rsa)],
+                   check=True, timeout=60)
+    sandbox.add_dropin("rsa", f"HostKey {sandbox.host_key}\nHostKey {rsa}")
+    sandbox.reload()
+    keytype, blob = (tmp_path / "ssh_host_rsa_key.pub").read_text().split()[:2]
+    sandbox.known_hosts.write_text(f"[127.0.0.1]:{sandbox.port} {keytype} {blob}\n")
+    assert sandbox.ssh("true").returncode == 0  # what ssh itself makes of it
+    checks, _ = report(sandbox, "-v", only="MK301,MK302,MK303")
+    mk303 = checks["MK303"]
+    assert mk303["status"] == "pass" and mk303["summary"].startswith("ssh-rsa "), mk303
+    scans = [c for c in mk303["commands"] if c.startswith("ssh-keyscan")]
+    assert len(scans) == 1 and " -t rsa " in scans[0], scans
+
+
+def test_recorded_type_the_server_no_longer_has_is_judged_on_all_its_keys(
+        sandbox: SSHSandbox, tmp_path: Path) -> None:
+    """known_hosts records an RSA key, the server has only ed25519: the scan of the
+    recorded type finds nothing, so every type is fetched and the verdict is ssh's
+    (keys of other types only: Host key verification failed), not "could not fetch"."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f",
+                    str(tmp_path / "old")], check=True, timeout=60)
+    keytype, blob = (tmp_path / "old.pub").read_text().split()[:2]
+    sandbox.known_hosts.write_text(f"[127.0.0.1]:{sandbox.port} {keytype} {blob}\n")
+    assert "Host key verification failed" in sandbox.ssh("true").stderr
+    checks, _ = report(sandbox, "-v", only="MK301,MK302,MK303")
+    mk303 = checks["MK303"]
+    assert mk303["status"] == "fail", mk303
+    assert "differ from every key recorded" in mk303["summary"], mk303
+    assert host_key_fingerprint(sandbox) in mk303["summary"]
+    scans = [c for c in mk303["commands"] if c.startswith("ssh-keyscan")]
+    assert len(scans) == 2 and " -t rsa " in scans[0] and " -t " not in scans[1], scans
+
+
 def test_hashed_known_hosts_entry_still_matches(sandbox: SSHSandbox) -> None:
     subprocess.run(["ssh-keygen", "-H", "-f", str(sandbox.known_hosts)], check=True,
                    capture_output=True, timeout=30)

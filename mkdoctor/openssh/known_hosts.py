@@ -163,6 +163,34 @@ def judge(server_keys: Sequence[HostKey], known: Sequence[KnownEntry]) -> HostKe
     return HostKeyVerdict("unknown", None, key, [])
 
 
+# ssh-keyscan's names for the key types a known_hosts line records (ssh-keyscan(1) -t:
+# dsa, ecdsa, ed25519, ecdsa-sk, ed25519-sk, rsa; "ecdsa" fetches whichever curve the
+# server has, "rsa" the ssh-rsa key whatever the signature algorithm).
+KEYSCAN_TYPES = {
+    "ssh-ed25519": "ed25519",
+    "ecdsa-sha2-nistp256": "ecdsa", "ecdsa-sha2-nistp384": "ecdsa", "ecdsa-sha2-nistp521": "ecdsa",
+    "ssh-rsa": "rsa",
+    "ssh-dss": "dsa",
+    "sk-ssh-ed25519@openssh.com": "ed25519-sk",
+    "sk-ecdsa-sha2-nistp256@openssh.com": "ecdsa-sk",
+}
+
+
+def scan_types(known: Sequence[KnownEntry]) -> list[str]:
+    """The ``ssh-keyscan -t`` types that decide :func:`judge`'s verdict, to fetch only
+    those (each type is a connection and a key exchange of its own): the types of the
+    plain entries, since ssh negotiates one of them whenever the server offers any. Given
+    keys of those types, :func:`judge` decides as it would on every key the server has.
+    [] means every type: no plain entry (the key to record is the server's preferred),
+    or a type ssh-keyscan has no name for. When the server has none of these types the
+    scan finds no key; the caller then scans every type (the verdict: other types)."""
+    plain = [e for e in known if not e.marker]
+    types = [KEYSCAN_TYPES.get(e.key.keytype) for e in plain]
+    if not types or None in types:
+        return []
+    return sorted(set(t for t in types if t))
+
+
 def preferred(keys: Sequence[HostKey]) -> list[HostKey]:
     """The server's keys in ssh's default HostKeyAlgorithms order (ed25519, ecdsa,
     rsa), so that messages name the key ssh would use."""
