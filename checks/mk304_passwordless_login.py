@@ -173,9 +173,10 @@ CHECK = Check(
     # needs_if_run: MK302/MK303 skip behind ProxyCommand/ProxyJump, and logging in is
     # then the only test of the path; their failures still block it.
     needs_if_run=("MK301", "MK302", "MK303"),
-    # logs in while MK302 reads the banner and MK303 judges the host key (see run):
-    # skipped after the fact if either fails (the login would have failed the same way,
-    # in the same timeout). MK202's words are not needed.
-    overlaps=("MK302", "MK303"),
+    # logs in while MK301 reads ssh's configuration for the host, MK302 reads the banner
+    # and MK303 judges the host key (see run): skipped after the fact if one of them
+    # fails (the login would have failed the same way, in the same timeout). MK202's
+    # words are not needed.
+    overlaps=("MK301", "MK302", "MK303"),
     preconditions=(needs_target,),
 )

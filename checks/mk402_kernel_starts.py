@@ -29,9 +29,10 @@ import secrets
 import shlex
 
 from mkdoctor.kernel import (ALONE_NOTE, KERNEL_BASENAMES, MATHLM_PORT, RUNNING_KERNELS_SCRIPT,
-                             classify_run, ensure_login, major_version, mathpass_script,
-                             own_kernels, parse_mathpass, read_kernel, run_expression,
-                             start_retrying_alone, start_script, wolframscript_answer)
+                             classify_run, early_reading, ensure_login, major_version,
+                             mathpass_script, own_kernels, parse_mathpass, read_kernel,
+                             run_expression, start_retrying_alone, start_script,
+                             wolframscript_answer)
 from mkdoctor.launch import link_flag
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped
 
@@ -60,7 +61,12 @@ def run(ctx) -> Result:
     blocked = ensure_login(ctx)
     if blocked:
         return blocked
-    reading = read_kernel(ctx)
+    # Beside MK401 (overlaps): an absolute --kernel path starts at once, while MK401 reads
+    # it on the server; any other waits for MK401's reading.
+    reading = early_reading(ctx)
+    if reading is None:
+        ctx.wait_result("MK401")
+        reading = read_kernel(ctx)
     if reading is None:
         return skipped("skipped: no kernel path (MK401 kernel-found found none)",
                        "give the kernel's path with --kernel PATH")
@@ -238,6 +244,9 @@ CHECK = Check(
     title="the kernel starts and evaluates an expression within the timeout; licence problems recognised",
     run=run,
     needs=("MK304", "MK401"),
+    # MK401 runs at the same time for an absolute --kernel path (run() waits for it
+    # otherwise); when it fails, this result becomes the skip that names it.
+    overlaps=("MK401",),
     after=(),
     preconditions=(needs_target,),
 )

@@ -30,8 +30,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
-from mkdoctor.kernel import (ALONE_NOTE, LICENCE_PATTERNS, OwnKernels, ensure_login, own_kernels,
-                             read_kernel, start_retrying_alone)
+from mkdoctor.kernel import (ALONE_NOTE, LICENCE_PATTERNS, KernelPath, OwnKernels, early_reading,
+                             ensure_login, own_kernels, read_kernel, start_retrying_alone,
+                             version_from_path)
 from mkdoctor.launch import (ENV, LaunchSpec, direct_linkname, kernel_fields, launch_command,
                              split_launch, ssh_index, substitute, tunnel_linkname)
 from mkdoctor.cluster import not_cluster
@@ -41,18 +42,22 @@ from mkdoctor.model import (Check, Result, blocked_skip, failed, needs_target, p
                             warned)
 
 
-def _launch(ctx) -> tuple[Optional[str], str, Optional[Result]]:
-    """(launch command, where it came from, or a skip)."""
+def _launch(ctx, early: Optional[KernelPath] = None
+            ) -> tuple[Optional[str], str, Optional[Result]]:
+    """(launch command, where it came from, or a skip). ``early``: the kernel path as
+    typed (:func:`~mkdoctor.kernel.early_reading`), used before MK401's reading is in."""
     prof = ctx.options.profile
     if prof is not None and getattr(prof, "launch_command", ""):
         return prof.launch_command, f"the profile {getattr(prof, 'name', '')}'s launch command", None
-    reading = read_kernel(ctx)  # the kernel path as the remote login shell reads it (MK401)
+    # the kernel path as the remote login shell reads it (MK401)
+    reading = early if early is not None else read_kernel(ctx)
     if reading is None:
         return None, "", skipped("skipped: no kernel path (MK401 kernel-found found none)",
                                  "give the kernel's path with --kernel PATH")
     # The link flag depends on the version (-mathlink before 10): the path's (MK401), else
     # what the kernel answers (MK402, which runs beside this check: waited for only then).
-    version = ctx.fact("MK401", "version") or ""
+    version = (version_from_path(early.resolved) if early is not None
+               else ctx.fact("MK401", "version") or "")
     if not version:
         ctx.wait_result("MK402")
         version = ctx.fact("MK402", "version_number") or ""
@@ -276,20 +281,31 @@ def run(ctx) -> Result:
         path = ctx.wait_result("MK403")
         if path is not None and not path.status.ok:
             return blocked_skip("MK403", "link-path", path)
-    found = ctx.wait_result("MK401")  # the kernel's path and version
-    if found is not None and not found.status.ok:
-        return blocked_skip("MK401", "kernel-found", found)
-    result, again = start_retrying_alone(ctx, lambda attempt: _attempt(ctx, attempt, taken),
+    # An absolute --kernel path whose version the path says starts at once, beside
+    # MK401's reading on the server (as MK402 does); any other waits for MK401 (its
+    # reading, and its version for the link flag).
+    early = early_reading(ctx)
+    if early is not None and not version_from_path(early.resolved):
+        early = None
+    if early is None:
+        found = ctx.wait_result("MK401")
+        if found is not None and not found.status.ok:
+            return blocked_skip("MK401", "kernel-found", found)
+    result, again = start_retrying_alone(ctx, lambda attempt: _attempt(ctx, attempt, taken, early),
                                          lambda r: r.facts.get("reason", ""))
     if again:
         result.details.insert(0, ALONE_NOTE)
+    found = ctx.wait_result("MK401")
+    if early is not None and found is not None and not found.status.ok:
+        return blocked_skip("MK401", "kernel-found", found)  # the path it started is not a kernel's
     return result
 
 
-def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int]) -> Result:
+def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int],
+             early: Optional[KernelPath] = None) -> Result:
     """One run of the launch command; ``attempt`` says afterwards whether another of
     this run's kernels (MK402's) ran beside it."""
-    command, origin, problem = _launch(ctx)
+    command, origin, problem = _launch(ctx, early)
     if problem:
         return problem
     assert command is not None
@@ -397,8 +413,8 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int]) -> Result:
                 break
         connected = listener.connected_all(0.5 if proc is not None else 0)
         listener.close_connections()  # ends the link: the kernel exits
+        look.go(linkname)  # is the kernel still there once it had time to exit?
         rc = ctx.runner.stop(proc, grace=3.0) if proc is not None else None
-        look.go()  # the launch command has ended: is its kernel still there?
     finally:
         listener.close()
         if proc is not None and proc.poll() is None:
@@ -505,10 +521,30 @@ DEADLINE_STEP_S = 3.0  # each remote step of the cleanup at the run's deadline
 PS_ALL = "ps -A -o pid= -o args= 2>/dev/null || ps -eo pid=,args="
 
 
+# The look's script. The link name comes on standard input, so that no command line but
+# the kernel's (and its shell's) carries it. It waits, in the shell, until no process
+# carries it (up to LOOK_WAIT_S): the look is sent as the link closes, beside the launch
+# command's end, and a kernel that exits within that time is not reported as left over.
+LOOK_WAIT_S = 2.0
+_LOOK_SCRIPT = f"""IFS= read -r _go || exit 3
+[ -n "$_go" ] || exit 3
+n=0
+while :; do
+  out=$({PS_ALL})
+  case $out in *"$_go"*) ;; *) break ;; esac
+  n=$((n+1)); [ "$n" -ge {int(LOOK_WAIT_S / 0.02)} ] && break
+  sleep 0.02 2>/dev/null || {{ sleep 1; n=$((n+49)); }}
+done
+printf '%s\\n' "$out"
+"""
+
+
 class _LeftoverLook:
     """The first look for a kernel left on the server once the link closed, in an ssh
-    session opened beforehand that waits for a line on its standard input: when the link
-    closes, the look costs one round trip, not a session's start as well."""
+    session opened beforehand that waits for a line on its standard input (the link
+    name): when the link closes, the look costs one round trip, not a session's start
+    as well, and it waits on the server (up to :data:`LOOK_WAIT_S`) for the kernel to
+    exit rather than after the launch command's end."""
 
     def __init__(self, ctx, timeout: float) -> None:
         read_end, self._write_end = os.pipe()
@@ -516,18 +552,18 @@ class _LeftoverLook:
 
         def look() -> None:
             try:
-                self._done = ctx.ssh.run(f"read _go || exit 3\n{PS_ALL}", timeout, stdin=read_end)
+                self._done = ctx.ssh.run(_LOOK_SCRIPT, timeout, stdin=read_end)
             finally:
                 os.close(read_end)
 
         self._thread = threading.Thread(target=look, name="MK404-look", daemon=True)
         self._thread.start()
 
-    def go(self) -> None:
-        """Look now."""
+    def go(self, linkname: str) -> None:
+        """Look now for processes whose command line carries ``linkname``."""
         if self._write_end is not None:
             try:
-                os.write(self._write_end, b"\n")
+                os.write(self._write_end, linkname.encode() + b"\n")
             except OSError:
                 pass
             self.close()
@@ -540,7 +576,7 @@ class _LeftoverLook:
 
     def output(self, wait: float) -> Optional[str]:
         """What ``ps`` printed, or None when the look did not run (then look anew)."""
-        self.go()
+        self.close()
         self._thread.join(wait)
         done = self._done
         return done.stdout if done is not None and done.exit_code == 0 else None
@@ -590,7 +626,8 @@ CHECK = Check(
     # Not after MK403 in tunnel mode: the kernel's link crosses the same reverse forwards
     # (MK403 then only says which part failed); in direct mode run() waits for MK403.
     # MK401 (the kernel's path and version) is waited for in run(), after the server's
-    # listeners are read: declared here it would start this check only after it.
+    # listeners are read, and only after the launch for an absolute --kernel path whose
+    # version the path says: declared here it would start this check only after it.
     needs=("MK304", "MK402"),
     overlaps=("MK402",),
     after=("MK101", "MK201"),

@@ -534,6 +534,26 @@ def read_kernel(ctx: "Context") -> Optional[KernelPath]:
     return KernelPath(typed, r.path, r.how, target=r.target)
 
 
+def early_reading(ctx: "Context") -> Optional[KernelPath]:
+    """The kernel path as typed, for a check that runs beside MK401 (declares it in
+    ``overlaps``) before MK401's remote reading is in: an absolute ``--kernel`` path is
+    run as typed (the login shell reads it so: :func:`classify_typed`), unless its name is
+    a look-alike (wolframscript, a front end). None otherwise, or once MK401 has a result:
+    then the caller waits for MK401 and uses :func:`read_kernel`. If MK401 then fails (the
+    path is missing, not executable, a look-alike behind a symlink), the engine replaces
+    the caller's result by the skip naming MK401."""
+    typed = ctx.options.kernel
+    if not typed or ctx.result("MK401") is not None:
+        return None
+    try:
+        how = classify_typed(typed)[0]
+    except ValueError:
+        return None
+    if how != HOW_ABSOLUTE or lookalike(typed):
+        return None
+    return KernelPath(typed, typed, HOW_ABSOLUTE)
+
+
 # readlink -f: GNU and macOS >= 12.3; otherwise the path itself.
 RES_FUNCTION = ("res() { r=$(readlink -f -- \"$1\" 2>/dev/null) && [ -n \"$r\" ] && "
                 "printf '%s' \"$r\" || printf '%s' \"$1\"; }\n")

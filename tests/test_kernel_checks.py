@@ -669,15 +669,18 @@ def test_leftover_look_reads_the_server_when_told_not_when_opened(sandbox_factor
     """MK404's first look for a kernel left on the server runs in a session opened while
     the kernel ran: it must list the processes when told (after the link closed), not when
     the session opened. A process started after the session opened is in its listing;
-    a look that is closed untold lists nothing (None: the caller looks anew)."""
+    one that exits within LOOK_WAIT_S of the look is not (the look waits for it on the
+    server, as for a kernel that exits when its link closes); a look that is closed
+    untold lists nothing (None: the caller looks anew)."""
     import secrets
 
-    from mkdoctor.checks.mk404_kernel_link import _LeftoverLook
+    from mkdoctor.checks.mk404_kernel_link import LOOK_WAIT_S, _LeftoverLook
     from mkdoctor.context import Context
     from mkdoctor.options import Options, Target
 
     box = sandbox_factory()
     marker = f"mkd-look-{secrets.token_hex(4)}"
+    brief = f"mkd-brief-{secrets.token_hex(4)}"
     ctx = Context(Options(ssh_config=box.client_config, offline=True, timeout=10, deadline=60),
                   Target(box.alias))
     try:
@@ -686,8 +689,19 @@ def test_leftover_look_reads_the_server_when_told_not_when_opened(sandbox_factor
         time.sleep(0.5)  # the look's session is open and waiting
         started = ctx.ssh.run(f"nohup sh -c 'sleep 30' {marker} >/dev/null 2>&1 &", 10)
         assert started.exit_code == 0, started
+        look.go(marker)
         listing = look.output(10)
         assert listing is not None and marker in listing, listing
+        # a process that ends soon after the look began (as a kernel does once its link
+        # closed) is waited for, not listed; one that stays is listed after the wait
+        look = _LeftoverLook(ctx, 30)
+        time.sleep(0.5)
+        started = ctx.ssh.run(f"nohup sh -c 'sleep 1' {brief} >/dev/null 2>&1 &", 10)
+        assert started.exit_code == 0, started
+        assert LOOK_WAIT_S > 1
+        look.go(brief)
+        listing = look.output(10)
+        assert listing is not None and brief not in listing and marker in listing, listing
         untold = _LeftoverLook(ctx, 30)
         untold.close()
         assert untold.output(10) is None

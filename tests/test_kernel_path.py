@@ -111,6 +111,31 @@ def _wrapper(box, name: str, target: str) -> Path:
 
 
 @integration
+def test_absolute_kernel_starts_beside_mk401_and_its_failure_still_blocks(
+        sandbox_factory, nothing_left: None) -> None:
+    """An absolute --kernel path whose version the path says: MK402 starts it at once,
+    beside MK401's reading on the server, rather than after it (its commands show it
+    ran; MK404 does the same, but reads the server's listeners first, by when MK401 has
+    its answer over loopback). When MK401 then fails (here: the file is not executable),
+    both are reported as blocked (MK402 by MK401, MK404 by MK402, which it overlaps),
+    not with their own words, and no kernel is left."""
+    box = sandbox_factory()
+    path = install_standin(box.home, KERNEL)
+    path.chmod(0o644)
+    only = f"{LOGIN},MK401,MK402,MK404"
+    args = ("--kernel", str(path), "--kernel-timeout", "10", "--mode", "tunnel", "-v", *own_pair())
+    checks = report(box, only, *args)
+    assert checks["MK401"]["status"] == "fail", checks["MK401"]
+    mk402, mk404 = checks["MK402"], checks["MK404"]
+    assert mk402["status"] == "skip" and "MK401" in mk402["summary"], mk402
+    assert any(str(path) in cmd for cmd in mk402.get("commands", [])), mk402  # it started
+    assert mk404["status"] == "skip" and "MK402" in mk404["summary"], mk404
+    path.chmod(0o755)  # the same run passes once the file is a kernel
+    checks = report(box, only, *args)
+    assert [checks[c]["status"] for c in ("MK401", "MK402", "MK404")] == ["pass"] * 3, checks
+
+
+@integration
 def test_bare_wrapper_name_is_not_on_path_and_the_fix_is_dot_slash(sandbox_factory,
                                                                   nothing_left: None) -> None:
     """``--kernel math.sh`` with ~/math.sh: the launch command's shell would not find it
