@@ -140,12 +140,9 @@ def run(ctx) -> Result:
     # authentication; when MK303 then finds an unknown key that the user's
     # StrictHostKeyChecking accept-new/no lets ssh record, the login is tried once more
     # as the front end's ssh would make it.
-    try:
-        ep = ctx.endpoint()
-        judged = not ep.proxycommand and not ep.via
-    except RemoteUnavailable:  # MK301 reports it; log in as the user's ssh would
-        judged = False
-    login = ctx.ssh.login(ctx.step_timeout(ctx.options.timeout * 2 + 2), strict_host_key=judged)
+    # (the command line may have started this login already: Context.begin_login)
+    judged = ctx.login_judged()
+    login = ctx.login()
     if not login.ok and judged and "Host key verification failed" in login.stderr:
         mk303 = ctx.wait_result("MK303")
         if mk303 is not None and mk303.facts.get("reason") == "unknown-accepted":

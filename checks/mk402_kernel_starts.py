@@ -249,4 +249,5 @@ CHECK = Check(
     overlaps=("MK401",),
     after=(),
     preconditions=(needs_target,),
+    long_running=True,  # a kernel start
 )

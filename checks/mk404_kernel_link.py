@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
+from typing import Callable, Optional
 
 from mkdoctor.kernel import (ALONE_NOTE, LICENCE_PATTERNS, KernelPath, OwnKernels, early_reading,
                              ensure_login, own_kernels, read_kernel, start_retrying_alone,
@@ -38,6 +38,7 @@ from mkdoctor.launch import (ENV, LaunchSpec, direct_linkname, kernel_fields, la
 from mkdoctor.cluster import not_cluster
 from mkdoctor.fileio import read_or_empty
 from mkdoctor.listen import LinkListener, ListenError, bind_address, taken_on_server
+from mkdoctor.proc import current_log, set_current_log
 from mkdoctor.model import (Check, Result, blocked_skip, failed, needs_target, passed, skipped,
                             warned)
 
@@ -268,13 +269,25 @@ def run(ctx) -> Result:
     blocked = ensure_login(ctx)
     if blocked:
         return blocked
-    taken: list[int] = []
+    taken: Callable[[], list[int]] = list
+    reader: Optional[ThreadPoolExecutor] = None
     if ctx.mode == "tunnel":
         # In tunnel mode this check goes first and MK403 tests the forwards on their own
         # only when it fails. What already listens on the server's link ports is read
-        # now, while MK401 runs, and before the launch command forwards them (afterwards
-        # our own forward listens there): a stale listener would take the kernel's link.
-        taken = taken_on_server(ctx, ctx.test_ports)
+        # now, while MK401 runs and the launch is prepared, and before the launch command
+        # forwards them (afterwards our own forward listens there): a stale listener
+        # would take the kernel's link.
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="MK404-listeners")
+        log = current_log()
+
+        def read() -> list[int]:
+            set_current_log(log)
+            try:
+                return taken_on_server(ctx, ctx.test_ports)
+            finally:
+                set_current_log(None)
+
+        taken = reader.submit(read).result
     else:
         # direct mode: after MK403, which finds the link address the server reaches and
         # tests the laptop's firewall on these same ports
@@ -284,15 +297,20 @@ def run(ctx) -> Result:
     # An absolute --kernel path whose version the path says starts at once, beside
     # MK401's reading on the server (as MK402 does); any other waits for MK401 (its
     # reading, and its version for the link flag).
-    early = early_reading(ctx)
-    if early is not None and not version_from_path(early.resolved):
-        early = None
-    if early is None:
-        found = ctx.wait_result("MK401")
-        if found is not None and not found.status.ok:
-            return blocked_skip("MK401", "kernel-found", found)
-    result, again = start_retrying_alone(ctx, lambda attempt: _attempt(ctx, attempt, taken, early),
-                                         lambda r: r.facts.get("reason", ""))
+    try:
+        early = early_reading(ctx)
+        if early is not None and not version_from_path(early.resolved):
+            early = None
+        if early is None:
+            found = ctx.wait_result("MK401")
+            if found is not None and not found.status.ok:
+                return blocked_skip("MK401", "kernel-found", found)
+        result, again = start_retrying_alone(
+            ctx, lambda attempt: _attempt(ctx, attempt, taken, early),
+            lambda r: r.facts.get("reason", ""))
+    finally:
+        if reader is not None:
+            reader.shutdown(wait=False)
     if again:
         result.details.insert(0, ALONE_NOTE)
     found = ctx.wait_result("MK401")
@@ -301,10 +319,11 @@ def run(ctx) -> Result:
     return result
 
 
-def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int],
+def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: Callable[[], list[int]],
              early: Optional[KernelPath] = None) -> Result:
     """One run of the launch command; ``attempt`` says afterwards whether another of
-    this run's kernels (MK402's) ran beside it."""
+    this run's kernels (MK402's) ran beside it. ``taken()``: the link ports something
+    already listens on at the server (waited for just before the launch)."""
     command, origin, problem = _launch(ctx, early)
     if problem:
         return problem
@@ -333,12 +352,18 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int],
     shell_line = shlex.join(argv)
     details = [f"launch command ({origin}):", f"  {command}",
                "run as (the run's SSH connection inserted, so no second login):", f"  {shell_line}"]
-    if taken:
+    # what this laptop's desktop gives the front end, looked up while the server's
+    # listeners are read; those are waited for before this laptop listens on the same
+    # ports (when the server is this computer, it would see our own listener)
+    agent, agent_from = desktop_agent(ctx)
+    real, real_from = frontend_library_dir()
+    held = taken()
+    if held:
         return failed(
-            f"port {taken[0]} is already taken on the server: the kernel would connect to "
+            f"port {held[0]} is already taken on the server: the kernel would connect to "
             "whatever holds it, not to this laptop",
             "see MK403 link-path: it names what holds it and how to end it (or choose "
-            "other ports with --link-ports P1,P2)", details, reason="port-taken", ports=taken)
+            "other ports with --link-ports P1,P2)", details, reason="port-taken", ports=held)
     try:
         listener = LinkListener(listen_on, ports).open()
     except ListenError as err:
@@ -355,7 +380,7 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int],
     look: Optional[_LeftoverLook] = None
     connected = False
     leftovers: list[str] = []
-    agent, doubts = None, []
+    doubts: list[str] = []
     # the run's deadline may end this check while the kernel runs: end it on the server
     # first (a kernel left there would hold a licence)
     unregister = ctx.at_deadline(lambda: _end_remote_kernel(ctx, linkname, timeout=DEADLINE_STEP_S,
@@ -363,8 +388,6 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int],
     kernels = own_kernels(ctx)
     alive = kernels.begin(attempt)
     try:
-        agent, agent_from = desktop_agent(ctx)
-        real, real_from = frontend_library_dir()
         libdirs = ([real] if real else []) + [decoy_library_dir(tmp)]
         env = frontend_environment(dict(os.environ), os.pathsep.join(libdirs), agent)
         proved, doubts = proof_lines(local, ctx.fact("MK201", "ssh_path"), agent, agent_from,
@@ -428,18 +451,22 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: list[int],
                     refusals.append((done.stderr or done.stdout).strip())
             except Exception:  # noqa: BLE001 - cleanup goes on
                 pass
+        # nothing to cancel or look for when nothing was launched (a port taken there)
+        launched = proc is not None or bool(asked)
         # the cancels beside the first look for a kernel left on the server
-        first = pool.submit(look.output, ctx.step_timeout()) if look is not None else None
+        first = (pool.submit(look.output, ctx.step_timeout())
+                 if look is not None and launched else None)
         for fut in [pool.submit(ctx.ssh.control, "cancel", "-R", spec, timeout=5)
-                    for spec in forwards]:
+                    for spec in (forwards if launched else [])]:
             try:
                 fut.result(timeout=6)
             except Exception:  # noqa: BLE001 - cleanup goes on
                 pass
         pool.shutdown(wait=False)
         try:
-            leftovers = _end_remote_kernel(ctx, linkname,
-                                           first=first.result() if first is not None else None)
+            if launched:
+                leftovers = _end_remote_kernel(
+                    ctx, linkname, first=first.result() if first is not None else None)
         finally:  # past the deadline that raises: the log and temp dir still go
             output = read_or_empty(log)
             _rmtree(tmp)
@@ -522,20 +549,27 @@ PS_ALL = "ps -A -o pid= -o args= 2>/dev/null || ps -eo pid=,args="
 
 
 # The look's script. The link name comes on standard input, so that no command line but
-# the kernel's (and its shell's) carries it. It waits, in the shell, until no process
-# carries it (up to LOOK_WAIT_S): the look is sent as the link closes, beside the launch
-# command's end, and a kernel that exits within that time is not reported as left over.
+# the kernel's (and its shell's) carries it. It lists the processes once; while one that
+# carries the link name is still there it waits (up to LOOK_WAIT_S, `kill -0`: a shell
+# builtin, no program started), and lists again only if one stays. So the look is sent as
+# the link closes, beside the launch command's end, a kernel that exits within that time
+# is not reported as left over, and the usual cost is one `ps` (a fleet's servers are
+# busy enough: one `ps` every 20 ms cost seconds of CPU with 20 hosts on one server).
 LOOK_WAIT_S = 2.0
 _LOOK_SCRIPT = f"""IFS= read -r _go || exit 3
 [ -n "$_go" ] || exit 3
+out=$({PS_ALL})
+pids=$(printf '%s\\n' "$out" | while read -r pid args; do
+  case $args in *"$_go"*) printf '%s ' "$pid" ;; esac
+done)
 n=0
-while :; do
-  out=$({PS_ALL})
-  case $out in *"$_go"*) ;; *) break ;; esac
-  n=$((n+1)); [ "$n" -ge {int(LOOK_WAIT_S / 0.02)} ] && break
+while [ -n "$pids" ] && [ "$n" -lt {int(LOOK_WAIT_S / 0.02)} ]; do
   sleep 0.02 2>/dev/null || {{ sleep 1; n=$((n+49)); }}
+  n=$((n+1)); left=''
+  for p in $pids; do kill -0 "$p" 2>/dev/null && left="$left $p"; done
+  pids=$left
 done
-printf '%s\\n' "$out"
+if [ -n "$pids" ]; then {PS_ALL}; fi
 """
 
 
@@ -633,4 +667,5 @@ CHECK = Check(
     after=("MK101", "MK201"),
     preconditions=(needs_target, not_cluster("MK605 node-kernel-link proves the cluster launch command")),
     reads=("mode",),  # ctx.mode: waits for the check that decides it
+    long_running=True,  # a kernel start
 )

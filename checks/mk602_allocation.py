@@ -99,4 +99,5 @@ CHECK = Check(
     run=run,
     needs=("MK601",),
     preconditions=(needs_target, only_cluster),
+    long_running=True,  # the scheduler's allocation
 )

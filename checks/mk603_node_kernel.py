@@ -114,4 +114,5 @@ CHECK = Check(
     needs=("MK602",),
     after=("MK401", "MK402"),
     preconditions=(needs_target, only_cluster),
+    long_running=True,  # a kernel start on the node
 )

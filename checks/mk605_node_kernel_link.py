@@ -75,4 +75,5 @@ CHECK = Check(
     run=run,
     needs=("MK603", "MK604"),
     preconditions=(needs_target, only_cluster),
+    long_running=True,  # a kernel start on the node
 )

@@ -103,7 +103,27 @@ def cmd_check(argv: Sequence[str]) -> int:
     opts, targets = options_from_args(args)
     opts.verbose = args.verbose
     opts.strict = args.strict
+    out_path = output_path(args.output, "--output") if args.output is not None else None
 
+    # One host and every check: the remote checks will share one login (MK304 reports
+    # it). It starts now, while Python loads the checks, not when they start.
+    early = None
+    if len(targets) == 1 and targets[0] is not None and args.only is None and args.skip is None:
+        from mkdoctor.context import Context
+        from mkdoctor.fleet import Fleet
+        from mkdoctor.proc import interrupt_on_sigterm
+
+        interrupt_on_sigterm()  # as the run does: its cleanup ends this login too
+        early = Context(opts, targets[0], Fleet(tuple(opts.link_ports)))
+        early.begin_login()
+    try:
+        return _check(args, opts, targets, out_path, early)
+    finally:
+        if early is not None:
+            early.close()  # (the run closed it already, unless it never started)
+
+
+def _check(args, opts, targets, out_path, early) -> int:  # noqa: ANN001
     from mkdoctor.registry import all_checks, check_ids
     from mkdoctor.options import parse_ids
 
@@ -114,7 +134,6 @@ def cmd_check(argv: Sequence[str]) -> int:
         opts.skip = parse_ids(args.skip, "--skip", known)
     selection = [c for c in all_checks()
                  if (not opts.only or c.id in opts.only) and c.id not in opts.skip]
-    out_path = output_path(args.output, "--output") if args.output is not None else None
 
     from mkdoctor.runner import run_targets
 
@@ -133,10 +152,11 @@ def cmd_check(argv: Sequence[str]) -> int:
     try:
         if printer is not None:
             with printer:
-                reports = run_targets(opts, targets, selection, jobs=args.jobs, live=stream)
+                reports = run_targets(opts, targets, selection, jobs=args.jobs, live=stream,
+                                      prepared=early)
                 stream.finish()
         else:
-            reports = run_targets(opts, targets, selection, jobs=args.jobs)
+            reports = run_targets(opts, targets, selection, jobs=args.jobs, prepared=early)
     finally:
         if printer is not None:
             printer.close()

@@ -57,6 +57,7 @@ class Context:
         self._own_ssh = session is None
         if session is not None:
             session.runner = self.runner  # this run's deadline kills its programs too
+        self._early_login: Optional[threading.Thread] = None
 
     # --- time -------------------------------------------------------------------------
 
@@ -245,7 +246,48 @@ class Context:
 
         return self.cached("ssh.endpoint", lambda: endpoint(self.ssh, self.step_timeout()))
 
+    # --- the run's login ----------------------------------------------------------------
+
+    def login_judged(self) -> bool:
+        """Whether the host's key is judged by MK303 (the first hop is the host itself, no
+        ProxyJump or ProxyCommand): then the login refuses any key known_hosts does not
+        hold (``StrictHostKeyChecking=yes``), since it runs while MK303 still judges."""
+        from mkdoctor.openssh.session import RemoteUnavailable
+
+        try:
+            ep = self.endpoint()
+        except RemoteUnavailable:  # MK301 reports it; log in as the user's ssh would
+            return False
+        return not ep.proxycommand and not ep.via
+
+    def login(self):
+        """The run's one login, as the remote checks share it (MK304 reports it):
+        idempotent, so a login :meth:`begin_login` started is the one every caller gets."""
+        return self.ssh.login(self.step_timeout(self.options.timeout * 2 + 2),
+                              strict_host_key=self.login_judged())
+
+    def begin_login(self) -> None:
+        """Start :meth:`login` now, in the background: the command line does so for a
+        run of one host that checks everything, while Python loads the checks (about
+        0.1 s), instead of when the checks start. Whatever it meets, MK304 reports (a
+        failure here is only the login's outcome; anything else is left for MK304 to
+        meet again). :meth:`close` ends it if it still runs, before the connection."""
+        def go() -> None:
+            try:
+                self.login()
+            except Exception:  # noqa: BLE001 - MK304 logs in itself and reports it
+                pass
+
+        self._early_login = threading.Thread(target=go, name="early-login", daemon=True)
+        self._early_login.start()
+
     def close(self) -> None:
+        early = self._early_login
+        if early is not None and early.is_alive():
+            # the run ended (Ctrl-C, SIGTERM, a usage error) while the login it began
+            # still runs: end it rather than wait for it, and only then the connection
+            self.runner.kill_all()
+            early.join(5)
         with self._lock:
             ssh, self._ssh = self._ssh, None
         if ssh is not None and self._own_ssh:

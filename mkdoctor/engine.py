@@ -152,7 +152,9 @@ def run_checks(
                 return _blocked_skip(selected[dep], results[dep])
         return None
 
-    pending = list(order)
+    # the order checks are started in when several are ready: long ones first (their end
+    # is the run's), else the catalogue's
+    pending = sorted(order, key=lambda cid: not selected[cid].long_running)
     with cond:
         while not all_done():
             for cid in list(pending):

@@ -112,6 +112,8 @@ class Check:
       this computer only and runs once per run when several hosts are checked.
     - ``reads``: run inputs this check (or one of its preconditions) reads, such as
       ``"mode"``: it waits for every selected check that ``decides`` one of them.
+    - ``long_running``: the check takes seconds (a kernel start): started before the quick
+      checks that are ready at the same moment.
     - ``decides``: (input, fact) pairs: this check decides a run input that no flag gave,
       and publishes its value as that fact (MK103 decides the mode: ``recommended_mode``).
       :meth:`Context.input <mkdoctor.context.Context.input>` reads it; the engine knows
@@ -138,6 +140,10 @@ class Check:
     overlaps: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
     decides: tuple[tuple[str, str], ...] = ()
+    # Takes seconds, not round trips (a kernel start, an allocation): among the checks
+    # that become ready at the same moment, the engine starts it first, so that its
+    # thread and programs are not queued behind quick ones (a run's end waits for it).
+    long_running: bool = False
 
     @property
     def docs(self) -> str:

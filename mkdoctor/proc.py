@@ -19,9 +19,28 @@ from typing import Optional, Sequence
 _current = threading.local()
 
 
+def _interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
+    raise KeyboardInterrupt
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM ends the run like Ctrl-C does (KeyboardInterrupt), so that every cleanup
+    runs on the way out: the SSH master is closed, remote kernels are ended."""
+    try:
+        signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread
+        pass
+
+
 def set_current_log(log: Optional[list[str]]) -> None:
     """Commands run on this thread from now on are appended to ``log`` (a check's result)."""
     _current.log = log
+
+
+def current_log() -> Optional[list[str]]:
+    """The log commands of this thread go to (hand it to :func:`set_current_log` in a
+    thread that works for the same check)."""
+    return getattr(_current, "log", None)
 
 
 def record(text: str) -> None:

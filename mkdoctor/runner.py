@@ -7,7 +7,6 @@ Several hosts (``--host`` repeated, ``--hosts-file``) are checked ``--jobs`` at 
 
 from __future__ import annotations
 
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Sequence
@@ -18,6 +17,7 @@ from mkdoctor.engine import OnResult, run_checks
 from mkdoctor.fleet import Fleet, split_local
 from mkdoctor.model import Check
 from mkdoctor.options import Options, Target
+from mkdoctor.proc import interrupt_on_sigterm
 from mkdoctor.reports import Report
 
 # --jobs default: every host at once, up to this many (CHECKS.md).
@@ -50,10 +50,11 @@ def target_info(ctx: Context) -> dict:
 
 def run_one(options: Options, target: Optional[Target], checks: Sequence[Check],
             on_result: Optional[OnResult] = None, live=None, index: int = 0,  # noqa: ANN001
-            fleet: Optional[Fleet] = None) -> Report:
+            fleet: Optional[Fleet] = None, ctx: Optional[Context] = None) -> Report:
     """``live``: a :class:`mkdoctor.live.CheckStream` told of each start and result;
-    ``fleet``: what this host shares with the other hosts of the run."""
-    ctx = Context(options, target, fleet)
+    ``fleet``: what this host shares with the other hosts of the run; ``ctx``: the
+    host's context made already (the command line's, with its login begun)."""
+    ctx = ctx if ctx is not None else Context(options, target, fleet)
     started = time.monotonic()
     on_start = None
     if live is not None:
@@ -81,26 +82,23 @@ def run_one(options: Options, target: Optional[Target], checks: Sequence[Check],
     return report
 
 
-def _interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
-    raise KeyboardInterrupt
-
-
 def default_jobs(hosts: int) -> int:
     """All hosts at once, up to :data:`MAX_JOBS` (CHECKS.md, --jobs)."""
     return max(1, min(MAX_JOBS, hosts))
 
 
 def run_targets(options: Options, targets: Sequence[Optional[Target]], checks: Sequence[Check],
-                jobs: Optional[int] = None, live=None) -> list[Report]:  # noqa: ANN001
+                jobs: Optional[int] = None, live=None,  # noqa: ANN001
+                prepared: Optional[Context] = None) -> list[Report]:
     """Check every target, ``jobs`` at a time (default: all up to 16), each with its own
     context, SSH connection and deadline. The checks of this computer run once for the
     whole run (:func:`mkdoctor.fleet.split_local`); link ports and first hops are shared
     through one :class:`~mkdoctor.fleet.Fleet`. ``live`` streams the results."""
     # SIGTERM ends the run like Ctrl-C does, so the SSH master is closed on the way out.
-    try:
-        signal.signal(signal.SIGTERM, _interrupt)
-    except ValueError:  # not the main thread
-        pass
+    interrupt_on_sigterm()
+    if prepared is not None and len(targets) == 1:  # one host: its context is made
+        return [run_one(options, targets[0], checks, live=live, fleet=prepared.fleet,
+                        ctx=prepared)]
     fleet = Fleet(tuple(options.link_ports), hosts=len(targets))
     if len(targets) > 1:
         local, _ = split_local(checks)

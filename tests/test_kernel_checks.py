@@ -595,10 +595,11 @@ def test_run_deadline_ends_a_hung_kernel_and_reports(sandbox_factory: Callable[.
                                                      nothing_left: None) -> None:
     """The whole run's --deadline (3 s) passes while the kernel hangs under a 60 s kernel
     timeout: the run still ends and reports, MK402 is a fail ("timed out after"), MK404,
-    which runs beside it, too, and no kernel is left on the server: not MK402's (its
-    watchdog ends it when our ssh goes) and not the one the launch command started for
-    MK404 (a hung kernel does not exit when its ssh session ends: the engine's deadline
-    cleanup kills it on the server before the run's programs are killed)."""
+    which runs beside it, too (or skipped for MK402), and no kernel is left on the
+    server: not MK402's (its watchdog ends it when our ssh goes) and not the one the
+    launch command started for MK404 (a hung kernel does not exit when its ssh session
+    ends: the engine's deadline cleanup kills it on the server before the run's programs
+    are killed)."""
     box = sandbox_factory()
     kernel = install_standin(box.home, "Wolfram/Mathematica/14.1/Executables/WolframKernel")
     (box.home / ".standin-fault").write_text("hang\n")
@@ -614,10 +615,14 @@ def test_run_deadline_ends_a_hung_kernel_and_reports(sandbox_factory: Callable[.
     assert checks["MK304"]["status"] == "pass"
     assert checks["MK402"]["status"] == "fail", checks["MK402"]
     assert "timed out after" in checks["MK402"]["summary"]
-    assert checks["MK404"]["status"] == "fail", checks["MK404"]
-    assert "timed out after" in checks["MK404"]["summary"]
+    # MK404 ran beside it: still at work when the deadline came ("timed out after"), or
+    # done by then with its own failure, which the failed MK402 it overlaps replaces
+    # (which of the two depends on how long Python took to start; both are the truth)
+    mk404 = checks["MK404"]
+    assert (mk404["status"] == "fail" and "timed out after" in mk404["summary"]
+            or mk404["status"] == "skip" and "MK402" in mk404["summary"]), mk404
     # both kernels really started (so the cleanup had something to end)
-    assert len(starts.read_text().splitlines()) == 2, starts.read_text()
+    assert len(starts.read_text().splitlines()) == 2, (starts.read_text(), mk404)
 
 
 # the sandbox is on loopback: MK403 proves direct mode there (tunnel mode cannot tell a
@@ -693,7 +698,7 @@ def test_leftover_look_reads_the_server_when_told_not_when_opened(sandbox_factor
         listing = look.output(10)
         assert listing is not None and marker in listing, listing
         # a process that ends soon after the look began (as a kernel does once its link
-        # closed) is waited for, not listed; one that stays is listed after the wait
+        # closed) is waited for, not listed (nothing is: nothing carrying the name stayed)
         look = _LeftoverLook(ctx, 30)
         time.sleep(0.5)
         started = ctx.ssh.run(f"nohup sh -c 'sleep 1' {brief} >/dev/null 2>&1 &", 10)
@@ -701,7 +706,7 @@ def test_leftover_look_reads_the_server_when_told_not_when_opened(sandbox_factor
         assert LOOK_WAIT_S > 1
         look.go(brief)
         listing = look.output(10)
-        assert listing is not None and brief not in listing and marker in listing, listing
+        assert listing is not None and brief not in listing, listing
         untold = _LeftoverLook(ctx, 30)
         untold.close()
         assert untold.output(10) is None

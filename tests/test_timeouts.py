@@ -8,6 +8,7 @@ checks that the step ends within its timeout and leaves nothing running.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -194,3 +195,69 @@ def test_a_check_stuck_in_a_blocking_call_ends_at_the_deadline_and_the_master_is
     # masters run meanwhile.
     assert not [p for p in _pids_of("ControlMaster=yes") if f"-F {sandbox.client_config} " in
                 Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc")
+def test_stopped_while_the_login_begun_at_start_still_runs(tmp_path):
+    """A run of one host begins its login at start, before the checks are loaded
+    (Context.begin_login). SIGTERM while that login still waits on a server that accepts
+    and never answers: mkdoctor ends at once (not when the login's timeout of
+    2 x --timeout + 2 s runs out) and leaves no ssh of its own running."""
+    tarpit = socket.socket()
+    tarpit.bind(("127.0.0.1", 0))
+    tarpit.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        tarpit.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(tarpit.accept()[0])  # never a banner
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"Host tarpit\n    HostName 127.0.0.1\n    Port {tarpit.getsockname()[1]}\n"
+                   f"    UserKnownHostsFile {tmp_path / 'known_hosts'}\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+               MKDOCTOR_CONFIG_DIR=str(tmp_path / "cfg"), NO_COLOR="1")
+    proc = subprocess.Popen([sys.executable, "-m", "mkdoctor", "--ssh-config", str(cfg),
+                             "--host", "tarpit", "--offline", "--timeout", "10",
+                             "--format", "json"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=str(tmp_path))
+    mine = f"-F {cfg} "
+    try:
+        end = time.monotonic() + 15
+        while not [p for p in _pids_of("ControlMaster=yes") if mine in _cmdline(p)]:
+            assert time.monotonic() < end, "the login never started"
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        out, err = proc.communicate(timeout=20)
+        took = time.monotonic() - stopped
+        assert proc.returncode != 0, (out, err)
+        assert "Traceback" not in err, err
+        assert took < 4, f"{took:.1f} s from SIGTERM to exit with a 22 s login timeout"
+        end = time.monotonic() + 3
+        while [p for p in _pids_of(mine) if "ssh" in _cmdline(p)]:
+            assert time.monotonic() < end, [_cmdline(p) for p in _pids_of(mine)]
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        stop.set()
+        for s in held:
+            s.close()
+        tarpit.close()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
