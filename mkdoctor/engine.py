@@ -157,6 +157,7 @@ def run_checks(
     pending = sorted(order, key=lambda cid: not selected[cid].long_running)
     with cond:
         while not all_done():
+            decided = False  # a result decided in this pass (a skip) may ready another
             for cid in list(pending):
                 check = selected[cid]
                 if not ready(check):
@@ -170,6 +171,7 @@ def run_checks(
                                    fix=BUG_FIX, traceback=traceback.format_exc())
                 if early is not None:
                     finish(check, early)
+                    decided = True
                     continue
                 running[cid] = time.monotonic()
                 if on_start:  # the live status line: what runs now, and since when
@@ -177,6 +179,8 @@ def run_checks(
                 threading.Thread(target=worker, args=(check,), name=cid, daemon=True).start()
             if all_done():
                 break
+            if decided:  # look again before waiting: nothing else would wake this loop
+                continue
             if not running and pending and not any(ready(selected[c]) for c in pending):
                 raise RuntimeError(f"dependency cycle among {pending}")  # a registry bug
             left = ctx.remaining()

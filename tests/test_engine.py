@@ -315,3 +315,48 @@ def test_overlapping_needs_if_run_keeps_the_result_when_the_prerequisite_chose_t
               needs_if_run=("A",), overlaps=("A",))
     results = run_checks(ctx(), [make("A", lambda c: skipped("skipped: not here", "n/a")), b])
     assert statuses(results)["B"] is Status.PASS
+
+
+class _CountingCondition(threading.Condition):
+    """The engine's condition, counting the waits that ended by their timeout."""
+
+    def __init__(self) -> None:
+        super().__init__(threading.RLock())
+        self.timed_out = 0
+
+    def wait(self, timeout=None):  # noqa: ANN001
+        woke = super().wait(timeout)
+        if not woke:
+            self.timed_out += 1
+        return woke
+
+
+def test_a_skip_decided_late_in_a_pass_readies_an_earlier_check_without_waiting():
+    """Long-running checks are looked at first in each pass. One that depends on a check
+    the same pass skips later (a precondition) must be decided in a further pass at once:
+    no event would wake the engine for it, so it waited for its 0.5 s poll before."""
+    import dataclasses
+
+    checks = [
+        make("A", lambda c: passed("never"), pre=(lambda c: "not here",)),
+        dataclasses.replace(make("B", lambda c: passed("never"), needs=("A",)),
+                            long_running=True),
+    ]
+    context = ctx()
+    context.changed = _CountingCondition()
+    results = run_checks(context, checks)
+    assert statuses(results) == {"A": Status.SKIP, "B": Status.SKIP}
+    assert [c.id for c, _ in results] == ["A", "B"]  # the report keeps the catalogue order
+    assert context.changed.timed_out == 0
+
+
+def test_long_running_checks_start_first_among_those_ready_together():
+    import dataclasses
+
+    checks = [make("A", lambda c: passed("a")),
+              make("B", lambda c: passed("b")),
+              dataclasses.replace(make("C", lambda c: passed("c")), long_running=True)]
+    started: list[str] = []
+    results = run_checks(ctx(), checks, on_start=lambda c: started.append(c.id))
+    assert started == ["C", "A", "B"]
+    assert [c.id for c, _ in results] == ["A", "B", "C"]
