@@ -553,8 +553,8 @@ PS_ALL = "ps -A -o pid= -o args= 2>/dev/null || ps -eo pid=,args="
 # carries the link name is still there it waits (up to LOOK_WAIT_S, `kill -0`: a shell
 # builtin, no program started), and lists again only if one stays. So the look is sent as
 # the link closes, beside the launch command's end, a kernel that exits within that time
-# is not reported as left over, and the usual cost is one `ps` (a fleet's servers are
-# busy enough: one `ps` every 20 ms cost seconds of CPU with 20 hosts on one server).
+# is not reported as left over, and the usual cost is one `ps` (a login node serves many
+# hosts' looks at once; a `ps` every 20 ms for a slow kernel would be up to 100 of them).
 LOOK_WAIT_S = 2.0
 _LOOK_SCRIPT = f"""IFS= read -r _go || exit 3
 [ -n "$_go" ] || exit 3
