@@ -109,8 +109,8 @@ class ProcessRunner:
             if out_file:
                 out_file.close()
             return Completed(argv, 126, "", f"{argv[0]}: {exc.strerror}")
-        with self._lock:
-            self._live.add(proc)
+        if not self._register(proc):
+            _kill_group(proc)  # started as the run was being ended: ended too
         try:
             out, err = proc.communicate(
                 input.encode() if input is not None else None, timeout=max(timeout, 0.01)
@@ -151,8 +151,8 @@ class ProcessRunner:
             except OSError as exc:
                 out.write(f"{argv[0]}: {exc.strerror}\n".encode())
                 return None
-        with self._lock:
-            self._live.add(proc)
+        if not self._register(proc):
+            _kill_group(proc)  # started as the run was being ended: ended too
         return proc
 
     def stop(self, proc: subprocess.Popen, grace: float = 0.0) -> Optional[int]:
@@ -172,10 +172,17 @@ class ProcessRunner:
             self._live.discard(proc)
         return proc.returncode
 
+    def _register(self, proc: subprocess.Popen) -> bool:
+        """Count ``proc`` among the live programs; False when :meth:`kill_all` came first
+        (between the program's start and this call): the caller ends it."""
+        with self._lock:
+            self._live.add(proc)
+            return not self._closed
+
     def kill_all(self) -> None:
         """The deadline passed: end every program still running, and refuse new ones."""
-        self._closed = True
         with self._lock:
+            self._closed = True
             live = list(self._live)
         for proc in live:
             _kill_group(proc)
