@@ -313,10 +313,7 @@ def run(ctx) -> Result:
             reader.shutdown(wait=False)
     if again:
         result.details.insert(0, ALONE_NOTE)
-    found = ctx.wait_result("MK401")
-    if early is not None and found is not None and not found.status.ok:
-        return blocked_skip("MK401", "kernel-found", found)  # the path it started is not a kernel's
-    return result
+    return result  # (a failed MK401 replaces it: overlaps)
 
 
 def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: Callable[[], list[int]],
@@ -451,7 +448,8 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: Callable[[], list[int]],
                     refusals.append((done.stderr or done.stdout).strip())
             except Exception:  # noqa: BLE001 - cleanup goes on
                 pass
-        # nothing to cancel or look for when nothing was launched (a port taken there)
+        # nothing to cancel or look for when nothing was launched (the front end's own
+        # login failed, or something broke before the launch)
         launched = proc is not None or bool(asked)
         # the cancels beside the first look for a kernel left on the server
         first = (pool.submit(look.output, ctx.step_timeout())
@@ -659,11 +657,11 @@ CHECK = Check(
     # for one kernel at a time makes the refused one start again alone (OwnKernels).
     # Not after MK403 in tunnel mode: the kernel's link crosses the same reverse forwards
     # (MK403 then only says which part failed); in direct mode run() waits for MK403.
-    # MK401 (the kernel's path and version) is waited for in run(), after the server's
-    # listeners are read, and only after the launch for an absolute --kernel path whose
-    # version the path says: declared here it would start this check only after it.
-    needs=("MK304", "MK402"),
-    overlaps=("MK402",),
+    # MK401 (the kernel's path and version) is overlapped too: run() waits for it after
+    # the server's listeners are read, except for an absolute --kernel path whose version
+    # the path says, which it launches at once; a failed MK401 then replaces the result.
+    needs=("MK304", "MK401", "MK402"),
+    overlaps=("MK402", "MK401"),
     after=("MK101", "MK201"),
     preconditions=(needs_target, not_cluster("MK605 node-kernel-link proves the cluster launch command")),
     reads=("mode",),  # ctx.mode: waits for the check that decides it
