@@ -40,6 +40,8 @@ class Context:
         self.runner = ProcessRunner()
         self.started = time.monotonic()
         self.deadline_at = self.started + options.deadline
+        self.interrupted = False  # end_now: the run was stopped (Ctrl-C, SIGTERM)
+        self._time_lock = threading.Lock()
         self.results: dict[str, Result] = {}
         # notified by the engine whenever a result is recorded (wait_result waits on it)
         self.changed = threading.Condition(threading.RLock())
@@ -58,8 +60,31 @@ class Context:
         if session is not None:
             session.runner = self.runner  # this run's deadline kills its programs too
         self._early_login: Optional[threading.Thread] = None
+        self.fleet.enlist(self)
 
     # --- time -------------------------------------------------------------------------
+
+    def end_now(self) -> None:
+        """The run was interrupted (Ctrl-C, SIGTERM): its deadline is now. The engine
+        wakes and ends the run as at its deadline (the cleanups checks registered run,
+        then every program is killed); no check starts any more."""
+        with self._time_lock:
+            self.interrupted = True
+            self.deadline_at = time.monotonic()
+        # Wake the engine. It reads the deadline before every wait of at most 0.5 s, so
+        # this is only for speed: never wait long for a lock an ending run holds.
+        if self.changed.acquire(timeout=0.2):
+            try:
+                self.changed.notify_all()
+            finally:
+                self.changed.release()
+
+    def credit(self, seconds: float) -> None:
+        """``seconds`` spent waiting for what the hosts of the run share do not count
+        against this host's deadline (not once the run is interrupted)."""
+        with self._time_lock:
+            if not self.interrupted:
+                self.deadline_at += seconds
 
     def remaining(self) -> float:
         return max(0.0, self.deadline_at - time.monotonic())
@@ -168,8 +193,8 @@ class Context:
             return broker.tunnel_pair(self)
         start = time.monotonic()
         pair = broker.direct_pair(self, self.remaining() + 3600)
-        self.deadline_at += time.monotonic() - start
-        if pair is None:  # pragma: no cover - an hour's wait: another host is stuck
+        self.credit(time.monotonic() - start)
+        if pair is None:  # interrupted (or an hour's wait: another host is stuck)
             raise DeadlineExceeded()
         return pair
 
@@ -293,6 +318,7 @@ class Context:
         if ssh is not None and self._own_ssh:
             ssh.close()
         self.fleet.ports.release(self)
+        self.fleet.discharge(self)
 
 
 class _HopSlot:
@@ -302,7 +328,7 @@ class _HopSlot:
     def __enter__(self) -> float:
         self._cm = self.ctx.fleet.hops.slot(self.ctx.first_hop(), self.timeout, self.weight)
         waited = self._cm.__enter__()
-        self.ctx.deadline_at += waited
+        self.ctx.credit(waited)
         return waited
 
     def __exit__(self, *exc) -> None:

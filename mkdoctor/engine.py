@@ -37,6 +37,7 @@ from mkdoctor.proc import set_current_log
 OnResult = Callable[[Check, Result], None]
 OnStart = Callable[[Check], None]
 BUG_FIX = "this is a bug in mkdoctor; please report it with the output of -v"
+RERUN_FIX = "run mkdoctor again: the run was stopped before this check ended"
 DEADLINE_CLEANUP_S = 5.0  # at most this long past the deadline for checks' cleanups
 
 
@@ -85,7 +86,7 @@ def run_checks(
             results[check.id] = result
             running.pop(check.id, None)
             done_order.append(check.id)
-            if on_result:
+            if on_result and not ctx.interrupted:  # an interrupted run reports nothing
                 on_result(check, result)
             cond.notify_all()
 
@@ -155,7 +156,8 @@ def run_checks(
     # the order checks are started in when several are ready: long ones first (their end
     # is the run's), else the catalogue's
     pending = sorted(order, key=lambda cid: not selected[cid].long_running)
-    with cond:
+
+    def schedule(pending: list[str]) -> None:
         while not all_done():
             decided = False  # a result decided in this pass (a skip) may ready another
             for cid in list(pending):
@@ -188,34 +190,58 @@ def run_checks(
                 break
             cond.wait(timeout=min(left, 0.5))
 
-        if not all_done():  # the deadline passed
+    interrupt: Optional[BaseException] = None
+    with cond:
+        try:
+            schedule(pending)
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: end as at the deadline
+            interrupt = exc
+            ctx.end_now()
+        if not all_done():  # the deadline passed, or the run was interrupted
             late = list(running)
             # what running checks registered (a remote kernel to end) goes first, while
             # the connection is up; then every program of the run is killed
             ctx.run_deadline_cleanups(min(ctx.options.timeout, DEADLINE_CLEANUP_S))
             ctx.runner.kill_all()
             for cid in late:
-                results[cid] = Result(
-                    Status.FAIL,
-                    f"timed out after {time.monotonic() - running[cid]:.0f} s: the run's "
-                    f"--deadline of {ctx.options.deadline:g} s passed",
-                    fix=f"re-run with a longer --deadline (now {ctx.options.deadline:g} s), "
-                    "or find what makes this step hang with -v",
-                )
+                results[cid] = _ended_late(ctx, time.monotonic() - running[cid])
             for cid in order:
                 if cid not in results:
-                    results[cid] = Result(
-                        Status.SKIP,
-                        f"skipped: not started before the run's --deadline of "
-                        f"{ctx.options.deadline:g} s passed",
-                        fix="re-run with a longer --deadline",
-                        blocked_by="deadline",
-                    )
-            if on_result:
+                    results[cid] = _not_started(ctx)
+            if on_result and not ctx.interrupted:  # an interrupted run reports nothing
                 for cid in order:
                     if cid not in done_order:
                         on_result(selected[cid], results[cid])
+    if interrupt is not None:
+        raise interrupt
     return [(selected[cid], results[cid]) for cid in order]
+
+
+def _ended_late(ctx: Context, ran_s: float) -> Result:
+    """The result of a check still at work when the run ended."""
+    if ctx.interrupted:
+        return Result(Status.FAIL, "stopped: the run was interrupted (Ctrl-C or SIGTERM)",
+                      fix=RERUN_FIX)
+    return Result(
+        Status.FAIL,
+        f"timed out after {ran_s:.0f} s: the run's --deadline of {ctx.options.deadline:g} s "
+        "passed",
+        fix=f"re-run with a longer --deadline (now {ctx.options.deadline:g} s), "
+        "or find what makes this step hang with -v",
+    )
+
+
+def _not_started(ctx: Context) -> Result:
+    """The result of a check the run ended before."""
+    if ctx.interrupted:
+        return Result(Status.SKIP, "skipped: the run was interrupted", fix=RERUN_FIX,
+                      blocked_by="deadline")
+    return Result(
+        Status.SKIP,
+        f"skipped: not started before the run's --deadline of {ctx.options.deadline:g} s passed",
+        fix="re-run with a longer --deadline",
+        blocked_by="deadline",
+    )
 
 
 def exit_status(results: Sequence[tuple[Check, Result]], strict: bool = False) -> int:

@@ -131,6 +131,7 @@ class PortBroker:
         self._leases: dict[object, tuple[int, int]] = {}
         self._holder: Optional[object] = None  # who has the configured pair
         self._direct = threading.Condition(self._lock)
+        self._stopped = False  # the run was interrupted: no more waiting (stop)
         self.waited: dict[object, float] = {}
         # id(owner) -> the pair its tests used (kept after release, for the report)
         self.tested: dict[int, tuple[int, int]] = {}
@@ -166,7 +167,7 @@ class PortBroker:
         with self._direct:
             while self._holder not in (None, owner):
                 left = timeout - (time.monotonic() - start)
-                if left <= 0:
+                if left <= 0 or self._stopped:
                     return None
                 self._direct.wait(left)
             self._holder = owner
@@ -174,6 +175,12 @@ class PortBroker:
             self.tested[id(owner)] = self.configured
             self.waited[owner] = self.waited.get(owner, 0.0) + time.monotonic() - start
         return self.configured
+
+    def stop(self) -> None:
+        """The run was interrupted: every wait for the configured pair ends now (None)."""
+        with self._direct:
+            self._stopped = True
+            self._direct.notify_all()
 
     def release(self, owner: object) -> None:
         """The host's run is over: its pair is free again."""
@@ -198,6 +205,14 @@ class HopGate:
         self._cond = threading.Condition()
         self._inside: dict[tuple[str, int], int] = {}
         self.peak: dict[tuple[str, int], int] = {}
+        self._stopped = False  # the run was interrupted: no more waiting (stop)
+
+    def stop(self) -> None:
+        """The run was interrupted: every wait for a slot ends now (the caller goes
+        ahead and meets a run whose programs are ended)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
 
     @contextmanager
     def slot(self, hop: Optional[tuple[str, int]], timeout: float,
@@ -212,7 +227,7 @@ class HopGate:
         with self._cond:
             while self._inside.get(hop, 0) + weight > self.limit:
                 left = timeout - (time.monotonic() - start)
-                if left <= 0:
+                if left <= 0 or self._stopped:
                     break  # go ahead all the same: a retry follows a drop
                 self._cond.wait(left)
             self._inside[hop] = self._inside.get(hop, 0) + weight
@@ -235,6 +250,36 @@ class Fleet:
         self.hosts = hosts
         self._once_lock = threading.Lock()
         self._once: dict[str, tuple[threading.Lock, list]] = {}
+        # the contexts of the hosts being checked (stop ends them all)
+        self._running: list = []
+        self.stopped = False
+
+    def enlist(self, ctx) -> None:  # noqa: ANN001 - a Context
+        """``ctx`` checks one host of this run until :meth:`discharge`; a context
+        enlisted after :meth:`stop` is ended at once."""
+        with self._once_lock:
+            self._running.append(ctx)
+            stopped = self.stopped
+        if stopped:
+            ctx.end_now()
+
+    def discharge(self, ctx) -> None:  # noqa: ANN001 - a Context
+        with self._once_lock:
+            if ctx in self._running:
+                self._running.remove(ctx)
+
+    def stop(self) -> None:
+        """The run was interrupted (Ctrl-C, SIGTERM): every host's run ends now, as at
+        its deadline (:meth:`mkdoctor.context.Context.end_now`: what a check started on a
+        server is ended, every program is killed), and nothing waits for a shared
+        resource any more."""
+        with self._once_lock:
+            self.stopped = True
+            running = list(self._running)
+        self.hops.stop()
+        self.ports.stop()
+        for ctx in running:
+            ctx.end_now()
 
     def once(self, check: Check) -> Check:
         """``check`` whose run happens once for the whole run: the first host's engine

@@ -77,7 +77,7 @@ def run_one(options: Options, target: Optional[Target], checks: Sequence[Check],
                      f"{ctx.link_ports[1]} were in use by another host's test. The written "
                      "configuration is the same but for the port numbers.")
     report = Report(__version__, target_info(ctx), results, time.monotonic() - started, notes)
-    if live is not None:
+    if live is not None and not ctx.interrupted:
         live.host_done(index, report)
     return report
 
@@ -112,4 +112,14 @@ def run_targets(options: Options, targets: Sequence[Optional[Target]], checks: S
     if len(targets) == 1 or jobs == 1:
         return [one(i, t) for i, t in enumerate(targets)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(one, range(len(targets)), targets))
+        futures = [pool.submit(one, i, t) for i, t in enumerate(targets)]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            # Ctrl-C or SIGTERM reaches this thread only: end every host's run now (as at
+            # its deadline: what checks started on the servers is ended, every program
+            # killed), start no other host, and let leaving the pool wait for those ends.
+            fleet.stop()
+            for f in futures:
+                f.cancel()
+            raise

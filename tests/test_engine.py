@@ -6,6 +6,7 @@ These are the engine's own unit tests: the checks here are tiny functions, so ea
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 
@@ -126,6 +127,45 @@ def test_deadline_kills_running_programs():
     results = run_checks(ctx(deadline=1.0), [make("A", sleeper)])
     assert time.monotonic() - t0 < 3
     assert results[0][1].status is Status.FAIL
+
+
+def test_interrupt_ends_the_run_as_the_deadline_does_and_is_raised_again():
+    """Ctrl-C (SIGTERM, through proc.interrupt_on_sigterm) reaches the thread that runs
+    the engine: the cleanup a running check registered runs, its program is killed, no
+    other check starts, nothing more is reported, and the interrupt goes on to the
+    command line (which says "interrupted")."""
+    cleaned = threading.Event()
+    started: list[str] = []
+
+    def sleeper(c):
+        c.at_deadline(cleaned.set)
+        started.append("A")
+        done = c.run_local(["sleep", "30"], timeout=30)
+        return passed("slept") if done.ok else failed("killed", "f")
+
+    reported: list[str] = []
+    run_ctx = ctx(deadline=60.0)
+    threading.Timer(0.5, _thread.interrupt_main).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_checks(run_ctx, [make("A", sleeper), make("B", lambda c: passed("x"), needs=("A",))],
+                   on_result=lambda c, r: reported.append(c.id))
+    assert time.monotonic() - t0 < 3
+    assert started == ["A"] and cleaned.is_set() and reported == []
+    assert run_ctx.interrupted and run_ctx.results["A"].summary.startswith("stopped")
+    assert run_ctx.results["B"].status is Status.SKIP
+
+
+def test_a_context_ended_from_another_thread_ends_its_run_at_once():
+    """What a run of several hosts does to each host's engine when the main thread is
+    interrupted (Fleet.stop -> Context.end_now)."""
+    run_ctx = ctx(deadline=60.0)
+    threading.Timer(0.3, run_ctx.end_now).start()
+    t0 = time.monotonic()
+    results = run_checks(run_ctx, [make("A", lambda c: passed("x") if c.run_local(
+        ["sleep", "30"], timeout=30).ok else failed("killed", "f"))])
+    assert time.monotonic() - t0 < 2
+    assert results[0][1].status is Status.FAIL and "interrupted" in results[0][1].summary
 
 
 def test_preconditions_skip_with_reason():

@@ -17,11 +17,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -29,7 +32,7 @@ from mkdoctor.fleet import HopGate, PortBroker, split_local, startup_dropped
 from mkdoctor.registry import all_checks
 from tests.harness.netns import link
 from tests.harness.sshd import SSHSandbox
-from tests.helpers import json_report
+from tests.helpers import json_report, mkdoctor_env
 from tests.test_kernel_checks import install_standin
 
 integration = pytest.mark.integration
@@ -78,6 +81,41 @@ def test_direct_mode_takes_the_configured_pair_in_turn() -> None:
     t.join(5)
     assert got == [(31415, 31416)]
     assert broker.waited[b] >= 0.2
+
+
+def test_an_interrupted_run_waits_for_nothing_it_shares() -> None:
+    """Fleet.stop (Ctrl-C or SIGTERM in a run of several hosts): a host waiting for the
+    configured pair (direct mode) or for a slot of its first hop stops waiting at once,
+    a host whose run starts after the stop is ended at once, and every enlisted host's
+    context is ended."""
+    from mkdoctor.context import Context
+    from mkdoctor.fleet import Fleet
+    from mkdoctor.options import Options
+
+    fleet = Fleet((31415, 31416), hosts=3)
+    holder, waiter = Context(Options(), fleet=fleet), Context(Options(), fleet=fleet)
+    assert fleet.ports.direct_pair(holder, 1) == (31415, 31416)
+    got: list = []
+    pair = threading.Thread(target=lambda: got.append(fleet.ports.direct_pair(waiter, 600)))
+    hop = threading.Thread(target=lambda: got.append(_slot_wait(fleet.hops)))
+    with fleet.hops.slot(("bastion", 22), 1, weight=fleet.hops.limit):  # all slots taken
+        pair.start()
+        hop.start()
+        time.sleep(0.3)
+        assert not got  # both wait
+        t0 = time.monotonic()
+        fleet.stop()
+        pair.join(5)
+        hop.join(5)
+    assert time.monotonic() - t0 < 1 and sorted(got, key=str) == [None, "went ahead"]
+    assert holder.interrupted and waiter.interrupted and holder.remaining() == 0
+    late = Context(Options(), fleet=fleet)
+    assert late.interrupted and late.remaining() == 0
+
+
+def _slot_wait(gate: HopGate) -> str:
+    with gate.slot(("bastion", 22), 600):
+        return "went ahead"
 
 
 def test_hop_gate_never_lets_more_than_its_limit_through() -> None:
@@ -236,3 +274,119 @@ def test_control_the_same_server_drops_unlimited_simultaneous_connections(sandbo
     outs = [p.communicate(timeout=60) for p in procs]
     keys = [sum(1 for ln in out.splitlines() if ln and not ln.startswith("#")) for out, _ in outs]
     assert min(keys) < 3 or "drop connection" in box.log_text(), keys
+
+
+# ------------------------------------------------------------------ stopped mid-run
+
+
+def _stop_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> float:
+    """SIGTERM ``proc`` once ``ready()``; returns the seconds from the signal to its exit."""
+    end = time.monotonic() + 30
+    while not ready():
+        assert time.monotonic() < end, f"{what} never happened"
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - stopped
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert "Traceback" not in err and "interrupted" in err, err
+    return took
+
+
+def _mkdoctor(argv: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mkdoctor", *argv], env=mkdoctor_env(cwd / "cfg"),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=str(cwd))
+
+
+def test_stopped_while_several_hosts_wait_on_silent_servers(tmp_path: Path) -> None:
+    """Three hosts whose servers accept and never answer, --timeout 10: SIGTERM while
+    every host's login waits ends the run at once (not when each host's steps time out,
+    as it did: 19 s for two such hosts), with no ssh of the run left running."""
+    held: list[socket.socket] = []
+    servers, text = [], ""
+    for i in range(3):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        servers.append(s)
+        threading.Thread(target=_hold_connections, args=(s, held), daemon=True).start()
+        text += (f"Host silent{i}\n    HostName 127.0.0.1\n    Port {s.getsockname()[1]}\n"
+                 f"    UserKnownHostsFile {tmp_path / 'known_hosts'}\n")
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(text)
+    mine = f"-F {cfg} "
+    argv = ["--ssh-config", str(cfg), "--offline", "--timeout", "10", "--format", "json"]
+    proc = _mkdoctor(argv + [a for i in range(3) for a in ("--host", f"silent{i}")], tmp_path)
+    try:
+        took = _stop_when(proc, lambda: len([p for p in _ours(mine) if "ControlMaster=yes" in p]) == 3,
+                          "three logins")
+        assert took < 3, f"{took:.1f} s from SIGTERM to exit"
+        _none_left(lambda: _ours(mine))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for s in servers + held:
+            s.close()
+
+
+@integration
+def test_stopped_while_several_hosts_run_hung_kernels(sandbox_factory, sandbox_dir: Path) -> None:
+    """Two real hosts whose (stand-in) kernels hang, under a 60 s kernel timeout: SIGTERM
+    once both kernels run ends the run within seconds and leaves no kernel on either
+    server (MK404's launch-command kernel does not end with its ssh session: the
+    interrupt ends it the way the deadline does) and no ssh or mkdoctor running."""
+    from tests.test_kernel_checks import _suspects, assert_nothing_left
+
+    boxes = [sandbox_factory() for _ in range(2)]
+    cfg = sandbox_dir / "ssh_config"
+    cfg.write_text("".join(_alias_block(b, f"ws{i}") for i, b in enumerate(boxes)))
+    # one stand-in kernel (Mathematica cannot be installed here) for both, each host's
+    # ~/.standin-fault making it hang
+    kernel = install_standin(sandbox_dir / "k", "Wolfram/Mathematica/14.1/Executables/WolframKernel")
+    for b in boxes:
+        (b.home / ".standin-fault").write_text("hang\n")
+    proc = _mkdoctor(["--ssh-config", str(cfg), "--host", "ws0", "--host", "ws1", "--offline",
+                      "--only", "MK301,MK302,MK303,MK304,MK401,MK402,MK404",
+                      "--kernel", str(kernel), "--kernel-timeout", "60",
+                      "--format", "json"], sandbox_dir)
+    try:
+        def both_running() -> bool:  # MK402's and MK404's kernel on each host
+            return len(_suspects([str(kernel)], ("kernel",))) >= 4
+
+        took = _stop_when(proc, both_running, "both hosts' kernels")
+        assert took < 6, f"{took:.1f} s from SIGTERM to exit"
+        assert_nothing_left([str(sandbox_dir)], wait=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _hold_connections(server: socket.socket, held: list[socket.socket]) -> None:
+    while True:
+        try:
+            held.append(server.accept()[0])  # never a banner
+        except OSError:
+            return
+
+
+def _ours(marker: str) -> list[str]:
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        line = " ".join(p.info.get("cmdline") or [])
+        if marker in line and p.info.get("status") != psutil.STATUS_ZOMBIE:
+            out.append(line)
+    return out
+
+
+def _none_left(find: Callable[[], list[str]], wait: float = 3.0) -> None:
+    end = time.monotonic() + wait
+    while find():
+        assert time.monotonic() < end, find()
+        time.sleep(0.05)
