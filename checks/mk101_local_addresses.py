@@ -85,4 +85,7 @@ CHECK = Check(
     run=run,
     needs=(),
     after=(),
+    fix_hints=(
+        ("", "connect to a network"),
+    ),
 )

@@ -230,4 +230,7 @@ CHECK = Check(
     run=run,
     needs=(),
     after=(),
+    fix_hints=(
+        ("", "check internet access, or --offline"),
+    ),
 )

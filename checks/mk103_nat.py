@@ -78,4 +78,7 @@ CHECK = Check(
     needs=(),
     after=("MK101", "MK102"),
     decides=(("mode", "recommended_mode"),),  # Context.mode without --mode
+    fix_hints=(
+        ("", "use --mode tunnel"),
+    ),
 )

@@ -98,4 +98,7 @@ CHECK = Check(
     group="client",
     title="OpenSSH ssh and ssh-keygen are present; version and what it lacks",
     run=run,
+    fix_hints=(
+        ("", "install OpenSSH's client"),
+    ),
 )

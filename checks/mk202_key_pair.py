@@ -79,4 +79,7 @@ CHECK = Check(
     needs=("MK201",),
     after=(),
     per_host=True,  # the identity ssh uses for the host (IdentityFile of ssh -G)
+    fix_hints=(
+        ("", "fix the key (mkdoctor setup)"),
+    ),
 )

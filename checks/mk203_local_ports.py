@@ -198,4 +198,7 @@ CHECK = Check(
     needs=(),
     after=("MK101", "MK103"),
     reads=("mode",),  # ctx.mode: waits for the check that decides it
+    fix_hints=(
+        ("", "free the link ports, or --link-ports"),
+    ),
 )

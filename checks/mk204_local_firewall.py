@@ -67,4 +67,7 @@ CHECK = Check(
     needs=(),
     after=("MK103",),
     preconditions=(only_mode("direct"),),
+    fix_hints=(
+        ("", "open the link ports in the firewall"),
+    ),
 )

@@ -319,4 +319,7 @@ CHECK = Check(
     run=run,
     needs=(),
     after=("MK103",),
+    fix_hints=(
+        ("", "harden this computer's sshd"),
+    ),
 )

@@ -151,4 +151,7 @@ CHECK = Check(
     run=run,
     needs=("MK201",),
     preconditions=(needs_target,),
+    fix_hints=(
+        ("", "correct the host name"),
+    ),
 )

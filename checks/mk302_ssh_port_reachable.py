@@ -199,4 +199,7 @@ CHECK = Check(
     # reason itself; a failed MK301 still blocks it.
     needs_if_run=("MK301",),
     preconditions=(needs_target,),
+    fix_hints=(
+        ("", "make the SSH port reachable"),
+    ),
 )

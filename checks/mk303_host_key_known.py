@@ -221,4 +221,10 @@ CHECK = Check(
     # reason; a failed one still blocks it.
     needs_if_run=("MK301", "MK302"),
     preconditions=(needs_target,),
+    fix_hints=(
+        ("", "verify and record the host key"),
+        ("unknown", "verify and record the host key"),
+        ("unknown-accepted", "verify and record the host key"),
+        ("revoked", "do not connect: ask the admin"),
+    ),
 )

@@ -176,4 +176,18 @@ CHECK = Check(
     # words are not needed.
     overlaps=("MK301", "MK302", "MK303"),
     preconditions=(needs_target,),
+    fix_hints=(
+        ("", "set up key login (mkdoctor setup)"),
+        ("permission-denied", "install your key (mkdoctor setup)"),
+        ("no-publickey", "enable PubkeyAuthentication"),
+        ("host-key", "verify the host key (MK303)"),
+        ("host-key-changed", "verify the changed host key"),
+        ("refused", "start sshd / check the port (MK302)"),
+        ("timeout", "check reachability (MK302)"),
+        ("resolve", "correct the host name (MK301)"),
+        ("too-many-keys", "IdentitiesOnly yes"),
+        ("closed", "read the server's sshd log"),
+        ("max-startups", "fewer hosts at once (--jobs)"),
+        ("other", "ssh -v to see where it stops"),
+    ),
 )

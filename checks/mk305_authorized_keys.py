@@ -556,4 +556,7 @@ CHECK = Check(
     after=("MK202",),
     preconditions=(needs_target,),
     reads=("mode",),  # ctx.mode: waits for the check that decides it
+    fix_hints=(
+        ("", "repair authorized_keys"),
+    ),
 )

@@ -172,4 +172,8 @@ CHECK = Check(
     run=run,
     needs=("MK304",),
     preconditions=(needs_target,),
+    fix_hints=(
+        ("", "silence the login shell's startup files"),
+        ("no-command", "give the account a real shell"),
+    ),
 )

@@ -91,4 +91,7 @@ CHECK = Check(
     needs=("MK304",),
     after=(),
     preconditions=(needs_target,),
+    fix_hints=(
+        ("", "set PermitRootLogin no in sshd"),
+    ),
 )

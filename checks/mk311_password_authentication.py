@@ -97,4 +97,7 @@ CHECK = Check(
     needs=("MK304",),
     after=(),
     preconditions=(needs_target,),
+    fix_hints=(
+        ("", "set PasswordAuthentication no in sshd"),
+    ),
 )

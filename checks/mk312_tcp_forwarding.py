@@ -74,4 +74,7 @@ CHECK = Check(
     needs=("MK304",),
     after=("MK103",),
     preconditions=(needs_target, only_mode("tunnel")),
+    fix_hints=(
+        ("", "allow TCP forwarding in sshd"),
+    ),
 )

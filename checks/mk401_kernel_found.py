@@ -241,4 +241,10 @@ CHECK = Check(
     needs=("MK304",),
     after=(),
     preconditions=(needs_target,),
+    fix_hints=(
+        ("", "install the kernel, or give --kernel"),
+        ("not-a-kernel", "give WolframKernel itself (--kernel)"),
+        ("module-hierarchy", "a wrapper that loads the modules"),
+        ("unreadable", "give a valid --kernel path"),
+    ),
 )

@@ -250,4 +250,19 @@ CHECK = Check(
     after=(),
     preconditions=(needs_target,),
     long_running=True,  # a kernel start
+    fix_hints=(
+        ("", "run the kernel by hand (see the fix)"),
+        ("not-a-kernel", "give WolframKernel, not wolframscript"),
+        ("activation", "activate the kernel"),
+        ("activation-limit", "free an activation"),
+        ("licence-expired", "renew the licence"),
+        ("licence-processes", "end unused kernels"),
+        ("licence-server-unreachable", "reach the licence server"),
+        ("licence-server", "check the licence server"),
+        ("licence", "activate the kernel (licence)"),
+        ("hang", "run the kernel by hand, or more time"),
+        ("timeout", "longer --deadline or --kernel-timeout"),
+        ("not-found", "give the kernel's path (--kernel)"),
+        ("not-executable", "chmod a+x the kernel"),
+    ),
 )

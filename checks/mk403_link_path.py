@@ -314,4 +314,10 @@ CHECK = Check(
     after=("MK101", "MK103", "MK203"),
     preconditions=(needs_target,),
     reads=("mode",),  # ctx.mode: waits for the check that decides it
+    fix_hints=(
+        ("", "open the link's path (see the fix)"),
+        ("forward-refused", "allow TCP forwarding (MK312)"),
+        ("port-taken", "free the ports on the server"),
+        ("lost", "check the laptop's loopback ports"),
+    ),
 )

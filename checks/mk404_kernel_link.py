@@ -666,4 +666,13 @@ CHECK = Check(
     preconditions=(needs_target, not_cluster("MK605 node-kernel-link proves the cluster launch command")),
     reads=("mode",),  # ctx.mode: waits for the check that decides it
     long_running=True,  # a kernel start
+    fix_hints=(
+        ("", "run the launch command by hand (-v)"),
+        ("forward-refused", "allow TCP forwarding (MK312)"),
+        ("port-taken", "free the ports on the server"),
+        ("frontend-agent", "give GUI apps the ssh agent"),
+        ("frontend-libraries", "re-run mkdoctor setup"),
+        ("frontend-path", "re-run mkdoctor setup"),
+        ("not-found", "give the kernel's path (--kernel)"),
+    ),
 )

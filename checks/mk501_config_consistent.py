@@ -293,4 +293,7 @@ CHECK = Check(
     needs=(),
     after=(),
     preconditions=(no_profile,),
+    fix_hints=(
+        ("", "re-run mkdoctor setup"),
+    ),
 )

@@ -145,4 +145,10 @@ CHECK = Check(
     run=run,
     needs=("MK304",),
     preconditions=(needs_target, only_cluster),
+    fix_hints=(
+        ("", "check Slurm on the login node"),
+        ("no-commands", "put Slurm's commands on PATH"),
+        ("no-default", "give --partition"),
+        ("no-such-partition", "give an existing --partition"),
+    ),
 )

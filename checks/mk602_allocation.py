@@ -100,4 +100,8 @@ CHECK = Check(
     needs=("MK601",),
     preconditions=(needs_target, only_cluster),
     long_running=True,  # the scheduler's allocation
+    fix_hints=(
+        ("", "run srun by hand"),
+        ("left-behind", "scancel the test job"),
+    ),
 )

@@ -115,4 +115,7 @@ CHECK = Check(
     after=("MK401", "MK402"),
     preconditions=(needs_target, only_cluster),
     long_running=True,  # a kernel start on the node
+    fix_hints=(
+        ("", "make the kernel start on a node"),
+    ),
 )

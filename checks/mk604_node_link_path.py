@@ -87,4 +87,7 @@ CHECK = Check(
     needs=("MK602",),
     after=("MK403",),
     preconditions=(needs_target, only_cluster),
+    fix_hints=(
+        ("", "open the node's path back"),
+    ),
 )

@@ -76,4 +76,7 @@ CHECK = Check(
     needs=("MK603", "MK604"),
     preconditions=(needs_target, only_cluster),
     long_running=True,  # a kernel start on the node
+    fix_hints=(
+        ("", "run the launch command by hand (-v)"),
+    ),
 )

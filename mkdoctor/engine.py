@@ -221,13 +221,14 @@ def _ended_late(ctx: Context, ran_s: float) -> Result:
     """The result of a check still at work when the run ended."""
     if ctx.interrupted:
         return Result(Status.FAIL, "stopped: the run was interrupted (Ctrl-C or SIGTERM)",
-                      fix=RERUN_FIX)
+                      fix=RERUN_FIX, facts={"reason": "interrupted"})
     return Result(
         Status.FAIL,
         f"timed out after {ran_s:.0f} s: the run's --deadline of {ctx.options.deadline:g} s "
         "passed",
         fix=f"re-run with a longer --deadline (now {ctx.options.deadline:g} s), "
         "or find what makes this step hang with -v",
+        facts={"reason": "deadline"},
     )
 
 

@@ -114,6 +114,8 @@ class Check:
       ``"mode"``: it waits for every selected check that ``decides`` one of them.
     - ``long_running``: the check takes seconds (a kernel start): started before the quick
       checks that are ready at the same moment.
+    - ``fix_hints``: the fix in a few words per failure ``reason`` ("" the default), for
+      the one line per host that ends a run of several hosts (:meth:`hint`).
     - ``decides``: (input, fact) pairs: this check decides a run input that no flag gave,
       and publishes its value as that fact (MK103 decides the mode: ``recommended_mode``).
       :meth:`Context.input <mkdoctor.context.Context.input>` reads it; the engine knows
@@ -144,6 +146,14 @@ class Check:
     # that become ready at the same moment, the engine starts it first, so that its
     # thread and programs are not queued behind quick ones (a run's end waits for it).
     long_running: bool = False
+    # The fix in a few words, for a table of hosts (the fleet's last lines): (reason, words)
+    # pairs, the failure's ``reason`` fact choosing; the pair with reason "" is the default.
+    fix_hints: tuple[tuple[str, str], ...] = ()
+
+    def hint(self, result: "Result") -> str:
+        """The fix of ``result`` in a few words ("" when the check has none for it)."""
+        hints = dict(self.fix_hints)
+        return hints.get(str(result.facts.get("reason") or ""), hints.get("", ""))
 
     @property
     def docs(self) -> str:

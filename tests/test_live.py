@@ -189,6 +189,7 @@ def test_stream_of_several_hosts_groups_by_host_and_ends_with_the_table() -> Non
     assert screen.index("alice@ws1 (tunnel") < screen.index("ws2 (tunnel")
     table = screen.split("2 hosts\n", 1)[1].splitlines()
     assert table[0].startswith("✓ alice@ws1  every check passed")
+    # (these checks have no hints: the fix's first line)
     assert re.match(r"✗ ws2 +MK304 passwordless-login +fix: ssh-copy-id ws$", table[1])
 
 
@@ -204,6 +205,47 @@ def test_worst_status_and_first_failing_check() -> None:
     assert status is Status.WARN and first[0].id == "MK301"
     line = fleet_table([_report(ctx, res)] * 2)[2]
     assert line.startswith("! ws ") and line.endswith("fix: look")
+
+
+@pytest.mark.parametrize("result, hint", [
+    # a failure's reason chooses the check's words; without one, the check's default
+    (Result(Status.FAIL, "refused", fix="if your key is already in ~/.ssh/authorized_keys on "
+            "the server, sshd refuses it...", facts={"reason": "permission-denied"}),
+     "install your key (mkdoctor setup)"),
+    (Result(Status.FAIL, "x", fix="check fewer hosts", facts={"reason": "max-startups"}),
+     "fewer hosts at once (--jobs)"),
+    (Result(Status.FAIL, "x", fix="ssh -v", facts={"reason": "a-new-reason"}),
+     "set up key login (mkdoctor setup)"),
+    # what the engine says is not the check's: a skip naming a prerequisite, the deadline
+    (Result(Status.SKIP, "skipped: MK303 failed", fix="fix MK303 host-key-known first",
+            blocked_by="MK303"), "fix MK303 host-key-known first"),
+    (Result(Status.FAIL, "timed out after 60 s", fix="re-run with a longer --deadline (now 60 "
+            "s), or find what makes this step hang with -v", facts={"reason": "deadline"}),
+     "re-run with a longer --deadline (now 60 s), or…"),
+    (Result(Status.PASS, "fine"), ""),
+])
+def test_the_fix_in_a_few_words(result: Result, hint: str) -> None:
+    from mkdoctor.registry import get
+    from mkdoctor.reports import fix_hint
+
+    assert fix_hint(get("MK304"), result) == hint
+
+
+def test_every_check_has_short_hints_for_reasons_it_really_gives() -> None:
+    """A default hint for every check, each a few words, and each reason named in a
+    check's hints is one its module gives (a misspelt reason would never be chosen)."""
+    import inspect
+
+    from mkdoctor.registry import all_checks
+
+    for check in all_checks():
+        hints = dict(check.fix_hints)
+        assert hints.get(""), check.id
+        source = inspect.getsource(inspect.getmodule(check.run))
+        for reason, words in hints.items():
+            assert 0 < len(words) <= 40, (check.id, words)
+            assert not reason or f'"{reason}"' in source.replace(f'("{reason}", "{words}")', ""), (
+                check.id, reason)
 
 
 # ------------------------------------------------------------------ the real command

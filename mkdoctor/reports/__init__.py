@@ -44,6 +44,29 @@ class Report:
         return counts
 
 
+# The reasons of results the engine makes itself (a check cut off by the deadline or an
+# interrupt): the check's own hints are not about them.
+ENGINE_REASONS = ("deadline", "interrupted")
+
+
+def short_fix(fix: str, limit: int = 48) -> str:
+    """A fix in a few words when there is no hint: its first line, cut at ``limit``."""
+    first = (fix.strip().splitlines() or [""])[0].strip()
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+
+
+def fix_hint(check: Check, result: Result) -> str:
+    """The fix of a result in a few words, for a table of hosts: for a failure or a
+    warning the check's hint for its reason (``Check.fix_hints``), else the fix's first
+    line; "" when there is no fix (a pass)."""
+    if not result.fix:
+        return ""
+    if (result.status in (Status.FAIL, Status.WARN)
+            and result.facts.get("reason") not in ENGINE_REASONS):
+        return check.hint(result) or short_fix(result.fix)
+    return short_fix(result.fix)
+
+
 # C0 and C1 controls but newline and tab, DEL, lone surrogates (undecodable bytes) and the
 # two non-characters: none may reach a terminal, and none is allowed in XML 1.0.
 _INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")

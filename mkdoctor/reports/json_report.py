@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mkdoctor.reports import Report
+from mkdoctor.reports import Report, fix_hint
 
 SCHEMA_VERSION = 1
 
@@ -23,6 +23,8 @@ def as_dict(report: Report, verbose: bool = False) -> dict[str, Any]:
             "summary": result.summary,
             "details": list(result.details),
             "fix": result.fix,
+            # the fix in a few words (what the table of hosts shows); "" for a pass
+            "fix_hint": fix_hint(check, result),
             "docs": check.docs,
             "duration_s": result.duration_s,
         }

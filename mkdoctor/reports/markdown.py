@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mkdoctor.model import Status
-from mkdoctor.reports import Report
+from mkdoctor.reports import Report, fix_hint
 from mkdoctor.reports.text import header, summary_line
 
 ICONS = {
@@ -47,8 +47,9 @@ def worst(report: Report) -> Status:
 
 
 def hosts_table(reports: list[Report]) -> str:
-    """One row per host: its worst status, its first failing check and that check's fix
-    (CHECKS.md "Several hosts": Markdown a table of hosts)."""
+    """One row per host: its worst status, its first failing check and that check's fix in
+    a few words (CHECKS.md "Several hosts": Markdown a table of hosts; the whole fix is in
+    the host's section)."""
     out = ["## Hosts", "", "| | Host | Pass | Warn | Fail | Skip | First problem | Fix |",
            "|---|---|---|---|---|---|---|---|"]
     for report in reports:
@@ -57,7 +58,7 @@ def hosts_table(reports: list[Report]) -> str:
                       if r.status in (Status.FAIL, Status.ERROR) and not r.blocked_by), None)
         host = ((report.target or {}).get("destination") or "local")
         problem = f"`{first[0].id}` {cell(first[1].summary)}" if first else ""
-        fix = cell(first[1].fix) if first else ""
+        fix = cell(fix_hint(*first)) if first else ""
         out.append(f"| {ICONS[worst(report)]} | {cell(host)} | {c['pass']} | {c['warn']} | "
                    f"{c['fail'] + c['error']} | {c['skip']} | {problem} | {fix} |")
     return "\n".join(out) + "\n"

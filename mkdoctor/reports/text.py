@@ -6,7 +6,7 @@ from typing import Optional
 
 from mkdoctor import firstcause
 from mkdoctor.model import Check, Result, Status
-from mkdoctor.reports import Report
+from mkdoctor.reports import Report, fix_hint
 
 SYMBOLS = {
     Status.PASS: "✓",
@@ -106,15 +106,10 @@ def worst(report: Report) -> tuple[Status, Optional[tuple[Check, Result]]]:
                         or (status is Status.FAIL and r.status is Status.ERROR))
 
 
-def short_fix(fix: str, limit: int = 48) -> str:
-    """The fix in a few words: its first line, cut at ``limit`` characters."""
-    first = (fix.strip().splitlines() or [""])[0].strip()
-    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
-
-
 def fleet_table(reports: list[Report], color: bool = False) -> list[str]:
     """The end of a several-host report: one line per host, in the order given: its worst
-    status, the first check with it, and that check's fix in a few words."""
+    status, the first check with it, and that check's fix in a few words (its hint; the
+    whole fix is in the host's part above)."""
     names = [(r.target or {}).get("destination") or "this computer" for r in reports]
     width = max(len(n) for n in names)
     label_width = max((len(f"{c.id} {c.name}") for r in reports for c, _ in r.results), default=20)
@@ -127,7 +122,8 @@ def fleet_table(reports: list[Report], color: bool = False) -> list[str]:
             out.append(f"{symbol} {name:<{width}}  {what}")
             continue
         check, result = first
-        fix = f"  fix: {short_fix(result.fix)}" if result.fix else ""
+        hint = fix_hint(check, result)
+        fix = f"  fix: {hint}" if hint else ""
         out.append(f"{symbol} {name:<{width}}  {check.id + ' ' + check.name:<{label_width}}{fix}")
     return out
 
