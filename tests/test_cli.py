@@ -192,7 +192,7 @@ def test_json_report_shape_without_target():
     assert data["tool"] == "mkdoctor" and data["schema_version"] == 1
     assert set(data["summary"]) >= {"pass", "warn", "fail", "skip"}
     (check,) = data["checks"]
-    assert set(check) >= {"id", "name", "status", "summary", "details", "fix", "docs", "duration_s"}
+    assert set(check) >= {"id", "name", "status", "summary", "details", "fix", "fix_hint", "docs", "duration_s"}
     assert check["id"] == LOCAL and check["status"] == "pass"
     assert done.stderr == ""
 
