@@ -14,13 +14,13 @@ over the files ssh itself reads (``UserKnownHostsFile``, ``GlobalKnownHostsFile`
 
 from __future__ import annotations
 
-import math
 import os
 import shlex
 import time
 
 from mkdoctor.openssh.known_hosts import (KnownEntry, judge, lookup_name, parse_keygen_find,
-                                          parse_keyscan, preferred, scan_types, split_files)
+                                          keyscan_answered, keyscan_argv, parse_keyscan,
+                                          preferred, scan_types, split_files)
 from mkdoctor.model import (Check, Result, failed, needs_target, passed,
                           skipped, warned)
 from mkdoctor.checks.mk301_host_resolves import first_hop
@@ -113,9 +113,7 @@ def run(ctx) -> Result:
     wait = ctx.options.timeout
 
     def keyscan(types: list[str]):
-        argv = ["ssh-keyscan", "-T", str(max(1, math.ceil(wait)))]
-        argv += ["-t", ",".join(types)] if types else []
-        argv += ["-p", str(ep.port), "--", ep.host]
+        argv = keyscan_argv(ep.host, ep.port, wait, types)
         # ssh-keyscan opens one connection per host key type at once: it takes as many
         # of the first hop's slots (MaxStartups; see mkdoctor.fleet), and is tried once
         # more when a drop left it without a key while other hosts of the run knock on
@@ -132,8 +130,7 @@ def run(ctx) -> Result:
         return keys, scan
 
     server_keys, scan = keyscan(types)
-    answered = any(ln.startswith("# ") for ln in scan.stderr.splitlines())  # its banner
-    if not server_keys and types and answered:  # it has none of the recorded types
+    if not server_keys and types and keyscan_answered(scan.stderr):  # none of those types
         server_keys, scan = keyscan([])
         types = []
     if not server_keys:

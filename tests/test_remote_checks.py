@@ -264,6 +264,41 @@ def test_recorded_type_the_server_no_longer_has_is_judged_on_all_its_keys(
     assert len(scans) == 2 and " -t rsa " in scans[0] and " -t " not in scans[1], scans
 
 
+@pytest.mark.parametrize("server_has_rsa", [True, False])
+def test_setup_reads_the_host_key_as_mk303_does(sandbox: SSHSandbox, tmp_path: Path,
+                                                server_has_rsa: bool) -> None:
+    """Setup's host-key step (wizard.remote.probe_host_key) fetches the recorded types
+    only, as MK303 does: known_hosts records an RSA key; a server that has it gives
+    "known" from one ``-t rsa`` scan, one that has only ed25519 gives ssh's verdict
+    ("other-types") after a second scan of every type."""
+    from mkdoctor.proc import ProcessRunner
+    from mkdoctor.wizard import remote
+
+    rsa = tmp_path / "ssh_host_rsa_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(rsa)],
+                   check=True, timeout=60)
+    if server_has_rsa:
+        sandbox.add_dropin("rsa", f"HostKey {sandbox.host_key}\nHostKey {rsa}")
+        sandbox.reload()
+    keytype, blob = (tmp_path / "ssh_host_rsa_key.pub").read_text().split()[:2]
+    sandbox.known_hosts.write_text(f"[127.0.0.1]:{sandbox.port} {keytype} {blob}\n")
+    runner, ran = ProcessRunner(), []
+
+    def run(argv):  # noqa: ANN001, ANN202
+        ran.append(list(argv))
+        return runner.run(argv, 20)
+
+    cfg = remote.ssh_g(run, sandbox.alias, sandbox.client_config)
+    state = remote.probe_host_key(run, cfg, 5, sandbox.alias, sandbox.client_config)
+    scans = [" ".join(a) for a in ran if a[0] == "ssh-keyscan"]
+    if server_has_rsa:
+        assert state.verdict == "known" and state.key.keytype == "ssh-rsa", state
+        assert len(scans) == 1 and " -t rsa " in scans[0], scans
+    else:
+        assert state.verdict == "other-types", state
+        assert len(scans) == 2 and " -t rsa " in scans[0] and " -t " not in scans[1], scans
+
+
 def test_hashed_known_hosts_entry_still_matches(sandbox: SSHSandbox) -> None:
     subprocess.run(["ssh-keygen", "-H", "-f", str(sandbox.known_hosts)], check=True,
                    capture_output=True, timeout=30)

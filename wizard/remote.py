@@ -98,8 +98,16 @@ def probe_host_key(run: Run, cfg: dict[str, str], timeout: float, destination: s
     elif proxied:
         keys, error = [], "the host is reached through a ProxyJump or ProxyCommand"
     else:
-        done = run(["ssh-keyscan", "-T", str(max(1, int(timeout))), "-p", str(port), "--", host])
+        # the recorded keys' types only, as MK303 fetches them (scan_types: the same verdict
+        # for a key exchange per recorded type instead of one per type the server has);
+        # every type when nothing is recorded or the server has none of those any more
+        known = recorded_keys(run, cfg) if known is None else known
+        types = hostkeys.scan_types(known)
+        done = run(hostkeys.keyscan_argv(host, port, timeout, types))
         keys = hostkeys.preferred(hostkeys.parse_keyscan(done.stdout))
+        if not keys and types and hostkeys.keyscan_answered(done.stderr):
+            done = run(hostkeys.keyscan_argv(host, port, timeout))
+            keys = hostkeys.preferred(hostkeys.parse_keyscan(done.stdout))
         error = (done.stderr.strip().splitlines() or ["no answer"])[-1]
     if not keys:
         state.error = error

@@ -18,6 +18,7 @@ FILE FORMAT" (https://man.openbsd.org/sshd#SSH_KNOWN_HOSTS_FILE_FORMAT).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -189,6 +190,20 @@ def scan_types(known: Sequence[KnownEntry]) -> list[str]:
     if not types or None in types:
         return []
     return sorted(set(t for t in types if t))
+
+
+def keyscan_argv(host: str, port: int, wait_s: float, types: Sequence[str] = ()) -> list[str]:
+    """``ssh-keyscan`` for ``host``'s keys of ``types`` (every type when empty, one
+    connection each, all at once), each connection waiting at most ``wait_s``."""
+    argv = ["ssh-keyscan", "-T", str(max(1, math.ceil(wait_s)))]
+    argv += ["-t", ",".join(types)] if types else []
+    return argv + ["-p", str(port), "--", host]
+
+
+def keyscan_answered(stderr: str) -> bool:
+    """The server answered ``ssh-keyscan`` (its banner comment, "# host:port SSH-2.0-…",
+    is on stderr) even if it printed no key: it has none of the types asked for."""
+    return any(ln.startswith("# ") for ln in stderr.splitlines())
 
 
 def preferred(keys: Sequence[HostKey]) -> list[HostKey]:
