@@ -606,13 +606,17 @@ cp=$!
 exec 3<&-
 killk() {{ kill -9 -"$kp" 2>/dev/null; kill -9 "$kp" 2>/dev/null; }}
 end=$(( $(date +%s) + {seconds} + 1 ))
-while kill -0 "$kp" 2>/dev/null; do
-  # Kill first, then tell: a write to a closed channel (the client gone) would end us.
-  if [ "$(date +%s)" -ge "$end" ]; then killk; echo {TIMEOUT_MARK}; break; fi
-  if ! kill -0 "$cp" 2>/dev/null; then killk; echo {GONE_MARK} >&2; break; fi
-  sleep 0.2 2>/dev/null || sleep 1
-done
+# The watchdog polls; this shell waits for the kernel itself, so its exit is seen at once.
+( while :; do
+    # Once it acts, it ignores our TERM (sent when the kernel is gone) until it has told.
+    # Kill first, then tell: a write to a closed channel (the client gone) would end it.
+    if [ "$(date +%s)" -ge "$end" ]; then trap '' TERM; killk; echo {TIMEOUT_MARK}; exit; fi
+    if ! kill -0 "$cp" 2>/dev/null; then trap '' TERM; killk; echo {GONE_MARK} >&2; exit; fi
+    sleep 0.2 </dev/null >/dev/null 2>&1 || sleep 1 </dev/null >/dev/null 2>&1
+  done ) </dev/null &
+wp=$!
 wait "$kp"; rc=$?
+kill "$wp" 2>/dev/null; wait "$wp" 2>/dev/null
 kill "$cp" 2>/dev/null
 (exit "$rc")  # the status, without leaving the caller's framing (ssh.wrap)
 """
