@@ -431,41 +431,45 @@ def _attempt(ctx, attempt: "OwnKernels.Attempt", taken: Callable[[], list[int]],
         while proc is not None and time.monotonic() < end:
             if listener.connected_all(0.2) or proc.poll() is not None:
                 break
-        connected = listener.connected_all(0.5 if proc is not None else 0)
+        # (a moment for a connection still on its way, unless the run is ending)
+        connected = listener.connected_all(0.5 if proc is not None and ctx.remaining() > 0
+                                           else 0)
         listener.close_connections()  # ends the link: the kernel exits
         look.go(linkname)  # is the kernel still there once it had time to exit?
         rc = ctx.runner.stop(proc, grace=3.0) if proc is not None else None
     finally:
-        listener.close()
-        if proc is not None and proc.poll() is None:
-            ctx.runner.stop(proc)
-        if look is not None:
-            look.close()  # an early end: no look from that session (the loop below looks)
-        for spec, fut in asked.items():  # answered before they are cancelled
-            try:
-                done = fut.result(timeout=ctx.step_timeout() + 1)
-                if not done.ok:
-                    refusals.append((done.stderr or done.stdout).strip())
-            except Exception:  # noqa: BLE001 - cleanup goes on
-                pass
-        # nothing to cancel or look for when nothing was launched (the front end's own
-        # login failed, or something broke before the launch)
-        launched = proc is not None or bool(asked)
-        # the cancels beside the first look for a kernel left on the server
-        first = (pool.submit(look.output, ctx.step_timeout())
-                 if look is not None and launched else None)
-        for fut in [pool.submit(ctx.ssh.control, "cancel", "-R", spec, timeout=5)
-                    for spec in (forwards if launched else [])]:
-            try:
-                fut.result(timeout=6)
-            except Exception:  # noqa: BLE001 - cleanup goes on
-                pass
-        pool.shutdown(wait=False)
+        # past the deadline (or interrupted) a step here raises: the log and the temporary
+        # directory still go, whatever the cleanup meets
         try:
+            listener.close()
+            if proc is not None and proc.poll() is None:
+                ctx.runner.stop(proc)
+            if look is not None:
+                look.close()  # an early end: no look from that session (the loop below does)
+            for spec, fut in asked.items():  # answered before they are cancelled
+                try:
+                    done = fut.result(timeout=ctx.step_timeout() + 1)
+                    if not done.ok:
+                        refusals.append((done.stderr or done.stdout).strip())
+                except Exception:  # noqa: BLE001 - cleanup goes on
+                    pass
+            # nothing to cancel or look for when nothing was launched (the front end's own
+            # login failed, or something broke before the launch)
+            launched = proc is not None or bool(asked)
+            # the cancels beside the first look for a kernel left on the server
+            first = (pool.submit(look.output, ctx.step_timeout())
+                     if look is not None and launched else None)
+            for fut in [pool.submit(ctx.ssh.control, "cancel", "-R", spec, timeout=5)
+                        for spec in (forwards if launched else [])]:
+                try:
+                    fut.result(timeout=6)
+                except Exception:  # noqa: BLE001 - cleanup goes on
+                    pass
+            pool.shutdown(wait=False)
             if launched:
                 leftovers = _end_remote_kernel(
                     ctx, linkname, first=first.result() if first is not None else None)
-        finally:  # past the deadline that raises: the log and temp dir still go
+        finally:
             output = read_or_empty(log)
             _rmtree(tmp)
             unregister()

@@ -17,8 +17,11 @@ Rules:
 - When the run's deadline passes, checks still running are reported ``fail`` ("timed
   out after N s"), checks not started are skipped, the cleanups running checks
   registered (``Context.at_deadline``: a remote kernel to end) run for at most
-  ``min(--timeout, 5 s)``, every program still running is killed, and the run ends and
-  reports.
+  ``min(--timeout, 5 s)``, every program still running is killed, the checks cut off
+  get up to 0.5 s more for their own cleanup (temporary files; their programs are gone, so
+  they meet no wait), and the run ends and reports.
+- Ctrl-C or SIGTERM ends the run the same way (``Context.end_now``), reports nothing
+  more, and the interrupt goes on to the caller.
 - Checks outside the selection (``--only``/``--skip``) are not run and do not block
   the checks that depend on them.
 """
@@ -39,6 +42,7 @@ OnStart = Callable[[Check], None]
 BUG_FIX = "this is a bug in mkdoctor; please report it with the output of -v"
 RERUN_FIX = "run mkdoctor again: the run was stopped before this check ended"
 DEADLINE_CLEANUP_S = 5.0  # at most this long past the deadline for checks' cleanups
+LATE_JOIN_S = 0.5  # then at most this long for the cut-off checks' own cleanup
 
 
 def _blocked_skip(dep: Check, dep_result: Result) -> Result:
@@ -75,6 +79,7 @@ def run_checks(
 
     cond = ctx.changed  # Context.wait_result waits on it too
     running: dict[str, float] = {}
+    threads: dict[str, threading.Thread] = {}
     done_order: list[str] = []
 
     def finish(check: Check, result: Result) -> None:
@@ -178,7 +183,9 @@ def run_checks(
                 running[cid] = time.monotonic()
                 if on_start:  # the live status line: what runs now, and since when
                     on_start(check)
-                threading.Thread(target=worker, args=(check,), name=cid, daemon=True).start()
+                threads[cid] = threading.Thread(target=worker, args=(check,), name=cid,
+                                                daemon=True)
+                threads[cid].start()
             if all_done():
                 break
             if decided:  # look again before waiting: nothing else would wake this loop
@@ -191,6 +198,7 @@ def run_checks(
             cond.wait(timeout=min(left, 0.5))
 
     interrupt: Optional[BaseException] = None
+    late: list[str] = []
     with cond:
         try:
             schedule(pending)
@@ -212,6 +220,12 @@ def run_checks(
                 for cid in order:
                     if cid not in done_order:
                         on_result(selected[cid], results[cid])
+    # The checks cut off go on to their own cleanup (temporary files, the forwards they
+    # asked for) and find every program killed: give them a moment before the run ends
+    # and their threads with it.
+    end = time.monotonic() + LATE_JOIN_S
+    for cid in late:
+        threads[cid].join(max(0.0, end - time.monotonic()))
     if interrupt is not None:
         raise interrupt
     return [(selected[cid], results[cid]) for cid in order]

@@ -296,7 +296,10 @@ def _stop_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> 
 
 
 def _mkdoctor(argv: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mkdoctor", *argv], env=mkdoctor_env(cwd / "cfg"),
+    """mkdoctor ARGV, its temporary files in CWD/tmp (TMPDIR), so a test can see none stay."""
+    (cwd / "tmp").mkdir(exist_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "mkdoctor", *argv],
+                            env=mkdoctor_env(cwd / "cfg", TMPDIR=str(cwd / "tmp")),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=str(cwd))
 
@@ -360,6 +363,7 @@ def test_stopped_while_several_hosts_run_hung_kernels(sandbox_factory, sandbox_d
         took = _stop_when(proc, both_running, "both hosts' kernels")
         assert took < 6, f"{took:.1f} s from SIGTERM to exit"
         assert_nothing_left([str(sandbox_dir)], wait=5)
+        assert not list((sandbox_dir / "tmp").iterdir())  # MK404's, cut off, cleaned up
     finally:
         if proc.poll() is None:
             proc.kill()

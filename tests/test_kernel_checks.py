@@ -577,8 +577,11 @@ def test_interrupted_run_leaves_no_kernel_on_the_server(sandbox_factory, sandbox
             "--offline", "--kernel", str(kernel), "--kernel-timeout", "60", "--format", "json"]
     cfg = sandbox_dir / "cfg"
     cfg.mkdir()
+    tmp = sandbox_dir / "laptop-tmp"  # the run's temporary files (TMPDIR): none may stay
+    tmp.mkdir()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env=mkdoctor_env(cfg), cwd=str(ROOT))
+                            stdin=subprocess.DEVNULL, env=mkdoctor_env(cfg, TMPDIR=str(tmp)),
+                            cwd=str(ROOT))
     try:
         end = time.monotonic() + 20
         # (MK404's kernel: the launch command's, not a check's probe)
@@ -590,6 +593,7 @@ def test_interrupted_run_leaves_no_kernel_on_the_server(sandbox_factory, sandbox
         stopped = time.monotonic()
         assert_nothing_left([str(sandbox_dir)], wait=8)
         assert time.monotonic() - stopped < 8
+        assert not list(tmp.iterdir()), list(tmp.iterdir())
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -611,10 +615,13 @@ def test_run_deadline_ends_a_hung_kernel_and_reports(sandbox_factory: Callable[.
     (box.home / ".standin-fault").write_text("hang\n")
     starts = counted_starts(box)
     started = time.monotonic()
+    tmp = box.base_dir / "laptop-tmp"  # the run's temporary files (TMPDIR): none may stay
+    tmp.mkdir()
     data, done = json_report(*sandbox_args(box), "--only", f"{LOGIN},MK401,MK402,MK404",
                              "--offline", "--kernel", str(kernel), "--kernel-timeout", "60",
-                             "--deadline", "3", *own_pair())
+                             "--deadline", "3", *own_pair(), env={"TMPDIR": str(tmp)})
     elapsed = time.monotonic() - started
+    assert not list(tmp.iterdir()), list(tmp.iterdir())  # MK404's, cut off, cleaned up
     checks = by_id(data)
     assert elapsed < 10, elapsed
     assert done.returncode == 1
