@@ -65,6 +65,15 @@ def to_fix(results: Sequence[tuple[Check, Result]]) -> list[tuple[Check, Result]
             if r.status is not Status.PASS and not r.blocked_by and not by_request(r)]
 
 
+def untested(results: Sequence[tuple[Check, Result]]) -> list[tuple[Check, Result]]:
+    """What could not be tested: skipped by the check's own finding ("could not check")
+    or by the run's deadline. Not a skip because the check does not apply here (a
+    precondition), not one because a check it needs failed or was skipped (that one is
+    reported, and counted), not one the user asked for (``--offline``)."""
+    return [(c, r) for c, r in results if r.status is Status.SKIP
+            and r.blocked_by in ("", "deadline") and not by_request(r)]
+
+
 def asked(results: Sequence[tuple[Check, Result]]) -> list[tuple[Check, Result]]:
     return [(c, r) for c, r in results if by_request(r)]
 

@@ -207,6 +207,38 @@ def test_worst_status_and_first_failing_check() -> None:
     assert line.startswith("! ws ") and line.endswith("fix: look")
 
 
+def test_a_host_with_an_untested_link_is_not_called_healthy() -> None:
+    """Item 3 of issue 11: nothing failed, but MK404 could not be tested (its own skip):
+    the host's line names it instead of "every check passed", the summary line counts
+    it, JSON and Markdown too. Skips that do not hide a test (not applicable here, a
+    failed prerequisite's, the user's --offline) are not counted."""
+    import json
+
+    from mkdoctor.firstcause import untested
+    from mkdoctor.reports.text import summary_line
+
+    ctx = FakeCtx("ws")
+    healthy = _results()
+    gap = dict(healthy)
+    gap["MK404"] = Result(Status.SKIP, "skipped: cannot listen on link port 31415",
+                          fix="see MK203 local-ports")
+    gap["MK301"] = Result(Status.SKIP, "skipped: not applicable", blocked_by="precondition")
+    gap["MK402"] = Result(Status.SKIP, "skipped: --offline", facts={"by_request": True})
+    reports = [_report(ctx, healthy), _report(ctx, gap)]
+    table = fleet_table(reports)
+    assert table[2].startswith("✓ ws  every check passed"), table
+    assert re.match(r"- ws +MK404 kernel-link not tested +fix: see MK203 local-ports$", table[3]), table
+    assert [c.id for c, _ in untested(reports[1].results)] == ["MK404"]
+    assert summary_line(reports[1]).startswith("1 passed, 0 failed, 3 skipped (1 could not be tested)")
+    assert "could not be tested" not in summary_line(reports[0])
+    data = json.loads(render("json", reports))
+    assert [r["summary"]["untested"] for r in data["reports"]] == [0, 1]
+    assert data["summary"]["untested"] == 1
+    md = render("markdown", reports)
+    assert "| ✅ pass | ws | 4 | 0 | 0 | 0 | 0 |  |  |" in md, md
+    assert "| ⏭️ skip | ws | 1 | 0 | 0 | 3 | `MK404` | `MK404` skipped: cannot listen" in md, md
+
+
 @pytest.mark.parametrize("result, hint", [
     # a failure's reason chooses the check's words; without one, the check's default
     (Result(Status.FAIL, "refused", fix="if your key is already in ~/.ssh/authorized_keys on "

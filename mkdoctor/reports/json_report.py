@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mkdoctor.firstcause import untested
 from mkdoctor.reports import Report, fix_hint
 
 SCHEMA_VERSION = 1
@@ -39,7 +40,9 @@ def as_dict(report: Report, verbose: bool = False) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "target": report.target,
         "duration_s": round(report.duration_s, 3),
-        "summary": {k: counts[k] for k in ("pass", "warn", "fail", "skip", "error")},
+        "summary": {**{k: counts[k] for k in ("pass", "warn", "fail", "skip", "error")},
+                    # of the skips, those that could not be tested (firstcause.untested)
+                    "untested": len(untested(report.results))},
         "checks": checks,
     }
 
@@ -49,7 +52,8 @@ def render(reports: list[Report], color: bool = False, verbose: bool = False) ->
         data: Any = as_dict(reports[0], verbose)
     else:
         each = [as_dict(r, verbose) for r in reports]
-        totals = {k: sum(r["summary"][k] for r in each) for k in ("pass", "warn", "fail", "skip", "error")}
+        totals = {k: sum(r["summary"][k] for r in each)
+                  for k in ("pass", "warn", "fail", "skip", "error", "untested")}
         data = {
             "tool": "mkdoctor",
             "version": reports[0].version if reports else "",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from mkdoctor.firstcause import untested
 from mkdoctor.model import Status
 from mkdoctor.reports import Report, fix_hint
-from mkdoctor.reports.text import header, summary_line
+from mkdoctor.reports.text import header, summary_line, worst
 
 ICONS = {
     Status.PASS: "✅ pass",
@@ -39,28 +40,27 @@ def render_one(report: Report, verbose: bool) -> str:
     return "\n".join(out) + "\n"
 
 
-WORST = (Status.PASS, Status.SKIP, Status.WARN, Status.FAIL, Status.ERROR)
-
-
-def worst(report: Report) -> Status:
-    return max((r.status for _, r in report.results), key=WORST.index, default=Status.PASS)
-
-
 def hosts_table(reports: list[Report]) -> str:
     """One row per host: its worst status, its first failing check and that check's fix in
     a few words (CHECKS.md "Several hosts": Markdown a table of hosts; the whole fix is in
     the host's section)."""
-    out = ["## Hosts", "", "| | Host | Pass | Warn | Fail | Skip | First problem | Fix |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = ["## Hosts", "", "| | Host | Pass | Warn | Fail | Skip | Not tested | First problem | Fix |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for report in reports:
         c = report.counts()
         first = next(((ch, r) for ch, r in report.results
                       if r.status in (Status.FAIL, Status.ERROR) and not r.blocked_by), None)
         host = ((report.target or {}).get("destination") or "local")
+        gaps = untested(report.results)
+        not_tested = ", ".join(f"`{ch.id}`" for ch, _ in gaps) or "0"
+        status, _ = worst(report)  # the text table's: a skip a failure caused does not count
+        if first is None and gaps:  # nothing failed, but not every link was tested
+            first = gaps[0]
+            status = Status.SKIP if status in (Status.PASS, Status.SKIP) else status
         problem = f"`{first[0].id}` {cell(first[1].summary)}" if first else ""
         fix = cell(fix_hint(*first)) if first else ""
-        out.append(f"| {ICONS[worst(report)]} | {cell(host)} | {c['pass']} | {c['warn']} | "
-                   f"{c['fail'] + c['error']} | {c['skip']} | {problem} | {fix} |")
+        out.append(f"| {ICONS[status]} | {cell(host)} | {c['pass']} | {c['warn']} | "
+                   f"{c['fail'] + c['error']} | {c['skip']} | {not_tested} | {problem} | {fix} |")
     return "\n".join(out) + "\n"
 
 

@@ -42,7 +42,8 @@ def summary_line(report: Report) -> str:
     parts.append(f"{c['fail']} failed")
     if c["error"]:
         parts.append(f"{c['error']} broke")
-    parts.append(f"{c['skip']} skipped")
+    n = len(firstcause.untested(report.results))
+    parts.append(f"{c['skip']} skipped" + (f" ({n} could not be tested)" if n else ""))
     return ", ".join(parts) + f" in {report.duration_s:.1f} s"
 
 
@@ -109,22 +110,33 @@ def worst(report: Report) -> tuple[Status, Optional[tuple[Check, Result]]]:
 def fleet_table(reports: list[Report], color: bool = False) -> list[str]:
     """The end of a several-host report: one line per host, in the order given: its worst
     status, the first check with it, and that check's fix in a few words (its hint; the
-    whole fix is in the host's part above)."""
+    whole fix is in the host's part above). A host where nothing failed but a check could
+    not be tested (:func:`mkdoctor.firstcause.untested`) is not called healthy: its line
+    names that check; any other untested check is listed after the fix."""
     names = [(r.target or {}).get("destination") or "this computer" for r in reports]
-    width = max(len(n) for n in names)
-    label_width = max((len(f"{c.id} {c.name}") for r in reports for c, _ in r.results), default=20)
-    out = ["", paint(f"{len(reports)} hosts", "1", color)]
+    rows = []
     for name, report in zip(names, reports):
         status, first = worst(report)
-        symbol = paint(SYMBOLS[status], COLORS[status], color)
+        gaps = firstcause.untested(report.results)
+        if first is None and gaps:  # nothing failed, but not every link was tested
+            status, first = Status.SKIP, gaps[0]
         if first is None:
             what = "every check passed" if status is Status.PASS else "every check was skipped"
-            out.append(f"{symbol} {name:<{width}}  {what}")
+            rows.append((status, name, what, ""))
             continue
         check, result = first
         hint = fix_hint(check, result)
-        fix = f"  fix: {hint}" if hint else ""
-        out.append(f"{symbol} {name:<{width}}  {check.id + ' ' + check.name:<{label_width}}{fix}")
+        label = f"{check.id} {check.name}" + (" not tested" if result.status is Status.SKIP else "")
+        more = [c.id for c, _ in gaps if c is not check]
+        rest = (f"  fix: {hint}" if hint else "") + (
+            f"  (not tested: {', '.join(more)})" if more else "")
+        rows.append((status, name, label, rest))
+    width = max(len(n) for n in names)
+    label_width = max((len(label) for _, _, label, rest in rows if rest), default=0)
+    out = ["", paint(f"{len(reports)} hosts", "1", color)]
+    for status, name, label, rest in rows:
+        symbol = paint(SYMBOLS[status], COLORS[status], color)
+        out.append(f"{symbol} {name:<{width}}  {label:<{label_width}}{rest}".rstrip())
     return out
 
 
