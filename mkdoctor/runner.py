@@ -124,9 +124,10 @@ def run_targets(options: Options, targets: Sequence[Optional[Target]], checks: S
                 _, left = wait(left, timeout=INTERRUPT_POLL_S)
             return [f.result() for f in futures]
         except BaseException:
-            # Ctrl-C or SIGTERM reaches this thread only: end every host's run now (as at
-            # its deadline: what checks started on the servers is ended, every program
-            # killed), start no other host, and let leaving the pool wait for those ends.
+            # Ctrl-C or SIGTERM raises in this thread only (the hosts' engines run in the
+            # pool's): end every host's run now (as at its deadline: what checks started
+            # on the servers is ended, every program killed), start no other host, and
+            # let leaving the pool wait for those ends.
             fleet.stop()
             for f in futures:
                 f.cancel()
