@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 _EMPTY_CONFIG: Optional[Path] = None
@@ -121,3 +123,23 @@ def free_port_pair() -> tuple[int, int]:
                 return p, p + 1
             except OSError:
                 continue
+
+
+def sigterm_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str,
+                 within: float = 30) -> tuple[float, str, str]:
+    """SIGTERM a running mkdoctor once ``ready()`` (within ``within`` s): (seconds from the
+    signal to its exit, stdout, stderr). It must end as interrupted: exit 130, "interrupted",
+    no traceback."""
+    end = time.monotonic() + within
+    while not ready():
+        assert time.monotonic() < end, f"{what} never happened"
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - stopped
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert "Traceback" not in err and "interrupted" in err, err
+    return took, out, err
+

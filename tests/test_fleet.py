@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from mkdoctor.fleet import HopGate, PortBroker, split_local, startup_dropped
 from mkdoctor.registry import all_checks
 from tests.harness.netns import link
 from tests.harness.sshd import SSHSandbox
-from tests.helpers import json_report, mkdoctor_env
+from tests.helpers import json_report, mkdoctor_env, sigterm_when
 from tests.test_kernel_checks import install_standin
 
 integration = pytest.mark.integration
@@ -279,22 +278,6 @@ def test_control_the_same_server_drops_unlimited_simultaneous_connections(sandbo
 # ------------------------------------------------------------------ stopped mid-run
 
 
-def _stop_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> float:
-    """SIGTERM ``proc`` once ``ready()``; returns the seconds from the signal to its exit."""
-    end = time.monotonic() + 30
-    while not ready():
-        assert time.monotonic() < end, f"{what} never happened"
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    stopped = time.monotonic()
-    out, err = proc.communicate(timeout=30)
-    took = time.monotonic() - stopped
-    assert proc.returncode == 130, (proc.returncode, out, err)
-    assert "Traceback" not in err and "interrupted" in err, err
-    return took
-
-
 def _mkdoctor(argv: list[str], cwd: Path) -> subprocess.Popen:
     """mkdoctor ARGV, its temporary files in CWD/tmp (TMPDIR), so a test can see none stay."""
     (cwd / "tmp").mkdir(exist_ok=True)
@@ -324,8 +307,9 @@ def test_stopped_while_several_hosts_wait_on_silent_servers(tmp_path: Path) -> N
     argv = ["--ssh-config", str(cfg), "--offline", "--timeout", "10", "--format", "json"]
     proc = _mkdoctor(argv + [a for i in range(3) for a in ("--host", f"silent{i}")], tmp_path)
     try:
-        took = _stop_when(proc, lambda: len([p for p in _ours(mine) if "ControlMaster=yes" in p]) == 3,
-                          "three logins")
+        took, _, _ = sigterm_when(
+            proc, lambda: len([p for p in _ours(mine) if "ControlMaster=yes" in p]) == 3,
+            "three logins")
         assert took < 3, f"{took:.1f} s from SIGTERM to exit"
         _none_left(lambda: _ours(mine))
     finally:
@@ -360,7 +344,7 @@ def test_stopped_while_several_hosts_run_hung_kernels(sandbox_factory, sandbox_d
         def both_running() -> bool:  # MK402's and MK404's kernel on each host
             return len(_suspects([str(kernel)], ("kernel",))) >= 4
 
-        took = _stop_when(proc, both_running, "both hosts' kernels")
+        took, _, _ = sigterm_when(proc, both_running, "both hosts' kernels")
         assert took < 6, f"{took:.1f} s from SIGTERM to exit"
         assert_nothing_left([str(sandbox_dir)], wait=5)
         assert not list((sandbox_dir / "tmp").iterdir())  # MK404's, cut off, cleaned up

@@ -8,7 +8,6 @@ checks that the step ends within its timeout and leaves nothing running.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 
 from mkdoctor.proc import ProcessRunner
 from tests.harness.procs import is_alive
-from tests.helpers import by_id, json_report
+from tests.helpers import by_id, json_report, sigterm_when
 
 
 def _pids_of(marker: str) -> list[int]:
@@ -230,17 +229,9 @@ def test_stopped_while_the_login_begun_at_start_still_runs(tmp_path):
                             cwd=str(tmp_path))
     mine = f"-F {cfg} "
     try:
-        end = time.monotonic() + 15
-        while not [p for p in _pids_of("ControlMaster=yes") if mine in _cmdline(p)]:
-            assert time.monotonic() < end, "the login never started"
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)
-        stopped = time.monotonic()
-        out, err = proc.communicate(timeout=20)
-        took = time.monotonic() - stopped
-        assert proc.returncode != 0, (out, err)
-        assert "Traceback" not in err, err
+        took, _, _ = sigterm_when(
+            proc, lambda: bool([p for p in _pids_of("ControlMaster=yes") if mine in _cmdline(p)]),
+            "the login's start", within=15)
         assert took < 4, f"{took:.1f} s from SIGTERM to exit with a 22 s login timeout"
         end = time.monotonic() + 3
         while [p for p in _pids_of(mine) if "ssh" in _cmdline(p)]:
