@@ -24,12 +24,18 @@ def _interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 
 
 def interrupt_on_sigterm() -> None:
-    """SIGTERM ends the run like Ctrl-C does (KeyboardInterrupt), so that every cleanup
-    runs on the way out: the SSH master is closed, remote kernels are ended."""
-    try:
-        signal.signal(signal.SIGTERM, _interrupt)
-    except ValueError:  # not the main thread
-        pass
+    """SIGTERM, and SIGHUP (the terminal was closed), end the run like Ctrl-C does
+    (KeyboardInterrupt), so that every cleanup runs on the way out: the SSH master is
+    closed, remote kernels are ended. A signal the caller ignores stays ignored (``nohup``
+    sets SIGHUP to be ignored: the run then goes on when the terminal closes)."""
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is None:  # Windows has no SIGHUP
+            continue
+        try:
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                signal.signal(sig, _interrupt)
+        except ValueError:  # not the main thread
+            pass
 
 
 def set_current_log(log: Optional[list[str]]) -> None:

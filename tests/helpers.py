@@ -125,21 +125,20 @@ def free_port_pair() -> tuple[int, int]:
                 continue
 
 
-def sigterm_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str,
-                 within: float = 30) -> tuple[float, str, str]:
-    """SIGTERM a running mkdoctor once ``ready()`` (within ``within`` s): (seconds from the
-    signal to its exit, stdout, stderr). It must end as interrupted: exit 130, "interrupted",
-    no traceback."""
+def stop_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str,
+              sig: int = signal.SIGTERM, within: float = 30) -> tuple[float, str, str]:
+    """Send ``sig`` (SIGTERM) to a running mkdoctor once ``ready()`` (within ``within`` s):
+    (seconds from the signal to its exit, stdout, stderr). It must end as interrupted: exit
+    130, "interrupted", no traceback."""
     end = time.monotonic() + within
     while not ready():
         assert time.monotonic() < end, f"{what} never happened"
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     stopped = time.monotonic()
     out, err = proc.communicate(timeout=30)
     took = time.monotonic() - stopped
     assert proc.returncode == 130, (proc.returncode, out, err)
     assert "Traceback" not in err and "interrupted" in err, err
     return took, out, err
-

@@ -31,7 +31,7 @@ from mkdoctor.fleet import HopGate, PortBroker, split_local, startup_dropped
 from mkdoctor.registry import all_checks
 from tests.harness.netns import link
 from tests.harness.sshd import SSHSandbox
-from tests.helpers import json_report, mkdoctor_env, sigterm_when
+from tests.helpers import json_report, mkdoctor_env, stop_when
 from tests.test_kernel_checks import install_standin
 
 integration = pytest.mark.integration
@@ -307,7 +307,7 @@ def test_stopped_while_several_hosts_wait_on_silent_servers(tmp_path: Path) -> N
     argv = ["--ssh-config", str(cfg), "--offline", "--timeout", "10", "--format", "json"]
     proc = _mkdoctor(argv + [a for i in range(3) for a in ("--host", f"silent{i}")], tmp_path)
     try:
-        took, _, _ = sigterm_when(
+        took, _, _ = stop_when(
             proc, lambda: len([p for p in _ours(mine) if "ControlMaster=yes" in p]) == 3,
             "three logins")
         assert took < 3, f"{took:.1f} s from SIGTERM to exit"
@@ -344,7 +344,7 @@ def test_stopped_while_several_hosts_run_hung_kernels(sandbox_factory, sandbox_d
         def both_running() -> bool:  # MK402's and MK404's kernel on each host
             return len(_suspects([str(kernel)], ("kernel",))) >= 4
 
-        took, _, _ = sigterm_when(proc, both_running, "both hosts' kernels")
+        took, _, _ = stop_when(proc, both_running, "both hosts' kernels")
         assert took < 6, f"{took:.1f} s from SIGTERM to exit"
         assert_nothing_left([str(sandbox_dir)], wait=5)
         assert not list((sandbox_dir / "tmp").iterdir())  # MK404's, cut off, cleaned up

@@ -8,6 +8,7 @@ checks that the step ends within its timeout and leaves nothing running.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 
 from mkdoctor.proc import ProcessRunner
 from tests.harness.procs import is_alive
-from tests.helpers import by_id, json_report, sigterm_when
+from tests.helpers import by_id, json_report, stop_when
 
 
 def _pids_of(marker: str) -> list[int]:
@@ -197,11 +198,14 @@ def test_a_check_stuck_in_a_blocking_call_ends_at_the_deadline_and_the_master_is
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="/proc")
-def test_stopped_while_the_login_begun_at_start_still_runs(tmp_path):
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGHUP-ignored"])
+def test_stopped_while_the_login_begun_at_start_still_runs(tmp_path, sig: str):
     """A run of one host begins its login at start, before the checks are loaded
     (Context.begin_login). SIGTERM while that login still waits on a server that accepts
     and never answers: mkdoctor ends at once (not when the login's timeout of
-    2 x --timeout + 2 s runs out) and leaves no ssh of its own running."""
+    2 x --timeout + 2 s runs out) and leaves no ssh of its own running. SIGHUP (the
+    terminal closed) does the same, unless the caller ignores it (nohup): then the run
+    goes on."""
     tarpit = socket.socket()
     tarpit.bind(("127.0.0.1", 0))
     tarpit.listen(8)
@@ -222,16 +226,29 @@ def test_stopped_while_the_login_begun_at_start_still_runs(tmp_path):
                    f"    UserKnownHostsFile {tmp_path / 'known_hosts'}\n")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent),
                MKDOCTOR_CONFIG_DIR=str(tmp_path / "cfg"), NO_COLOR="1")
+    hup = signal.SIG_IGN if sig == "SIGHUP-ignored" else signal.SIG_DFL  # whatever pytest's is
     proc = subprocess.Popen([sys.executable, "-m", "mkdoctor", "--ssh-config", str(cfg),
                              "--host", "tarpit", "--offline", "--timeout", "10",
                              "--format", "json"], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=str(tmp_path))
+                            cwd=str(tmp_path), preexec_fn=lambda: signal.signal(signal.SIGHUP, hup))
     mine = f"-F {cfg} "
+
+    def login_started() -> bool:
+        return bool([p for p in _pids_of("ControlMaster=yes") if mine in _cmdline(p)])
+
     try:
-        took, _, _ = sigterm_when(
-            proc, lambda: bool([p for p in _pids_of("ControlMaster=yes") if mine in _cmdline(p)]),
-            "the login's start", within=15)
+        if sig == "SIGHUP-ignored":
+            end = time.monotonic() + 15
+            while not login_started():
+                assert time.monotonic() < end and proc.poll() is None, "the login never started"
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(1.0)
+            assert proc.poll() is None, proc.communicate()  # nohup: the run goes on
+        took, _, _ = stop_when(proc, login_started, "the login's start",
+                               sig=signal.SIGTERM if sig != "SIGHUP" else signal.SIGHUP,
+                               within=15)
         assert took < 4, f"{took:.1f} s from SIGTERM to exit with a 22 s login timeout"
         end = time.monotonic() + 3
         while [p for p in _pids_of(mine) if "ssh" in _cmdline(p)]:
