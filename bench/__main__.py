@@ -1,10 +1,11 @@
 """Every benchmark, one after the other: ``sudo .venv/bin/python -m bench [--runs N]``.
 
 Runs bench/startup.py, bench/remote_run.py, bench/setup_bench.py (with a 2 s kernel start
-and with an instant one) and bench/fleet.py (1, 5, 10 and 20 hosts), each as its own
+and with an instant one), bench/fleet.py (1, 5, 10 and 20 hosts) and bench/unreachable.py
+(steps that meet a silent or unreachable server), each as its own
 program so that one's failure does not stop the others; prints each one's report and, at
 the end, which met its target. Exits 1 when one did not. Needs root (sshd sandboxes and
-network namespaces) for all but the first; takes about 25 minutes with the default runs.
+network namespaces) for all but the first; takes about 26 minutes with the default runs.
 Results go into docs/performance.md by hand, with their date.
 """
 
@@ -32,6 +33,7 @@ def main() -> int:
         ("setup, kernel start +2 s", ["setup_bench.py", "--runs", runs, "--kernel-start-s", "2"], True),
         ("setup, instant kernel (fixed costs; no target)", ["setup_bench.py", "--runs", runs], False),
         ("many hosts", ["fleet.py", "--runs", runs, "--hosts", "1,5,10,20"], True),
+        ("unreachable steps", ["unreachable.py", "--runs", runs], True),
     ]
     verdicts = []
     for title, argv, counts in jobs:
