@@ -22,7 +22,8 @@ Facts: ``node`` (where the test job ran), ``seconds`` (how long the grant took).
 
 from __future__ import annotations
 
-from mkdoctor.cluster import UNRESOLVABLE, allocation_script, check_job_name, only_cluster, spec_for_run, srun_args
+from mkdoctor.cluster import (UNRESOLVABLE, allocation_script, cancelled_at_deadline, check_job_name,
+                              only_cluster, spec_for_run, srun_args)
 from mkdoctor.kernel import ensure_login
 from mkdoctor.model import Check, Result, failed, needs_target, passed, warned
 
@@ -41,7 +42,8 @@ def run(ctx) -> Result:
     srun = srun_args(spec)
     limit = min(ctx.options.kernel_timeout, max(2.0, ctx.remaining() - ctx.options.timeout - 8))
     name = check_job_name()
-    done = ctx.ssh.run(allocation_script(srun, name, limit), ctx.step_timeout(limit + 20))
+    with cancelled_at_deadline(ctx, name):
+        done = ctx.ssh.run(allocation_script(srun, name, limit), ctx.step_timeout(limit + 20))
     lines = done.stdout.splitlines()
 
     def tagged(tag: str) -> list[str]:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 import secrets
 
-from mkdoctor.cluster import check_job_name, node_kernel_script, only_cluster, spec_for_run, srun_args
+from mkdoctor.cluster import (cancelled_at_deadline, check_job_name, node_kernel_script, only_cluster,
+                              spec_for_run, srun_args)
 from mkdoctor.kernel import classify_run, ensure_login, kernel_path, run_expression
 from mkdoctor.launch import kernel_words
 from mkdoctor.model import Check, Result, failed, needs_target, passed, skipped
@@ -39,10 +40,12 @@ def run(ctx) -> Result:
     srun = srun_args(spec)
     limit = min(ctx.options.kernel_timeout, max(2.0, ctx.remaining() - ctx.options.timeout - 20))
     token = secrets.token_hex(4)
-    script = node_kernel_script(srun, check_job_name(), kernel,
+    name = check_job_name()
+    script = node_kernel_script(srun, name, kernel,
                                 ["-noprompt", "-run", run_expression(token)], limit,
                                 prefix=kernel_words(spec)[:-1])
-    done = ctx.ssh.run(script, ctx.step_timeout(limit + 25))
+    with cancelled_at_deadline(ctx, name):
+        done = ctx.ssh.run(script, ctx.step_timeout(limit + 25))
     m = re.search(r"^MKD-NODE (\S+) (\S+)", done.stdout, re.M)
     node = m.group(1) if m else ""
     where = f"on the compute node {node}" if node else "on a compute node"

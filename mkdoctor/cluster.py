@@ -46,9 +46,10 @@ import functools
 import re
 import shlex
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from mkdoctor.fileio import read_or_empty
 from mkdoctor.frontend import wl_comment, wl_string
@@ -390,6 +391,24 @@ def check_job_name() -> str:
     import secrets
 
     return f"{JOB_PREFIX}-check-{secrets.token_hex(4)}"
+
+
+CANCEL_STEP_S = 3.0  # the cancel at the run's deadline (or interrupt): one remote command
+
+
+@contextmanager
+def cancelled_at_deadline(ctx, name: str) -> Iterator[None]:  # noqa: ANN001 - a Context
+    """While a check's test job ``name`` may be queued or running: if the run's deadline
+    passes first (or the run is interrupted), the job is cancelled on the login node at
+    once (``scancel --name --user``), before the run's programs are killed. The check's
+    own script would cancel it, but it goes with our ssh session and its srun would hold
+    the allocation until its ``timeout`` (up to --kernel-timeout)."""
+    script = f'scancel --name {shlex.quote(name)} --user "$(id -un)"'
+    remove = ctx.at_deadline(lambda: ctx.ssh.run(script, CANCEL_STEP_S))
+    try:
+        yield
+    finally:
+        remove()
 
 
 # Each remote script below is a POSIX sh script; every value in it went through

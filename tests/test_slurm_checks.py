@@ -119,6 +119,52 @@ def test_mk602_busy_cluster_warns_with_squeue_reason(cl) -> None:
         c.slurm("scancel", job)
 
 
+@pytest.mark.parametrize("only", ["MK601,MK602", "MK601,MK603"])
+def test_interrupted_while_a_test_job_waits_cancels_it_at_once(cl, only: str) -> None:
+    """SIGTERM while MK602's (or MK603's) test job waits in the queue of a busy cluster,
+    under a 60 s kernel timeout: the job is cancelled at once, as at the run's deadline.
+    The check's own script would cancel it, but it goes with the ssh session, and its
+    srun held the job until its timeout (60 s here)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import mkdoctor_env, stop_when
+
+    c, sw = cl
+    hog = c.slurm("sbatch", "-N2", "--exclusive", "-p", "debug", "-J", "hog", "-o", "/dev/null",
+                  "--wrap", "sleep 120")
+    assert hog.returncode == 0, hog.stderr
+    job = hog.stdout.split()[-1]
+    try:
+        end = time.monotonic() + 20
+        while "RUNNING" not in c.slurm("squeue", "-h", "-j", job, "-o", "%T").stdout:
+            assert time.monotonic() < end
+            time.sleep(0.3)
+        argv = ["--ssh-config", str(c.sandbox.client_config), "--host", "sandbox", "--only",
+                f"{LOGIN},MK401,MK402,{only}", "--offline", "--timeout", "3",
+                "--kernel-timeout", "60", "--deadline", "120", "--scheduler", "slurm",
+                "--kernel", str(sw.kernel), "--partition", "debug", "--format", "json"]
+        proc = subprocess.Popen(c.laptop_argv([sys.executable, "-m", "mkdoctor", *argv]),
+                                env=mkdoctor_env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def ours() -> list[str]:
+            return [j for j in c.jobs() if f" {cluster.JOB_PREFIX}-check-" in j]
+
+        try:
+            stop_when(proc, lambda: bool(ours()), "the test job's submission", within=60)
+            gone = time.monotonic() + 5
+            while ours():
+                assert time.monotonic() < gone, ours()
+                time.sleep(0.2)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    finally:
+        c.slurm("scancel", job)
+
+
 def test_mk602_refused_request_says_what_srun_said(cl) -> None:
     c, sw = cl
     r = check(c, "--scheduler", "slurm", "--kernel", str(sw.kernel), "--licenses", "mathematica:9",
