@@ -5,7 +5,10 @@ The kernel is the stand-in (tests/standin_kernel.py): Mathematica cannot be inst
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -13,7 +16,7 @@ import pytest
 
 from mkdoctor import cluster
 from tests.harness.slurm import SlurmCluster, Software
-from tests.helpers import by_id, json_report
+from tests.helpers import by_id, json_report, mkdoctor_env, stop_when
 
 pytestmark = pytest.mark.integration
 
@@ -101,9 +104,11 @@ def test_mk602_time_limit_over_the_partition_maximum_never_starts(cl) -> None:
     assert "PartitionTimeLimit" in r["MK602"]["summary"]
 
 
-def test_mk602_busy_cluster_warns_with_squeue_reason(cl) -> None:
-    c, sw = cl
-    hog = c.slurm("sbatch", "-N2", "--exclusive", "-p", "debug", "-J", "hog", "-o", "/dev/null", "--wrap", "sleep 60")
+@contextmanager
+def busy(c: SlurmCluster, seconds: int) -> Iterator[None]:
+    """Every node of the debug partition taken by another job (running) for the block."""
+    hog = c.slurm("sbatch", "-N2", "--exclusive", "-p", "debug", "-J", "hog", "-o", "/dev/null",
+                  "--wrap", f"sleep {seconds}")
     assert hog.returncode == 0, hog.stderr
     job = hog.stdout.split()[-1]
     try:
@@ -111,12 +116,18 @@ def test_mk602_busy_cluster_warns_with_squeue_reason(cl) -> None:
         while "RUNNING" not in c.slurm("squeue", "-h", "-j", job, "-o", "%T").stdout:
             assert time.monotonic() < end
             time.sleep(0.3)
+        yield
+    finally:
+        c.slurm("scancel", job)
+
+
+def test_mk602_busy_cluster_warns_with_squeue_reason(cl) -> None:
+    c, sw = cl
+    with busy(c, 60):
         r = check(c, "--scheduler", "slurm", "--kernel", str(sw.kernel), "--partition", "debug",
                   "--kernel-timeout", "4", only="MK601,MK602")
         assert r["MK602"]["status"] == "warn", r["MK602"]
         assert "Resources" in r["MK602"]["summary"] or "Priority" in r["MK602"]["summary"]
-    finally:
-        c.slurm("scancel", job)
 
 
 @pytest.mark.parametrize("only", ["MK601,MK602", "MK601,MK603"])
@@ -125,21 +136,8 @@ def test_interrupted_while_a_test_job_waits_cancels_it_at_once(cl, only: str) ->
     under a 60 s kernel timeout: the job is cancelled at once, as at the run's deadline.
     The check's own script would cancel it, but it goes with the ssh session, and its
     srun held the job until its timeout (60 s here)."""
-    import subprocess
-    import sys
-
-    from tests.helpers import mkdoctor_env, stop_when
-
     c, sw = cl
-    hog = c.slurm("sbatch", "-N2", "--exclusive", "-p", "debug", "-J", "hog", "-o", "/dev/null",
-                  "--wrap", "sleep 120")
-    assert hog.returncode == 0, hog.stderr
-    job = hog.stdout.split()[-1]
-    try:
-        end = time.monotonic() + 20
-        while "RUNNING" not in c.slurm("squeue", "-h", "-j", job, "-o", "%T").stdout:
-            assert time.monotonic() < end
-            time.sleep(0.3)
+    with busy(c, 120):
         argv = ["--ssh-config", str(c.sandbox.client_config), "--host", "sandbox", "--only",
                 f"{LOGIN},MK401,MK402,{only}", "--offline", "--timeout", "3",
                 "--kernel-timeout", "60", "--deadline", "120", "--scheduler", "slurm",
@@ -161,8 +159,6 @@ def test_interrupted_while_a_test_job_waits_cancels_it_at_once(cl, only: str) ->
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    finally:
-        c.slurm("scancel", job)
 
 
 def test_mk602_refused_request_says_what_srun_said(cl) -> None:
