@@ -251,6 +251,20 @@ def cmd_config(argv: Sequence[str]) -> int:
     return config_main(argv)
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """``exc`` was caused by an interrupt: Python wraps one raised while a class is
+    created (a dataclass's field, ``__set_name__``) in a RuntimeError, and SIGTERM during
+    the imports of a run meets exactly that."""
+    seen: set[int] = set()
+    cur: Optional[BaseException] = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv or "--verbose" in argv
@@ -271,6 +285,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:
         return EXIT_FAIL
     except Exception as exc:  # noqa: BLE001 - never a traceback unless asked
+        if _interrupted(exc):  # Ctrl-C or SIGTERM in the middle of an import, say
+            print("mkdoctor: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
         if verbose:
             import traceback
 

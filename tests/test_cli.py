@@ -468,3 +468,30 @@ def test_no_report_carries_a_raw_control_character(fmt):
     if fmt == "json":
         assert json.loads(text)["checks"][0]["details"] == [
             "line\t\\x1b[1mhi\\x1b[0m\\x00\\x07\\r\\x9b\\udcff"]
+
+
+def test_an_interrupt_that_python_wrapped_is_still_an_interrupt(monkeypatch, capsys) -> None:
+    """SIGTERM (or Ctrl-C) while a module is imported can land in a dataclass's field,
+    and Python then raises "RuntimeError: Error calling __set_name__", with the interrupt
+    as its cause (seen in CI: SIGTERM at the start of a run gave "internal error", exit 1).
+    It is an interrupt: "mkdoctor: interrupted", exit 130; any other error stays one."""
+    from mkdoctor import cli
+
+    class Field:
+        def __set_name__(self, owner, name):  # noqa: ANN001, ANN204
+            raise KeyboardInterrupt
+
+    def interrupted_import(argv):  # noqa: ANN001, ANN202
+        class Chain:  # noqa: F841 - its creation is what raises
+            rules = Field()
+
+    monkeypatch.setattr(cli, "cmd_list", interrupted_import)
+    assert cli.main(["list"]) == 130
+    assert capsys.readouterr().err == "mkdoctor: interrupted\n"
+
+    def broken(argv):  # noqa: ANN001, ANN202
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(cli, "cmd_list", broken)
+    assert cli.main(["list"]) == 1
+    assert "internal error: RuntimeError: something else" in capsys.readouterr().err

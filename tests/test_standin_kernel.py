@@ -129,14 +129,24 @@ def test_spawn_hang_leaves_a_child_in_the_same_process_group(kernel: Path) -> No
                             env={**os.environ, "STANDIN_FAULT": "spawn-hang"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        def forked() -> list:  # not a helper of the interpreter's start (pyenv shims)
+        def forked() -> list:
+            """The stand-in's forked child: a copy of the running interpreter (the same
+            command line). Not a helper of the interpreter's start (pyenv's shims run
+            shell subshells with their own parent's command line before Python starts)."""
+            try:
+                me = psutil.Process(proc.pid).cmdline()
+                kids = psutil.Process(proc.pid).children()
+            except (psutil.ZombieProcess, psutil.NoSuchProcess):
+                return []
+            if not me or "python" not in Path(me[0]).name or str(kernel) not in " ".join(me):
+                return []  # the interpreter has not started yet
             out = []
-            for c in psutil.Process(proc.pid).children():
+            for c in kids:
                 try:
-                    if str(kernel) in " ".join(c.cmdline()):
+                    if c.cmdline() == me:
                         out.append(c)
                 except (psutil.ZombieProcess, psutil.NoSuchProcess):
-                    continue  # a helper that has just ended
+                    continue
             return out
 
         end = time.monotonic() + 10
