@@ -18,9 +18,9 @@ import os
 import shlex
 import time
 
-from mkdoctor.openssh.known_hosts import (KnownEntry, judge, lookup_name, parse_keygen_find,
-                                          keyscan_answered, keyscan_argv, parse_keyscan,
-                                          preferred, scan_types, split_files)
+from mkdoctor.openssh.known_hosts import (KnownEntry, judge, keyscan_argv, lookup_name,
+                                          parse_keygen_find, parse_keyscan, scan_host_keys,
+                                          split_files)
 from mkdoctor.model import (Check, Result, failed, needs_target, passed,
                           skipped, warned)
 from mkdoctor.checks.mk301_host_resolves import first_hop
@@ -109,7 +109,6 @@ def run(ctx) -> Result:
     if errors and not any(not e.marker for e in entries):
         return skipped("skipped: could not read the known_hosts files", details=errors,
                        fix="check that ssh-keygen works and the files are readable")
-    types = scan_types(entries)
     wait = ctx.options.timeout
 
     def keyscan(types: list[str]):
@@ -121,18 +120,13 @@ def run(ctx) -> Result:
         weight = len(types) or KEYSCAN_CONNECTIONS
         with ctx.hop_slot(wait * 4, weight=weight):
             scan = ctx.run_local(argv, wait + 1)
-        keys = preferred(parse_keyscan(scan.stdout))
-        if not keys and ctx.fleet.hosts > 1:
+        if not parse_keyscan(scan.stdout) and ctx.fleet.hosts > 1:
             time.sleep(retry_pause())
             with ctx.hop_slot(wait * 4, weight=weight):
                 scan = ctx.run_local(argv, wait + 1)
-            keys = preferred(parse_keyscan(scan.stdout))
-        return keys, scan
+        return scan
 
-    server_keys, scan = keyscan(types)
-    if not server_keys and types and keyscan_answered(scan.stderr):  # none of those types
-        server_keys, scan = keyscan([])
-        types = []
+    server_keys, scan, types = scan_host_keys(keyscan, entries)
     if not server_keys:
         said = [ln for ln in scan.stderr.splitlines() if ln.strip() and not ln.startswith("#")]
         return skipped(

@@ -102,12 +102,8 @@ def probe_host_key(run: Run, cfg: dict[str, str], timeout: float, destination: s
         # for a key exchange per recorded type instead of one per type the server has);
         # every type when nothing is recorded or the server has none of those any more
         known = recorded_keys(run, cfg) if known is None else known
-        types = hostkeys.scan_types(known)
-        done = run(hostkeys.keyscan_argv(host, port, timeout, types))
-        keys = hostkeys.preferred(hostkeys.parse_keyscan(done.stdout))
-        if not keys and types and hostkeys.keyscan_answered(done.stderr):
-            done = run(hostkeys.keyscan_argv(host, port, timeout))
-            keys = hostkeys.preferred(hostkeys.parse_keyscan(done.stdout))
+        keys, done, _ = hostkeys.scan_host_keys(
+            lambda types: run(hostkeys.keyscan_argv(host, port, timeout, types)), known)
         error = (done.stderr.strip().splitlines() or ["no answer"])[-1]
     if not keys:
         state.error = error

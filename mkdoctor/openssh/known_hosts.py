@@ -22,7 +22,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from mkdoctor.openssh.pubkey import fingerprint
 
@@ -204,6 +204,24 @@ def keyscan_answered(stderr: str) -> bool:
     """The server answered ``ssh-keyscan`` (its banner comment, "# host:port SSH-2.0-…",
     is on stderr) even if it printed no key: it has none of the types asked for."""
     return any(ln.startswith("# ") for ln in stderr.splitlines())
+
+
+def scan_host_keys(scan: Callable[[list[str]], Any], known: Sequence[KnownEntry]
+                   ) -> tuple[list[HostKey], Any, list[str]]:
+    """The server's keys, fetched as :func:`scan_types` says: ``scan(types)`` runs
+    ``ssh-keyscan`` (:func:`keyscan_argv`) for those types, every type for [], and returns
+    the finished program (``stdout``, ``stderr``). First the types ``known`` records; every
+    type when the server answered but has none of them (the verdict is then "other types",
+    not "could not fetch"); an unreachable server is not scanned twice. Returns (the keys
+    in ssh's order, the last scan, the types it asked for)."""
+    types = scan_types(known)
+    done = scan(types)
+    keys = preferred(parse_keyscan(done.stdout))
+    if not keys and types and keyscan_answered(done.stderr):
+        types = []
+        done = scan(types)
+        keys = preferred(parse_keyscan(done.stdout))
+    return keys, done, types
 
 
 def preferred(keys: Sequence[HostKey]) -> list[HostKey]:
