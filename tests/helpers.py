@@ -142,3 +142,11 @@ def stop_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str,
     assert proc.returncode == 130, (proc.returncode, out, err)
     assert "Traceback" not in err and "interrupted" in err, err
     return took, out, err
+
+
+def none_left(find: Callable[[], list], within: float = 3.0) -> None:
+    """Wait up to ``within`` s until ``find()`` (processes still running) is empty."""
+    end = time.monotonic() + within
+    while find():
+        assert time.monotonic() < end, find()
+        time.sleep(0.05)

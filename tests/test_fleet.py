@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -31,7 +30,7 @@ from mkdoctor.fleet import HopGate, PortBroker, split_local, startup_dropped
 from mkdoctor.registry import all_checks
 from tests.harness.netns import link
 from tests.harness.sshd import SSHSandbox
-from tests.helpers import json_report, mkdoctor_env, stop_when
+from tests.helpers import json_report, mkdoctor_env, none_left, stop_when
 from tests.test_kernel_checks import install_standin
 
 integration = pytest.mark.integration
@@ -291,6 +290,8 @@ def test_stopped_while_several_hosts_wait_on_silent_servers(tmp_path: Path) -> N
     """Three hosts whose servers accept and never answer, --timeout 10: SIGTERM while
     every host's login waits ends the run at once (not when each host's steps time out,
     as it did: 19 s for two such hosts), with no ssh of the run left running."""
+    from tests.test_timeouts import _cmdline, _pids_of
+
     held: list[socket.socket] = []
     servers, text = [], ""
     for i in range(3):
@@ -308,10 +309,10 @@ def test_stopped_while_several_hosts_wait_on_silent_servers(tmp_path: Path) -> N
     proc = _mkdoctor(argv + [a for i in range(3) for a in ("--host", f"silent{i}")], tmp_path)
     try:
         took, _, _ = stop_when(
-            proc, lambda: len([p for p in _ours(mine) if "ControlMaster=yes" in p]) == 3,
+            proc, lambda: len([p for p in _pids_of(mine) if "ControlMaster=yes" in _cmdline(p)]) == 3,
             "three logins")
         assert took < 3, f"{took:.1f} s from SIGTERM to exit"
-        _none_left(lambda: _ours(mine))
+        none_left(lambda: [_cmdline(p) for p in _pids_of(mine)])
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -360,21 +361,3 @@ def _hold_connections(server: socket.socket, held: list[socket.socket]) -> None:
             held.append(server.accept()[0])  # never a banner
         except OSError:
             return
-
-
-def _ours(marker: str) -> list[str]:
-    import psutil
-
-    out = []
-    for p in psutil.process_iter(["cmdline", "status"]):
-        line = " ".join(p.info.get("cmdline") or [])
-        if marker in line and p.info.get("status") != psutil.STATUS_ZOMBIE:
-            out.append(line)
-    return out
-
-
-def _none_left(find: Callable[[], list[str]], wait: float = 3.0) -> None:
-    end = time.monotonic() + wait
-    while find():
-        assert time.monotonic() < end, find()
-        time.sleep(0.05)
